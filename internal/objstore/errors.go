@@ -1,0 +1,46 @@
+package objstore
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+)
+
+var (
+	// ErrExist is returned by Create when the name is taken.
+	ErrExist = errors.New("objstore: object exists")
+	// ErrNotExist is returned by Open, Remove, Rename and Persist when the
+	// object is absent.
+	ErrNotExist = errors.New("objstore: object does not exist")
+	// ErrSyncUnsupported is returned by Writer.Sync on stores where only
+	// Close makes an object durable.
+	ErrSyncUnsupported = errors.New("objstore: sync of an open object unsupported; close it")
+	// ErrBadName is returned by every method for a malformed name.
+	ErrBadName = errors.New("objstore: bad object name")
+	// ErrInjected is the error MemStore returns where a test injected a fault.
+	ErrInjected = errors.New("objstore: injected fault")
+	// ErrCrashed is returned by handles opened before MemStore.Crash.
+	ErrCrashed = errors.New("objstore: store crashed")
+)
+
+// CheckName returns an error wrapping ErrBadName unless name is a clean
+// relative slash-separated path. Folder names ("" for the root) are allowed
+// where empty is meaningful; pass allowRoot for those.
+func CheckName(name string, allowRoot bool) error {
+	if name == "" {
+		if allowRoot {
+			return nil
+		}
+		return fmt.Errorf("%w: empty", ErrBadName)
+	}
+	if strings.HasPrefix(name, "/") || path.Clean(name) != name || name == "." {
+		return fmt.Errorf("%w: %q", ErrBadName, name)
+	}
+	for _, elem := range strings.Split(name, "/") {
+		if elem == ".." || elem == "." || elem == "" {
+			return fmt.Errorf("%w: %q", ErrBadName, name)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,52 @@
+package objstore
+
+import "io"
+
+// Store holds named objects. Names are slash-separated paths without leading
+// slash, "." or ".." elements.
+type Store interface {
+	// Create makes a new object for writing. It fails with ErrExist when the
+	// name exists: two writers can never share an object (a fencing
+	// primitive). The object may not be visible or durable before Close.
+	Create(name string) (Writer, error)
+	// Open opens an object for reading. ErrNotExist when absent. An object
+	// still being written may show only a prefix of what was written.
+	Open(name string) (Reader, error)
+	// List returns the names of the entries (objects and folders) directly
+	// inside folder dir ("" is the root), sorted, without the dir prefix. A
+	// missing folder lists as empty.
+	List(dir string) ([]string, error)
+	// Remove deletes an object or an empty folder. ErrNotExist when absent.
+	Remove(name string) error
+	// Rename moves an object, atomically replacing any object at to, and is
+	// durable on return. ErrNotExist when from is absent.
+	Rename(from, to string) error
+	// Persist makes the current contents of an existing, possibly unclosed,
+	// object durable (used once at recovery on the last segment a crashed
+	// writer left behind). ErrNotExist when absent.
+	Persist(name string) error
+}
+
+// Writer appends to a new object. It is not safe for concurrent use.
+type Writer interface {
+	// Write appends p. The bytes may sit in buffers until Sync or Close.
+	io.Writer
+	// Sync makes every byte written so far, and the object's name, durable.
+	// It returns ErrSyncUnsupported on stores that can only make an object
+	// durable by closing it.
+	Sync() error
+	// Close makes the object complete and durable. After a failed Close the
+	// object's contents are undefined; callers abandon it.
+	Close() error
+}
+
+// Reader reads a closed (or, with the caveat on Open, an open) object.
+// ReadAt is safe for concurrent use.
+type Reader interface {
+	// ReadAt follows io.ReaderAt: a short read returns io.EOF.
+	io.ReaderAt
+	// Size is the object's length when opened.
+	Size() int64
+	// Close releases the reader.
+	Close() error
+}

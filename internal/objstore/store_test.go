@@ -1,0 +1,60 @@
+package objstore_test
+
+import (
+	"testing"
+
+	"github.com/hlfs/hlfs/internal/objstore"
+	"github.com/hlfs/hlfs/internal/objstore/storetest"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMemStoreContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) objstore.Store { return objstore.NewMemStore(false, 1) })
+}
+
+func TestMemStoreNoSyncContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) objstore.Store { return objstore.NewMemStore(true, 1) })
+}
+
+func TestDirStoreContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) objstore.Store {
+		s, err := objstore.NewDirStore(t.TempDir())
+		require.NoError(t, err)
+		return s
+	})
+}
+
+func TestMemStoreCrashKeepsSyncedDropsUnsynced(t *testing.T) {
+	s := objstore.NewMemStore(false, 7)
+	w, err := s.Create("synced")
+	require.NoError(t, err)
+	_, _ = w.Write([]byte("durable"))
+	require.NoError(t, w.Sync())
+	_, _ = w.Write([]byte("-maybe"))
+	w2, err := s.Create("never-synced")
+	require.NoError(t, err)
+	_, _ = w2.Write([]byte("gone"))
+	s.Crash()
+
+	_, err = s.Open("never-synced")
+	require.ErrorIs(t, err, objstore.ErrNotExist)
+	r, err := s.Open("synced")
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, r.Size(), int64(7))
+	require.LessOrEqual(t, r.Size(), int64(13))
+	_, err = w.Write([]byte("x"))
+	require.ErrorIs(t, err, objstore.ErrCrashed)
+}
+
+func TestMemStoreInjector(t *testing.T) {
+	s := objstore.NewMemStore(false, 1)
+	s.SetInjector(func(op objstore.Op, name string) error {
+		if op == objstore.OpSync {
+			return objstore.ErrInjected
+		}
+		return nil
+	})
+	w, err := s.Create("o")
+	require.NoError(t, err)
+	require.ErrorIs(t, w.Sync(), objstore.ErrInjected)
+}
