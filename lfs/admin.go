@@ -1,0 +1,162 @@
+package lfs
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"time"
+
+	"github.com/hlfs/hlfs/internal/objstore"
+)
+
+// List returns the names of the volumes in the store, sorted.
+func List(st objstore.Store) ([]string, error) {
+	names, err := st.List("")
+	if err != nil {
+		return nil, err
+	}
+	var vols []string
+	for _, n := range names {
+		if ValidateName(n) != nil {
+			continue
+		}
+		if _, err := readSuperblock(st, n); err == nil {
+			vols = append(vols, n)
+		} else if !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+	}
+	return vols, nil
+}
+
+// Info describes a volume as the store shows it.
+type Info struct {
+	Name        string       `json:"name"`
+	Size        int64        `json:"size"`
+	BlockSize   int          `json:"block_size"`
+	Compress    bool         `json:"compress"`
+	SegmentSize int          `json:"segment_size"`
+	Created     time.Time    `json:"created"`
+	Segments    int          `json:"segments"`
+	BytesStored int64        `json:"bytes_stored"`
+	Checkpoints int          `json:"checkpoints"`
+	Owner       *OwnerRecord `json:"owner,omitempty"`
+}
+
+// Stat describes a volume without opening it.
+func Stat(st objstore.Store, name string) (Info, error) {
+	if err := ValidateName(name); err != nil {
+		return Info{}, err
+	}
+	sb, err := readSuperblock(st, name)
+	if err != nil {
+		return Info{}, err
+	}
+	info := Info{Name: name, Size: sb.size, BlockSize: sb.blockSize, Compress: sb.compress,
+		SegmentSize: sb.segmentSize, Created: sb.created}
+	for _, dir := range []string{segDir(name), ckptDir(name)} {
+		names, err := st.List(dir)
+		if err != nil {
+			return Info{}, err
+		}
+		for _, n := range names {
+			r, err := st.Open(path.Join(dir, n))
+			if errors.Is(err, objstore.ErrNotExist) {
+				continue // removed meanwhile
+			}
+			if err != nil {
+				return Info{}, err
+			}
+			info.BytesStored += r.Size()
+			_ = r.Close()
+			if dir == segDir(name) {
+				info.Segments++
+			} else {
+				info.Checkpoints++
+			}
+		}
+	}
+	if info.Owner, _, err = liveOwner(st, name); err != nil {
+		return Info{}, err
+	}
+	return info, nil
+}
+
+// Remove deletes a volume and all its objects. It takes ownership first, so
+// it fails with ErrInUse while the volume is served.
+func Remove(st objstore.Store, name string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if _, err := readSuperblock(st, name); err != nil {
+		return err
+	}
+	own, err := acquireOwner(st, name, "")
+	if err != nil {
+		return err
+	}
+	// The superblock goes first: from then on the volume no longer exists,
+	// even if removing the rest is interrupted.
+	if err := st.Remove(superName(name)); err != nil {
+		_ = own.release()
+		return err
+	}
+	for _, dir := range []string{segDir(name), ckptDir(name), ownerDir(name), name} {
+		names, err := st.List(dir)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			p := path.Join(dir, n)
+			if err := st.Remove(p); err != nil && !errors.Is(err, objstore.ErrNotExist) && dir != name {
+				return fmt.Errorf("lfs: remove %s: %w", p, err)
+			}
+		}
+		if dir != name {
+			_ = st.Remove(dir) // empty folder; stores with implicit folders have none
+		}
+	}
+	if err := st.Remove(name); err != nil && !errors.Is(err, objstore.ErrNotExist) {
+		return fmt.Errorf("lfs: remove %s: %w", name, err)
+	}
+	return nil
+}
+
+// Resize changes the size of a volume that nobody serves. Growing only
+// rewrites the superblock; shrinking (allowShrink) first records a hole over
+// the cut-off range, so the data there is gone.
+func Resize(st objstore.Store, name string, size int64, allowShrink bool) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	sb, err := readSuperblock(st, name)
+	if err != nil {
+		return err
+	}
+	if err := checkSize(size, sb.blockSize); err != nil {
+		return err
+	}
+	if size == sb.size {
+		return nil
+	}
+	if size < sb.size && !allowShrink {
+		return fmt.Errorf("%w %s from %d to %d bytes: data beyond the new end would be lost (use --allow-shrink)", ErrShrink, name, sb.size, size)
+	}
+	v, err := Open(st, name, Options{CheckpointInterval: -1})
+	if err != nil {
+		return err
+	}
+	if size < sb.size {
+		err = v.Zero(size, sb.size-size, true, true)
+	}
+	// Keep ownership while the superblock changes.
+	if cerr := v.closeLog(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		sb.size = size
+		err = writeSuperblock(st, name, sb)
+	}
+	v.releaseOwner()
+	return err
+}

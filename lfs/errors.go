@@ -1,0 +1,76 @@
+package lfs
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/hlfs/hlfs/segment"
+)
+
+var (
+	// ErrNotFound is returned by Open, Stat, Remove and Resize for a volume
+	// that does not exist.
+	ErrNotFound = errors.New("lfs: no such volume")
+	// ErrExists is returned by Create when the volume exists.
+	ErrExists = errors.New("lfs: volume already exists")
+	// ErrInvalidName is returned for a volume name outside the allowed set.
+	ErrInvalidName = errors.New("lfs: invalid volume name")
+	// ErrInvalidConfig is returned by Create for a bad size, block size or
+	// segment size.
+	ErrInvalidConfig = errors.New("lfs: invalid volume configuration")
+	// ErrInUse is wrapped by *InUseError, returned by Open, Remove and Resize
+	// while another live process owns the volume.
+	ErrInUse = errors.New("lfs: volume in use")
+	// ErrShrink is returned by Resize when the new size is smaller and
+	// shrinking was not allowed.
+	ErrShrink = errors.New("lfs: refusing to shrink")
+	// ErrCorrupt is wrapped by *CorruptionError: damaged data found by Open,
+	// ReadAt or Fsck.
+	ErrCorrupt = errors.New("lfs: corrupt volume data")
+	// ErrNewerFormat is returned when the store holds data from a newer
+	// format version than this binary.
+	ErrNewerFormat = errors.New("lfs: volume written by a newer hlfs format version")
+	// ErrReadOnly is returned by writes to a volume opened read-only.
+	ErrReadOnly = errors.New("lfs: volume is read-only")
+	// ErrClosed is returned by every method after Close.
+	ErrClosed = errors.New("lfs: volume closed")
+	// ErrOutOfRange is returned for I/O beyond the end of the volume.
+	ErrOutOfRange = errors.New("lfs: range beyond end of volume")
+)
+
+// CorruptionError names a damaged object and offset.
+type CorruptionError struct {
+	Object string
+	Offset int64
+	Reason string
+}
+
+func (e *CorruptionError) Error() string {
+	return fmt.Sprintf("lfs: corrupt data in %s at offset %d: %s", e.Object, e.Offset, e.Reason)
+}
+
+// Unwrap makes errors.Is(err, ErrCorrupt) true.
+func (e *CorruptionError) Unwrap() error { return ErrCorrupt }
+
+func corruptf(object string, off int64, format string, args ...any) error {
+	return &CorruptionError{Object: object, Offset: off, Reason: fmt.Sprintf(format, args...)}
+}
+
+// IsCorruption reports whether err reports damaged data.
+func IsCorruption(err error) bool {
+	return errors.Is(err, ErrCorrupt) || errors.Is(err, segment.ErrCorrupt)
+}
+
+// InUseError says who owns a volume.
+type InUseError struct {
+	Volume string
+	Owner  OwnerRecord
+}
+
+func (e *InUseError) Error() string {
+	return fmt.Sprintf("lfs: volume %s is in use by pid %d on host %s (epoch %d, since %s)",
+		e.Volume, e.Owner.PID, e.Owner.Host, e.Owner.Epoch, e.Owner.Since.Format("2006-01-02 15:04:05"))
+}
+
+// Unwrap makes errors.Is(err, ErrInUse) true.
+func (e *InUseError) Unwrap() error { return ErrInUse }

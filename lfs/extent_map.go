@@ -1,0 +1,132 @@
+package lfs
+
+import "github.com/google/btree"
+
+// extent maps volume bytes [off, off+length) to bytes of a record in the log:
+// the record's payload is at [payOff, payOff+payLen) of segment seq, and the
+// extent's first byte is byte skip of the record's (decompressed) data.
+// 32 bytes; the same fields are the checkpoint encoding (docs/format.md).
+type extent struct {
+	off    int64
+	length uint32
+	seq    uint32
+	payOff uint32
+	payLen uint32
+	skip   uint32
+	flags  uint8 // segment.FlagSnappy
+}
+
+func (e extent) end() int64 { return e.off + int64(e.length) }
+
+// wholeRecord reports whether the extent still covers its entire record, so
+// reading it can verify the record checksum.
+func (e extent) wholeRecord() bool {
+	return e.skip == 0 && (e.flags != 0 || e.length == e.payLen)
+}
+
+// dropFront removes the first d bytes of the extent.
+func (e extent) dropFront(d int64) extent {
+	e.off += d
+	e.length -= uint32(d)
+	e.skip += uint32(d)
+	return e
+}
+
+func extentLess(a, b extent) bool { return a.off < b.off }
+
+// extentMap is the block map: non-overlapping extents ordered by offset;
+// ranges without an extent are holes. It is not safe for concurrent use; the
+// Volume guards it. Clone is O(1) copy-on-write.
+//
+// Invariant: extents never overlap, have length > 0 and lie within the volume.
+type extentMap struct {
+	t *btree.BTreeG[extent]
+}
+
+const mapDegree = 32
+
+func newExtentMap() *extentMap {
+	return &extentMap{t: btree.NewG[extent](mapDegree, extentLess)}
+}
+
+func (m *extentMap) clone() *extentMap { return &extentMap{t: m.t.Clone()} }
+
+func (m *extentMap) len() int { return m.t.Len() }
+
+// set maps e, replacing whatever was mapped under it.
+func (m *extentMap) set(e extent) {
+	m.punch(e.off, int64(e.length))
+	m.t.ReplaceOrInsert(e)
+}
+
+// punch unmaps [off, off+length).
+func (m *extentMap) punch(off, length int64) {
+	if length <= 0 {
+		return
+	}
+	end := off + length
+	var head []extent // extents overlapping the range
+	if prev, ok := m.floor(off); ok && prev.off < off && prev.end() > off {
+		head = append(head, prev)
+	}
+	m.t.AscendRange(extent{off: off}, extent{off: end}, func(e extent) bool {
+		head = append(head, e)
+		return true
+	})
+	for _, e := range head {
+		m.t.Delete(e)
+		if e.off < off {
+			left := e
+			left.length = uint32(off - e.off)
+			m.t.ReplaceOrInsert(left)
+		}
+		if e.end() > end {
+			m.t.ReplaceOrInsert(e.dropFront(end - e.off))
+		}
+	}
+}
+
+// floor returns the extent with the greatest offset <= off.
+func (m *extentMap) floor(off int64) (extent, bool) {
+	var found extent
+	ok := false
+	m.t.DescendLessOrEqual(extent{off: off}, func(e extent) bool {
+		found, ok = e, true
+		return false
+	})
+	return found, ok
+}
+
+// visit calls fn, in order, for the parts of extents that overlap
+// [off, off+length), clipped to that range. fn returns false to stop.
+func (m *extentMap) visit(off, length int64, fn func(e extent) bool) {
+	end := off + length
+	if prev, ok := m.floor(off); ok && prev.off < off && prev.end() > off {
+		if !fn(clip(prev, off, end)) {
+			return
+		}
+	}
+	m.t.AscendRange(extent{off: off}, extent{off: end}, func(e extent) bool {
+		return fn(clip(e, off, end))
+	})
+}
+
+func clip(e extent, off, end int64) extent {
+	if e.off < off {
+		e = e.dropFront(off - e.off)
+	}
+	if e.end() > end {
+		e.length = uint32(end - e.off)
+	}
+	return e
+}
+
+// ascend calls fn for every extent in order until it returns false.
+func (m *extentMap) ascend(fn func(e extent) bool) { m.t.Ascend(fn) }
+
+// mappedBytes sums the lengths of all extents.
+func (m *extentMap) mappedBytes() int64 {
+	var n int64
+	m.t.Ascend(func(e extent) bool { n += int64(e.length); return true })
+	return n
+}

@@ -1,0 +1,329 @@
+package lfs
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/hlfs/hlfs/segment"
+)
+
+func nowUTC() time.Time { return time.Now().UTC() }
+
+// maxHoleRecord bounds the logical length of one hole record.
+const maxHoleRecord = 1 << 30
+
+// recordBatch is a write turned into encoded records, built without locks.
+type recordBatch struct {
+	buf  []byte
+	lens []int
+	hdrs []segment.Header
+}
+
+var batchPool = sync.Pool{New: func() any { return new(recordBatch) }}
+
+func (b *recordBatch) add(h segment.Header, payload []byte) {
+	n := len(b.buf)
+	b.buf = segment.Append(b.buf, h, payload)
+	b.lens = append(b.lens, len(b.buf)-n)
+	h.PayloadLen = uint32(len(payload))
+	b.hdrs = append(b.hdrs, h)
+}
+
+func (b *recordBatch) reset() {
+	b.buf, b.lens, b.hdrs = b.buf[:0], b.lens[:0], b.hdrs[:0]
+}
+
+// isZero reports whether b holds only zero bytes.
+func isZero(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// addData appends data records for p at off: block-aligned runs of zero
+// blocks become holes when detectZeros, the rest data records of at most
+// segment.MaxDataLen bytes, compressed when that saves an eighth.
+func (v *Volume) addData(b *recordBatch, p []byte, off int64, detectZeros bool) {
+	bs := int64(v.sb.blockSize)
+	for len(p) > 0 {
+		// The run ends at a block boundary so zero detection sees whole blocks.
+		n := int64(len(p))
+		if n > segment.MaxDataLen {
+			n = segment.MaxDataLen
+		}
+		if end := off + n; n < int64(len(p)) && end%bs != 0 && n > bs {
+			n -= end % bs
+		}
+		chunk := p[:n]
+		if detectZeros {
+			// Split off the leading run of all-zero blocks (or partial blocks).
+			z := int64(0)
+			for z < n {
+				step := bs - (off+z)%bs
+				if step > n-z {
+					step = n - z
+				}
+				if !isZero(chunk[z : z+step]) {
+					break
+				}
+				z += step
+			}
+			if z > 0 {
+				b.add(segment.Header{Type: segment.TypeHole, Addr: uint64(off), LogicalLen: uint32(z)}, nil)
+				p, off = p[z:], off+z
+				continue
+			}
+			// Cut the data run before the next all-zero block.
+			d := int64(0)
+			for d < n {
+				step := bs - (off+d)%bs
+				if step > n-d {
+					step = n - d
+				}
+				if d > 0 && isZero(chunk[d:d+step]) {
+					break
+				}
+				d += step
+			}
+			n, chunk = d, chunk[:d]
+		}
+		h := segment.Header{Type: segment.TypeData, Addr: uint64(off), LogicalLen: uint32(n)}
+		payload := chunk
+		if v.sb.compress {
+			if c := snappy.Encode(nil, chunk); len(c) <= len(chunk)-len(chunk)/8 {
+				h.Flags, payload = segment.FlagSnappy, c
+			}
+		}
+		b.add(h, payload)
+		p, off = p[n:], off+n
+	}
+}
+
+// addHoles appends hole records covering [off, off+length).
+func addHoles(b *recordBatch, off, length int64) {
+	for length > 0 {
+		n := length
+		if n > maxHoleRecord {
+			n = maxHoleRecord
+		}
+		b.add(segment.Header{Type: segment.TypeHole, Addr: uint64(off), LogicalLen: uint32(n)}, nil)
+		off, length = off+n, length-n
+	}
+}
+
+// commit appends the batch to the log and applies it to the map in log order.
+func (v *Volume) commit(b *recordBatch) (logPos, error) {
+	end, err := v.lw.append(b.buf, b.lens, func(i int, p placed) {
+		h := b.hdrs[i]
+		v.mu.Lock()
+		if h.Type == segment.TypeHole {
+			v.mu.m.punch(int64(h.Addr), int64(h.LogicalLen))
+		} else {
+			v.mu.m.set(extent{off: int64(h.Addr), length: h.LogicalLen, seq: uint32(p.seq),
+				payOff: uint32(p.recOff + segment.HeaderSize), payLen: h.PayloadLen, flags: h.Flags})
+		}
+		v.mu.Unlock()
+	})
+	if err == nil {
+		v.maybeCheckpoint()
+	}
+	return end, err
+}
+
+// WriteAt writes p at off. With fua, p is durable when WriteAt returns;
+// otherwise after the next Flush. All-zero blocks are stored as holes.
+func (v *Volume) WriteAt(p []byte, off int64, fua bool) error {
+	if err := v.checkOpen(true); err != nil {
+		return err
+	}
+	if err := v.checkRange(off, int64(len(p))); err != nil {
+		return err
+	}
+	b := batchPool.Get().(*recordBatch)
+	defer func() { b.reset(); batchPool.Put(b) }()
+	v.addData(b, p, off, true)
+	return v.commitAndMaybeFlush(b, fua)
+}
+
+func (v *Volume) commitAndMaybeFlush(b *recordBatch, fua bool) error {
+	if len(b.lens) == 0 {
+		return nil
+	}
+	end, err := v.commit(b)
+	if err != nil {
+		return err
+	}
+	if fua {
+		return v.lw.flush(end)
+	}
+	return nil
+}
+
+// zeroChunk bounds the memory of writing allocated zeros.
+var zeroChunk = make([]byte, 1<<20)
+
+// Zero makes [off, off+length) read as zeros. With punch the range is
+// deallocated (hole records); without it zeros are stored as data, as
+// NBD_CMD_FLAG_NO_HOLE asks. With fua the result is durable on return.
+func (v *Volume) Zero(off, length int64, punch, fua bool) error {
+	if err := v.checkOpen(true); err != nil {
+		return err
+	}
+	if err := v.checkRange(off, length); err != nil {
+		return err
+	}
+	b := batchPool.Get().(*recordBatch)
+	defer func() { b.reset(); batchPool.Put(b) }()
+	if punch {
+		addHoles(b, off, length)
+		return v.commitAndMaybeFlush(b, fua)
+	}
+	for length > 0 {
+		n := min(length, int64(len(zeroChunk)))
+		b.reset()
+		v.addData(b, zeroChunk[:n], off, false)
+		if err := v.commitAndMaybeFlush(b, fua && n == length); err != nil {
+			return err
+		}
+		off, length = off+n, length-n
+	}
+	return nil
+}
+
+// Flush makes every write that completed before it durable.
+func (v *Volume) Flush() error {
+	if err := v.checkOpen(false); err != nil {
+		return err
+	}
+	if v.lw == nil {
+		return nil
+	}
+	return v.lw.flush(v.lw.end())
+}
+
+// ReadAt fills p with the volume's bytes at off; holes read as zeros.
+func (v *Volume) ReadAt(p []byte, off int64) error {
+	if err := v.checkOpen(false); err != nil {
+		return err
+	}
+	if err := v.checkRange(off, int64(len(p))); err != nil {
+		return err
+	}
+	var stack [16]extent
+	exts := stack[:0]
+	v.mu.RLock()
+	v.mu.m.visit(off, int64(len(p)), func(e extent) bool {
+		exts = append(exts, e)
+		return true
+	})
+	v.mu.RUnlock()
+	pos := off
+	for _, e := range exts {
+		clear(p[pos-off : e.off-off])
+		if err := v.readExtent(p[e.off-off:e.end()-off], e); err != nil {
+			return err
+		}
+		pos = e.end()
+	}
+	clear(p[pos-off:])
+	return nil
+}
+
+// readExtent reads the bytes of e into dst (len(dst) == e.length). Reads of
+// whole records verify the record checksum; compressed records are always
+// read whole.
+func (v *Volume) readExtent(dst []byte, e extent) error {
+	recOff := int64(e.payOff) - segment.HeaderSize
+	if !e.wholeRecord() && e.flags == 0 {
+		return v.readSegment(uint64(e.seq), dst, int64(e.payOff)+int64(e.skip))
+	}
+	rec := make([]byte, segment.HeaderSize+int(e.payLen))
+	if err := v.readSegment(uint64(e.seq), rec, recOff); err != nil {
+		return err
+	}
+	h, payload, err := segment.Decode(rec)
+	if err == nil && (h.Type != segment.TypeData || h.Flags != e.flags) {
+		err = fmt.Errorf("map points at a record of type %d", h.Type)
+	}
+	if err != nil {
+		return corruptf(segName(v.name, uint64(e.seq)), recOff, "%v", err)
+	}
+	data := payload
+	if e.flags&segment.FlagSnappy != 0 {
+		if data, err = snappy.Decode(nil, payload); err != nil || len(data) != int(h.LogicalLen) {
+			return corruptf(segName(v.name, uint64(e.seq)), recOff, "snappy payload does not decode to %d bytes", h.LogicalLen)
+		}
+	}
+	copy(dst, data[e.skip:e.skip+e.length])
+	return nil
+}
+
+// readSegment reads bytes of a segment from memory while the store does not
+// have it durably yet, else from the store.
+func (v *Volume) readSegment(seq uint64, p []byte, off int64) error {
+	if v.lw != nil {
+		if buf := v.lw.segmentBytes(seq); buf != nil {
+			if off+int64(len(p)) > int64(len(buf)) {
+				return corruptf(segName(v.name, seq), off, "read past the in-memory segment end %d", len(buf))
+			}
+			copy(p, buf[off:])
+			return nil
+		}
+	}
+	return v.readers.readAt(seq, p, off)
+}
+
+// Allocation reports [off, off+length) as runs of data and holes. It reports
+// at most 1024 runs per call; the caller asks again for the rest.
+func (v *Volume) Allocation(off, length int64, fn func(length int64, hole bool) error) error {
+	if err := v.checkOpen(false); err != nil {
+		return err
+	}
+	if err := v.checkRange(off, length); err != nil {
+		return err
+	}
+	type run struct {
+		n    int64
+		hole bool
+	}
+	var runs []run
+	pos, end := off, off+length
+	add := func(n int64, hole bool) {
+		if k := len(runs); k > 0 && runs[k-1].hole == hole {
+			runs[k-1].n += n
+		} else {
+			runs = append(runs, run{n, hole})
+		}
+	}
+	v.mu.RLock()
+	v.mu.m.visit(off, length, func(e extent) bool {
+		if e.off > pos {
+			add(e.off-pos, true)
+		}
+		add(int64(e.length), false)
+		pos = e.end()
+		return len(runs) < 1024
+	})
+	v.mu.RUnlock()
+	if pos < end && len(runs) < 1024 {
+		add(end-pos, true)
+	}
+	for _, r := range runs {
+		if err := fn(r.n, r.hole); err != nil {
+			return err
+		}
+	}
+	return nil
+}

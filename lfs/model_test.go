@@ -1,0 +1,184 @@
+package lfs
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand"
+	"testing"
+
+	"github.com/hlfs/hlfs/internal/objstore"
+	"github.com/stretchr/testify/require"
+)
+
+// modelOp is one operation of the random model test.
+type modelOp struct {
+	kind   string // write, zero, punch
+	off    int64
+	data   []byte // write
+	length int64  // zero, punch
+	fua    bool
+}
+
+func (op modelOp) applyModel(m []byte) {
+	switch op.kind {
+	case "write":
+		copy(m[op.off:], op.data)
+	default:
+		clear(m[op.off : op.off+op.length])
+	}
+}
+
+func (op modelOp) applyVolume(v *Volume) error {
+	switch op.kind {
+	case "write":
+		return v.WriteAt(op.data, op.off, op.fua)
+	case "zero":
+		return v.Zero(op.off, op.length, false, op.fua)
+	default:
+		return v.Zero(op.off, op.length, true, op.fua)
+	}
+}
+
+func (op modelOp) span() (int64, int64) {
+	if op.kind == "write" {
+		return op.off, op.off + int64(len(op.data))
+	}
+	return op.off, op.off + op.length
+}
+
+// randomOp makes writes of any offset and length (unaligned, crossing
+// blocks and records), with random, zero, partly zero and compressible data.
+func randomOp(rng *rand.Rand, size int64) modelOp {
+	off := rng.Int63n(size)
+	maxLen := size - off
+	var n int64
+	switch rng.Intn(4) {
+	case 0:
+		n = 1 + rng.Int63n(min(maxLen, 512))
+	case 1:
+		n = min(maxLen, 4096)
+		off -= off % 4096
+		n = min(n, size-off)
+	case 2:
+		n = 1 + rng.Int63n(min(maxLen, 200<<10))
+	default:
+		n = 1 + rng.Int63n(min(maxLen, 16<<10))
+	}
+	op := modelOp{off: off, fua: rng.Intn(20) == 0}
+	switch r := rng.Intn(10); {
+	case r < 6:
+		op.kind = "write"
+		op.data = make([]byte, n)
+		switch rng.Intn(4) {
+		case 0: // all zero: becomes holes
+		case 1: // compressible
+			for i := range op.data {
+				op.data[i] = byte(i / 100)
+			}
+		case 2: // zero blocks in the middle
+			rng.Read(op.data)
+			if n > 10000 {
+				clear(op.data[n/3 : 2*n/3])
+			}
+		default:
+			rng.Read(op.data)
+		}
+	case r < 8:
+		op.kind, op.length = "punch", n
+	default:
+		op.kind, op.length = "zero", n
+	}
+	return op
+}
+
+func checkAgainstModel(t *testing.T, v *Volume, model []byte, rng *rand.Rand) {
+	t.Helper()
+	got := make([]byte, len(model))
+	require.NoError(t, v.ReadAt(got, 0))
+	if !bytes.Equal(got, model) {
+		i := 0
+		for got[i] == model[i] {
+			i++
+		}
+		t.Fatalf("volume differs from model first at byte %d: got %#x want %#x", i, got[i], model[i])
+	}
+	for i := 0; i < 20; i++ { // random unaligned reads
+		off := rng.Int63n(int64(len(model)))
+		n := 1 + rng.Int63n(int64(len(model))-off)
+		p := make([]byte, n)
+		require.NoError(t, v.ReadAt(p, off))
+		require.True(t, bytes.Equal(p, model[off:off+n]), "read %d bytes at %d", n, off)
+	}
+	require.NoError(t, v.Check())
+}
+
+type modelCase struct {
+	name      string
+	store     func(t *testing.T) objstore.Store
+	blockSize int
+	compress  bool
+}
+
+func modelCases() []modelCase {
+	return []modelCase{
+		{"mem", func(t *testing.T) objstore.Store { return objstore.NewMemStore(false, 1) }, 4096, false},
+		{"mem-nosync-compress", func(t *testing.T) objstore.Store { return objstore.NewMemStore(true, 1) }, 512, true},
+		{"dir", func(t *testing.T) objstore.Store {
+			s, err := objstore.NewDirStore(t.TempDir())
+			require.NoError(t, err)
+			return s
+		}, 4096, true},
+	}
+}
+
+// TestModel runs random writes, zeroes, trims, flushes, checkpoints and
+// restarts against a flat []byte.
+func TestModel(t *testing.T) {
+	for _, tc := range modelCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			for seed := int64(1); seed <= 3; seed++ {
+				t.Run(fmt.Sprint(seed), func(t *testing.T) {
+					runModel(t, tc, seed)
+				})
+			}
+		})
+	}
+}
+
+func runModel(t *testing.T, tc modelCase, seed int64) {
+	rng := rand.New(rand.NewSource(seed))
+	st := tc.store(t)
+	const size = 4 << 20
+	require.NoError(t, Create(st, "m", Config{Size: size, BlockSize: tc.blockSize, Compress: tc.compress, SegmentSize: 1 << 20}))
+	opts := Options{CheckpointInterval: 1 << 20}
+	v, err := Open(st, "m", opts)
+	require.NoError(t, err)
+	model := make([]byte, size)
+	for i := 0; i < 600; i++ {
+		switch r := rng.Intn(100); {
+		case r < 2:
+			require.NoError(t, v.Close())
+			v, err = Open(st, "m", opts)
+			require.NoError(t, err)
+			checkAgainstModel(t, v, model, rng)
+		case r < 5:
+			require.NoError(t, v.Flush())
+		case r < 7:
+			checkAgainstModel(t, v, model, rng)
+		default:
+			op := randomOp(rng, size)
+			require.NoError(t, op.applyVolume(v), "%s at %d", op.kind, op.off)
+			op.applyModel(model)
+		}
+	}
+	checkAgainstModel(t, v, model, rng)
+	require.NoError(t, v.Close())
+	rep, err := Fsck(st, "m", nil)
+	require.NoError(t, err)
+	require.True(t, rep.OK(), "fsck: %v", rep.Problems)
+	require.Greater(t, rep.Segments, 3, "the test should span many segments")
+	v, err = Open(st, "m", Options{ReadOnly: true})
+	require.NoError(t, err)
+	checkAgainstModel(t, v, model, rng)
+	require.NoError(t, v.Close())
+}

@@ -1,0 +1,167 @@
+package lfs
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hlfs/hlfs/internal/objstore"
+)
+
+// OwnerRecord is the content of an owner lock object (docs/format.md).
+type OwnerRecord struct {
+	Host     string    `json:"host"`
+	PID      int       `json:"pid"`
+	PIDStart string    `json:"pid_start"`
+	Epoch    uint64    `json:"epoch"`
+	Since    time.Time `json:"since"`
+	Admin    string    `json:"admin,omitempty"`
+}
+
+// ownership is a held owner lock.
+type ownership struct {
+	st    objstore.Store
+	vol   string
+	epoch uint64
+}
+
+func ownerObject(vol, state string, epoch uint64) string {
+	return path.Join(ownerDir(vol), fmt.Sprintf("%s-%016x", state, epoch))
+}
+
+// ownerState lists the lock objects of vol and returns the highest epoch and
+// whether it is held.
+func ownerState(st objstore.Store, vol string) (epoch uint64, held bool, err error) {
+	names, err := st.List(ownerDir(vol))
+	if err != nil {
+		return 0, false, err
+	}
+	for _, n := range names {
+		state, hex, ok := strings.Cut(n, "-")
+		if !ok || (state != "held" && state != "free") {
+			continue
+		}
+		e, perr := strconv.ParseUint(hex, 16, 64)
+		if perr != nil {
+			continue
+		}
+		if e > epoch || (e == epoch && state == "held") {
+			epoch, held = e, state == "held"
+		}
+	}
+	return epoch, held, nil
+}
+
+// liveOwner returns the record of the process holding vol, or nil when the
+// volume is free or its holder is provably gone.
+func liveOwner(st objstore.Store, vol string) (*OwnerRecord, uint64, error) {
+	epoch, held, err := ownerState(st, vol)
+	if err != nil || !held {
+		return nil, epoch, err
+	}
+	b, err := readObject(st, ownerObject(vol, "held", epoch))
+	if errors.Is(err, objstore.ErrNotExist) {
+		return nil, epoch, nil // released or taken over meanwhile
+	}
+	if err != nil {
+		return nil, epoch, err
+	}
+	var rec OwnerRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		// A torn lock object: its writer died before Close; treat as gone.
+		return nil, epoch, nil
+	}
+	if !processAlive(rec) {
+		return nil, epoch, nil
+	}
+	return &rec, epoch, nil
+}
+
+// acquireOwner takes the owner lock of vol or returns an *InUseError.
+func acquireOwner(st objstore.Store, vol, admin string) (*ownership, error) {
+	owner, epoch, err := liveOwner(st, vol)
+	if err != nil {
+		return nil, fmt.Errorf("lfs: read owner of %s: %w", vol, err)
+	}
+	if owner != nil {
+		return nil, &InUseError{Volume: vol, Owner: *owner}
+	}
+	rec := selfRecord(epoch+1, admin)
+	b, _ := json.Marshal(rec)
+	if err := writeObject(st, ownerObject(vol, "held", epoch+1), b); err != nil {
+		if errors.Is(err, objstore.ErrExist) {
+			if owner, _, _ := liveOwner(st, vol); owner != nil {
+				return nil, &InUseError{Volume: vol, Owner: *owner}
+			}
+			return nil, fmt.Errorf("%w: %s: another process took it at the same moment", ErrInUse, vol)
+		}
+		return nil, fmt.Errorf("lfs: take owner lock of %s: %w", vol, err)
+	}
+	// Older lock objects are history now; removing them is best effort.
+	if names, err := st.List(ownerDir(vol)); err == nil {
+		keep := path.Base(ownerObject(vol, "held", epoch+1))
+		for _, n := range names {
+			if n != keep {
+				_ = st.Remove(path.Join(ownerDir(vol), n))
+			}
+		}
+	}
+	return &ownership{st: st, vol: vol, epoch: epoch + 1}, nil
+}
+
+// release marks the lock free, keeping its epoch so the next owner's is higher.
+func (o *ownership) release() error {
+	return o.st.Rename(ownerObject(o.vol, "held", o.epoch), ownerObject(o.vol, "free", o.epoch))
+}
+
+func selfRecord(epoch uint64, admin string) OwnerRecord {
+	host, _ := os.Hostname()
+	return OwnerRecord{Host: host, PID: os.Getpid(), PIDStart: pidStart(os.Getpid()),
+		Epoch: epoch, Since: time.Now().UTC(), Admin: admin}
+}
+
+// processAlive reports whether rec's process may still run; a variable so
+// crash tests can declare their own, simulated-dead process gone.
+var processAlive = processAliveOS
+
+// processAliveOS: only a process on this host can be proven gone: no such
+// pid, or a pid reused by a process with another start time.
+func processAliveOS(rec OwnerRecord) bool {
+	host, _ := os.Hostname()
+	if rec.Host != host {
+		return true
+	}
+	if rec.PID <= 0 {
+		return false
+	}
+	if err := syscall.Kill(rec.PID, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	start := pidStart(rec.PID)
+	return start == "" || rec.PIDStart == "" || start == rec.PIDStart
+}
+
+// pidStart returns the start time of pid in clock ticks since boot (field 22
+// of /proc/pid/stat), "" when unknown.
+func pidStart(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')') // the command name may hold spaces
+	if i < 0 {
+		return ""
+	}
+	fields := strings.Fields(s[i+1:])
+	if len(fields) < 20 {
+		return ""
+	}
+	return fields[19] // field 22 overall; fields here start at field 3
+}

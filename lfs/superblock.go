@@ -1,0 +1,204 @@
+package lfs
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"time"
+
+	"github.com/hlfs/hlfs/internal/objstore"
+)
+
+// Superblock layout (part of the format, never change; docs/format.md):
+//
+//	 0  4  magic "HLV1"
+//	 4  2  format version
+//	 6  2  flags (bit 0: compress)
+//	 8  8  volume uid
+//	16  8  size in bytes
+//	24  4  block size
+//	28  4  segment size
+//	32  8  created, Unix nanoseconds
+//	40 20  reserved
+//	60  4  CRC-32C of bytes 0..60
+const (
+	superMagic    uint32 = 0x31564c48
+	superLen             = 64
+	formatVersion        = 1
+	flagCompress  uint16 = 1
+
+	// DefaultBlockSize is the block size of volumes created without one.
+	DefaultBlockSize = 4096
+	// DefaultSegmentSize is the segment size target of new volumes.
+	DefaultSegmentSize = 32 << 20
+	minSegmentSize     = 1 << 20
+	maxSegmentSize     = 1 << 30
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// superblock is the volume's fixed configuration.
+type superblock struct {
+	uid         uint64
+	size        int64
+	blockSize   int
+	segmentSize int
+	compress    bool
+	created     time.Time
+}
+
+// Config is what Create needs to make a volume.
+type Config struct {
+	// Size in bytes: a positive multiple of BlockSize.
+	Size int64
+	// BlockSize: a power of two from 512 to 65536; zero means 4096.
+	BlockSize int
+	// Compress payloads with snappy where it saves space.
+	Compress bool
+	// SegmentSize target in bytes, 1 MiB to 1 GiB; zero means 32 MiB.
+	SegmentSize int
+}
+
+func (c Config) withDefaults() Config {
+	if c.BlockSize == 0 {
+		c.BlockSize = DefaultBlockSize
+	}
+	if c.SegmentSize == 0 {
+		c.SegmentSize = DefaultSegmentSize
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if c.BlockSize < 512 || c.BlockSize > 65536 || c.BlockSize&(c.BlockSize-1) != 0 {
+		return fmt.Errorf("%w: block size %d must be a power of two from 512 to 64K", ErrInvalidConfig, c.BlockSize)
+	}
+	if err := checkSize(c.Size, c.BlockSize); err != nil {
+		return err
+	}
+	if c.SegmentSize < minSegmentSize || c.SegmentSize > maxSegmentSize {
+		return fmt.Errorf("%w: segment size %d must be from 1M to 1G", ErrInvalidConfig, c.SegmentSize)
+	}
+	return nil
+}
+
+// maxVolumeSize keeps every volume offset and length within int64.
+const maxVolumeSize = 1 << 62
+
+func checkSize(size int64, blockSize int) error {
+	if size <= 0 || size > maxVolumeSize {
+		return fmt.Errorf("%w: size %d must be positive and at most 4 EiB", ErrInvalidConfig, size)
+	}
+	if size%int64(blockSize) != 0 {
+		return fmt.Errorf("%w: size %d is not a multiple of the block size %d", ErrInvalidConfig, size, blockSize)
+	}
+	return nil
+}
+
+func newUID() uint64 {
+	var b [8]byte
+	if _, err := io.ReadFull(rand.Reader, b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+func (sb superblock) encode() []byte {
+	b := make([]byte, superLen)
+	binary.LittleEndian.PutUint32(b[0:], superMagic)
+	binary.LittleEndian.PutUint16(b[4:], formatVersion)
+	if sb.compress {
+		binary.LittleEndian.PutUint16(b[6:], flagCompress)
+	}
+	binary.LittleEndian.PutUint64(b[8:], sb.uid)
+	binary.LittleEndian.PutUint64(b[16:], uint64(sb.size))
+	binary.LittleEndian.PutUint32(b[24:], uint32(sb.blockSize))
+	binary.LittleEndian.PutUint32(b[28:], uint32(sb.segmentSize))
+	binary.LittleEndian.PutUint64(b[32:], uint64(sb.created.UnixNano()))
+	binary.LittleEndian.PutUint32(b[60:], crc32.Checksum(b[:60], castagnoli))
+	return b
+}
+
+func decodeSuperblock(object string, b []byte) (superblock, error) {
+	if len(b) != superLen {
+		return superblock{}, corruptf(object, 0, "superblock is %d bytes, want %d", len(b), superLen)
+	}
+	if binary.LittleEndian.Uint32(b[0:]) != superMagic {
+		return superblock{}, corruptf(object, 0, "bad superblock magic")
+	}
+	if crc32.Checksum(b[:60], castagnoli) != binary.LittleEndian.Uint32(b[60:]) {
+		return superblock{}, corruptf(object, 60, "superblock checksum mismatch")
+	}
+	if v := binary.LittleEndian.Uint16(b[4:]); v > formatVersion {
+		return superblock{}, fmt.Errorf("%w: %s has version %d, this binary reads up to %d", ErrNewerFormat, object, v, formatVersion)
+	}
+	sb := superblock{
+		uid:         binary.LittleEndian.Uint64(b[8:]),
+		size:        int64(binary.LittleEndian.Uint64(b[16:])),
+		blockSize:   int(binary.LittleEndian.Uint32(b[24:])),
+		segmentSize: int(binary.LittleEndian.Uint32(b[28:])),
+		compress:    binary.LittleEndian.Uint16(b[6:])&flagCompress != 0,
+		created:     time.Unix(0, int64(binary.LittleEndian.Uint64(b[32:]))),
+	}
+	cfg := Config{Size: sb.size, BlockSize: sb.blockSize, SegmentSize: sb.segmentSize}
+	if err := cfg.validate(); err != nil {
+		return superblock{}, corruptf(object, 0, "%v", err)
+	}
+	return sb, nil
+}
+
+// readSuperblock loads the superblock of vol; ErrNotFound when absent.
+func readSuperblock(st objstore.Store, vol string) (superblock, error) {
+	b, err := readObject(st, superName(vol))
+	if errors.Is(err, objstore.ErrNotExist) {
+		return superblock{}, fmt.Errorf("%w: %s", ErrNotFound, vol)
+	}
+	if err != nil {
+		return superblock{}, err
+	}
+	return decodeSuperblock(superName(vol), b)
+}
+
+// writeSuperblock replaces the superblock atomically: write a new object,
+// close it (durable), rename it over the old one.
+func writeSuperblock(st objstore.Store, vol string, sb superblock) error {
+	tmp := fmt.Sprintf("%s.tmp-%016x", superName(vol), newUID())
+	if err := writeObject(st, tmp, sb.encode()); err != nil {
+		return err
+	}
+	if err := st.Rename(tmp, superName(vol)); err != nil {
+		_ = st.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// readObject reads a whole object.
+func readObject(st objstore.Store, name string) ([]byte, error) {
+	r, err := st.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	b := make([]byte, r.Size())
+	if _, err := r.ReadAt(b, 0); err != nil && !(errors.Is(err, io.EOF) && len(b) == 0) {
+		return nil, fmt.Errorf("lfs: read %s: %w", name, err)
+	}
+	return b, nil
+}
+
+// writeObject creates name with contents b and closes it (durable).
+func writeObject(st objstore.Store, name string, b []byte) error {
+	w, err := st.Create(name)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		_ = w.Close()
+		return err
+	}
+	return w.Close()
+}

@@ -1,0 +1,225 @@
+package lfs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/hlfs/hlfs/internal/objstore"
+)
+
+// Options tune Open.
+type Options struct {
+	// ReadOnly opens without taking ownership: no recovery repairs, and
+	// writes fail with ErrReadOnly. The view is the log as the store shows it
+	// at open.
+	ReadOnly bool
+	// Logger receives recovery warnings and background errors; nil discards.
+	Logger *slog.Logger
+	// CheckpointInterval is the number of log bytes after which a checkpoint
+	// is written in the background; 0 means 256 MiB, negative disables.
+	CheckpointInterval int64
+	// AdminSocket is recorded in the owner lock for other commands to find.
+	AdminSocket string
+}
+
+const defaultCheckpointInterval = 256 << 20
+
+// Volume is an open volume. All methods are safe for concurrent use.
+type Volume struct {
+	st   objstore.Store
+	name string
+	sb   superblock
+	opts Options
+	log  *slog.Logger
+
+	owner   *ownership // nil when read-only
+	lw      *logWriter // nil when read-only
+	readers *segmentReaders
+
+	// mu guards the block map. No I/O happens under it.
+	// Lock order: lw.mu before mu.
+	mu struct {
+		sync.RWMutex
+		m      *extentMap
+		closed bool
+	}
+
+	// ckptMu serializes checkpoints; it guards lastCkpt.
+	ckptMu   sync.Mutex
+	lastCkpt logPos
+	ckptAt   int64 // log bytes written when the last checkpoint started
+	ckptKick chan struct{}
+	ckptDone chan struct{}
+	ckptWG   sync.WaitGroup
+
+	stats recoveryStats
+}
+
+type recoveryStats struct {
+	records  int
+	replayed int64
+}
+
+// Create makes a new, empty volume.
+func Create(st objstore.Store, name string, cfg Config) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	if _, err := readSuperblock(st, name); err == nil {
+		return fmt.Errorf("%w: %s", ErrExists, name)
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if names, err := st.List(name); err != nil {
+		return err
+	} else if len(names) > 0 {
+		return fmt.Errorf("%w: %s (the store holds objects under %s/ without a superblock; remove them first)", ErrExists, name, name)
+	}
+	sb := superblock{uid: newUID(), size: cfg.Size, blockSize: cfg.BlockSize,
+		segmentSize: cfg.SegmentSize, compress: cfg.Compress, created: nowUTC()}
+	err := writeObject(st, superName(name), sb.encode())
+	if errors.Is(err, objstore.ErrExist) {
+		return fmt.Errorf("%w: %s", ErrExists, name)
+	}
+	return err
+}
+
+// Open opens a volume, taking ownership unless opts.ReadOnly, and rebuilds
+// its block map from the newest checkpoint and the log after it.
+func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	sb, err := readSuperblock(st, name)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.CheckpointInterval == 0 {
+		opts.CheckpointInterval = defaultCheckpointInterval
+	}
+	v := &Volume{st: st, name: name, sb: sb, opts: opts, log: opts.Logger.With("volume", name)}
+	var epoch uint64
+	if !opts.ReadOnly {
+		if v.owner, err = acquireOwner(st, name, opts.AdminSocket); err != nil {
+			return nil, err
+		}
+		epoch = v.owner.epoch
+	}
+	r, err := replay(st, name, sb, true, v.log, nil)
+	if err == nil && !opts.ReadOnly {
+		err = v.repairTail(r)
+	}
+	if err != nil {
+		v.releaseOwner()
+		return nil, err
+	}
+	v.mu.m = r.m
+	v.lastCkpt = r.ckpt
+	v.stats = recoveryStats{records: r.records, replayed: r.replayed}
+	v.readers = newSegmentReaders(st, name)
+	if !opts.ReadOnly {
+		v.lw = newLogWriter(st, name, sb.uid, epoch, sb.segmentSize, r.end)
+		v.ckptKick, v.ckptDone = make(chan struct{}, 1), make(chan struct{})
+		v.ckptWG.Add(1)
+		go v.checkpointLoop()
+	}
+	return v, nil
+}
+
+// repairTail prepares the log for appending after a crash: the headerless
+// last segment goes, and the last segment's bytes are made durable before a
+// new segment records where it ended.
+func (v *Volume) repairTail(r replayed) error {
+	if r.tornLast != 0 {
+		v.log.Warn("removing a segment whose header never became durable", "segment", segName(v.name, r.tornLast))
+		if err := v.st.Remove(segName(v.name, r.tornLast)); err != nil && !errors.Is(err, objstore.ErrNotExist) {
+			return err
+		}
+	}
+	if r.end.seq > 0 {
+		return v.st.Persist(segName(v.name, r.end.seq))
+	}
+	return nil
+}
+
+func (v *Volume) releaseOwner() {
+	if v.owner != nil {
+		if err := v.owner.release(); err != nil {
+			v.log.Warn("releasing the owner lock failed", "err", err)
+		}
+	}
+}
+
+// Name returns the volume's name.
+func (v *Volume) Name() string { return v.name }
+
+// Size returns the volume size in bytes.
+func (v *Volume) Size() int64 { return v.sb.size }
+
+// BlockSize returns the volume's block size.
+func (v *Volume) BlockSize() int { return v.sb.blockSize }
+
+// Close makes every write durable, writes a checkpoint and releases
+// ownership. Later calls return ErrClosed.
+func (v *Volume) Close() error {
+	err := v.closeLog()
+	if err == nil {
+		v.releaseOwner()
+	} else if !errors.Is(err, ErrClosed) {
+		v.log.Error("closing left unflushed state; the owner lock stays until this process exits", "err", err)
+	}
+	return err
+}
+
+// closeLog stops I/O, makes everything durable and writes a checkpoint,
+// keeping ownership.
+func (v *Volume) closeLog() error {
+	v.mu.Lock()
+	if v.mu.closed {
+		v.mu.Unlock()
+		return ErrClosed
+	}
+	v.mu.closed = true
+	v.mu.Unlock()
+	var err error
+	if v.lw != nil {
+		close(v.ckptDone)
+		v.ckptWG.Wait()
+		err = v.checkpoint()
+		if cerr := v.lw.close(); err == nil {
+			err = cerr
+		}
+	}
+	v.readers.close()
+	return err
+}
+
+func (v *Volume) checkOpen(write bool) error {
+	v.mu.RLock()
+	closed := v.mu.closed
+	v.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	if write && v.lw == nil {
+		return ErrReadOnly
+	}
+	return nil
+}
+
+func (v *Volume) checkRange(off, length int64) error {
+	if off < 0 || length < 0 || off > v.sb.size || length > v.sb.size-off {
+		return fmt.Errorf("%w: %d bytes at %d, volume size %d", ErrOutOfRange, length, off, v.sb.size)
+	}
+	return nil
+}

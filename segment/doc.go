@@ -1,0 +1,19 @@
+// Package segment is the log format of hlfs: records appended to segment
+// objects. It encodes and decodes records and scans a segment's bytes; it
+// knows nothing of volumes, maps or stores.
+//
+// Record layout (part of the format, never change; see docs/format.md):
+//
+//	 0  4  magic "HLR1"
+//	 4  1  format version
+//	 5  1  type (TypeSegmentHeader, TypeData, TypeHole)
+//	 6  1  flags (FlagSnappy)
+//	 7  1  reserved, zero
+//	 8  8  address: volume byte offset, or segment seq for a segment header
+//	16  4  logical length in volume bytes
+//	20  4  payload length
+//	24  4  reserved, zero
+//	28  4  CRC-32C of bytes 0..28 and the payload
+//
+// All functions are pure and safe for concurrent use.
+package segment

@@ -1,0 +1,83 @@
+package segment
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+)
+
+// Scanner walks the records of a segment held in memory, starting at an
+// offset. Use it as:
+//
+//	sc := segment.NewScanner(buf, off)
+//	for sc.Next() { use(sc.Offset(), sc.Header(), sc.Payload()) }
+//	if err := sc.Err(); err != nil { ... } // ErrTorn or ErrCorrupt at sc.Offset()
+type Scanner struct {
+	buf     []byte
+	off     int
+	next    int
+	hdr     Header
+	payload []byte
+	err     error
+}
+
+// NewScanner returns a scanner over buf starting at off.
+func NewScanner(buf []byte, off int) *Scanner {
+	return &Scanner{buf: buf, off: off, next: off}
+}
+
+// Next advances to the next record. It returns false at the end of buf (Err
+// is nil) or at a bad record (Err says why; Offset is where it starts).
+func (s *Scanner) Next() bool {
+	if s.err != nil {
+		return false
+	}
+	s.off = s.next
+	if s.off >= len(s.buf) {
+		return false
+	}
+	h, p, err := Decode(s.buf[s.off:])
+	if err != nil {
+		s.err = err
+		return false
+	}
+	s.hdr, s.payload = h, p
+	s.next = s.off + h.RecordLen()
+	return true
+}
+
+// Offset is where the current record (or the bad one, after an error) starts;
+// after a clean end it equals len(buf).
+func (s *Scanner) Offset() int { return s.off }
+
+// End is the offset just past the current record.
+func (s *Scanner) End() int { return s.next }
+
+// Header is the current record's header.
+func (s *Scanner) Header() Header { return s.hdr }
+
+// Payload is the current record's payload; it aliases the buffer.
+func (s *Scanner) Payload() []byte { return s.payload }
+
+// Err is the error that stopped the scan, nil at a clean end.
+func (s *Scanner) Err() error { return s.err }
+
+// ValidRecordAfter reports whether a complete record with a valid checksum
+// starts anywhere in buf after offset from. A bad record followed by a
+// valid one is damage in the middle of a segment, not a torn tail.
+func ValidRecordAfter(buf []byte, from int) bool {
+	var magic [4]byte
+	binary.LittleEndian.PutUint32(magic[:], Magic)
+	for i := from + 1; i < len(buf); {
+		j := bytes.Index(buf[i:], magic[:])
+		if j < 0 {
+			return false
+		}
+		i += j
+		if _, _, err := Decode(buf[i:]); err == nil || errors.Is(err, ErrNewerVersion) {
+			return true
+		}
+		i++
+	}
+	return false
+}
