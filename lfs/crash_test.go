@@ -1,0 +1,261 @@
+package lfs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand"
+	"sync/atomic"
+	"testing"
+
+	"github.com/hlfs/hlfs/internal/objstore"
+	"github.com/stretchr/testify/require"
+)
+
+// simulateOwnDeath makes owner locks of this process count as stale, as they
+// would after a real crash of the process.
+func simulateOwnDeath(t *testing.T) {
+	processAlive = func(OwnerRecord) bool { return false }
+	t.Cleanup(func() { processAlive = processAliveOS })
+}
+
+// requirePrefixState checks that got is durable plus the first k pending ops
+// for some k, where the op being applied at the crash may be partly there
+// (its records are a prefix, so each of its bytes is old or new).
+func requirePrefixState(t *testing.T, got, durable []byte, pending []modelOp) {
+	t.Helper()
+	state := append([]byte(nil), durable...)
+	for k := 0; ; k++ {
+		if bytes.Equal(got, state) {
+			return
+		}
+		if k == len(pending) {
+			break
+		}
+		next := append([]byte(nil), state...)
+		pending[k].applyModel(next)
+		lo, hi := pending[k].span()
+		if bytes.Equal(got[:lo], state[:lo]) && bytes.Equal(got[hi:], state[hi:]) {
+			ok := true
+			for i := lo; i < hi; i++ {
+				if got[i] != state[i] && got[i] != next[i] {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				return
+			}
+		}
+		state = next
+	}
+	i := 0
+	for i < len(got) && got[i] == durable[i] {
+		i++
+	}
+	t.Fatalf("recovered volume is not the flushed state plus a prefix of later writes (%d pending); first difference from flushed state at %d", len(pending), i)
+}
+
+// TestCrashAtRandomPoints crashes the memory store (dropping unsynced
+// bytes, tearing the tail at random) at random moments of a random workload;
+// after each reopen every flushed write is there and nothing is torn.
+func TestCrashAtRandomPoints(t *testing.T) {
+	simulateOwnDeath(t)
+	for _, noSync := range []bool{false, true} {
+		for seed := int64(1); seed <= 4; seed++ {
+			t.Run(fmt.Sprintf("nosync=%v/%d", noSync, seed), func(t *testing.T) {
+				rng := rand.New(rand.NewSource(seed))
+				st := objstore.NewMemStore(noSync, seed)
+				const size = 2 << 20
+				require.NoError(t, Create(st, "c", Config{Size: size, BlockSize: 512, Compress: seed%2 == 0, SegmentSize: 1 << 20}))
+				opts := Options{CheckpointInterval: 512 << 10}
+				v, err := Open(st, "c", opts)
+				require.NoError(t, err)
+				durable := make([]byte, size)
+				var pending []modelOp
+				for i := 0; i < 400; i++ {
+					switch r := rng.Intn(100); {
+					case r < 4:
+						st.Crash()
+						_ = v.Close() // fails: the store crashed under it
+						v, err = Open(st, "c", opts)
+						require.NoError(t, err)
+						got := make([]byte, size)
+						require.NoError(t, v.ReadAt(got, 0))
+						requirePrefixState(t, got, durable, pending)
+						require.NoError(t, v.Check())
+						copy(durable, got)
+						pending = nil
+					case r < 12:
+						require.NoError(t, v.Flush())
+						for _, op := range pending {
+							op.applyModel(durable)
+						}
+						pending = nil
+					default:
+						op := randomOp(rng, size)
+						op.fua = false
+						require.NoError(t, op.applyVolume(v))
+						pending = append(pending, op)
+					}
+				}
+				require.NoError(t, v.Close())
+				rep, err := Fsck(st, "c", nil)
+				require.NoError(t, err)
+				require.True(t, rep.OK(), "%v", rep.Problems)
+			})
+		}
+	}
+}
+
+// TestCrashAtEveryStoreOperation lets the store die (every operation fails
+// from the k-th on, then unsynced bytes drop) for every k of a workload of
+// writes, flushes, a checkpoint and a close; the reopened volume holds every
+// write flushed before the failure.
+func TestCrashAtEveryStoreOperation(t *testing.T) {
+	simulateOwnDeath(t)
+	workload := func(v *Volume, flushed func(step int)) {
+		for step := 0; step < 12; step++ {
+			p := bytes.Repeat([]byte{byte(step + 1)}, 40<<10)
+			if v.WriteAt(p, int64(step)*24<<10, false) != nil {
+				return
+			}
+			if step%3 == 2 {
+				if v.Flush() != nil {
+					return
+				}
+				flushed(step)
+			}
+			if step == 7 && v.checkpoint() != nil {
+				return
+			}
+		}
+		if v.Close() == nil {
+			flushed(11)
+		}
+	}
+	expected := func(upto int) []byte {
+		m := make([]byte, 1<<20)
+		for step := 0; step <= upto; step++ {
+			copy(m[step*24<<10:], bytes.Repeat([]byte{byte(step + 1)}, 40<<10))
+		}
+		return m
+	}
+	for _, noSync := range []bool{false, true} {
+		for k := 1; ; k++ {
+			st := objstore.NewMemStore(noSync, int64(k))
+			require.NoError(t, Create(st, "e", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
+			var ops atomic.Int64
+			dead := false
+			st.SetInjector(func(op objstore.Op, name string) error {
+				if ops.Add(1) >= int64(k) {
+					dead = true
+					return objstore.ErrInjected
+				}
+				return nil
+			})
+			lastFlushed := -1
+			v, err := Open(st, "e", Options{CheckpointInterval: -1})
+			if err == nil {
+				workload(v, func(step int) { lastFlushed = step })
+				_ = v.Close()
+			}
+			st.SetInjector(nil)
+			st.Crash()
+			v, err = Open(st, "e", Options{})
+			require.NoError(t, err, "noSync=%v k=%d", noSync, k)
+			got := make([]byte, 1<<20)
+			require.NoError(t, v.ReadAt(got, 0))
+			if lastFlushed >= 0 {
+				want := expected(lastFlushed)
+				// Later unflushed writes may also have survived; flushed
+				// bytes not overwritten later must match.
+				for i := range got {
+					if got[i] != want[i] && !writtenAfter(i, lastFlushed) {
+						t.Fatalf("noSync=%v k=%d: byte %d = %d, want %d (flushed through step %d)", noSync, k, i, got[i], want[i], lastFlushed)
+					}
+				}
+			}
+			require.NoError(t, v.Check())
+			require.NoError(t, v.Close())
+			rep, err := Fsck(st, "e", nil)
+			require.NoError(t, err)
+			require.True(t, rep.OK(), "noSync=%v k=%d: %v", noSync, k, rep.Problems)
+			if !dead {
+				require.Greater(t, k, 30, "the workload should take many store operations")
+				t.Logf("noSync=%v: crashed at each of %d store operations", noSync, k-1)
+				break // the workload finished before the k-th operation
+			}
+		}
+	}
+}
+
+func writtenAfter(i, step int) bool {
+	for s := step + 1; s < 12; s++ {
+		if i >= s*24<<10 && i < s*24<<10+40<<10 {
+			return true
+		}
+	}
+	return false
+}
+
+// TestCorruptionInTheMiddleIsReported flips a bit in a record that is
+// followed by others: Open must fail naming the object and offset, and fsck
+// must list it.
+func TestCorruptionInTheMiddleIsReported(t *testing.T) {
+	st := objstore.NewMemStore(false, 1)
+	require.NoError(t, Create(st, "d", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
+	v, err := Open(st, "d", Options{CheckpointInterval: -1})
+	require.NoError(t, err)
+	for i := 0; i < 8; i++ {
+		require.NoError(t, v.WriteAt(bytes.Repeat([]byte{byte(i + 1)}, 4096), int64(i)*4096, false))
+	}
+	require.NoError(t, v.lw.close()) // no checkpoint: open must replay
+	v.readers.close()
+	v.releaseOwner()
+	require.NoError(t, st.Corrupt(segName("d", 1), 80+3*4128))
+	_, err = Open(st, "d", Options{})
+	var ce *CorruptionError
+	require.True(t, errors.As(err, &ce), "got %v", err)
+	require.Equal(t, segName("d", 1), ce.Object)
+	require.EqualValues(t, 80+3*4128, ce.Offset)
+	rep, err := Fsck(st, "d", nil)
+	require.NoError(t, err)
+	require.False(t, rep.OK())
+	require.Contains(t, rep.Problems[0], segName("d", 1))
+}
+
+// TestTornTailIsEOF cuts the last record short: the log ends before it,
+// and the next writer continues cleanly.
+func TestTornTailIsEOF(t *testing.T) {
+	simulateOwnDeath(t)
+	st := objstore.NewMemStore(false, 1)
+	require.NoError(t, Create(st, "t", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
+	v, err := Open(st, "t", Options{CheckpointInterval: -1})
+	require.NoError(t, err)
+	require.NoError(t, v.WriteAt(bytes.Repeat([]byte{1}, 4096), 0, true))
+	require.NoError(t, v.WriteAt(bytes.Repeat([]byte{2}, 4096), 4096, false))
+	v.lw.ioMu.Lock() // stop the pusher, then write part of the last record by hand
+	seg := v.lw.segmentBytes(1)
+	_, err = v.lw.w.Write(seg[v.lw.pushed : len(seg)-100])
+	require.NoError(t, err)
+	st.Crash()
+	v.lw.ioMu.Unlock()
+
+	v2, err := Open(st, "t", Options{})
+	require.NoError(t, err)
+	got := make([]byte, 8192)
+	require.NoError(t, v2.ReadAt(got, 0))
+	require.Equal(t, bytes.Repeat([]byte{1}, 4096), got[:4096])
+	require.Equal(t, make([]byte, 4096), got[4096:])
+	require.NoError(t, v2.WriteAt(bytes.Repeat([]byte{3}, 4096), 8192, true))
+	require.NoError(t, v2.Close())
+	v3, err := Open(st, "t", Options{})
+	require.NoError(t, err)
+	require.NoError(t, v3.ReadAt(got, 4096))
+	require.Equal(t, bytes.Repeat([]byte{3}, 4096), got[4096:])
+	require.NoError(t, v3.Close())
+	rep, err := Fsck(st, "t", nil)
+	require.NoError(t, err)
+	require.True(t, rep.OK(), "%v", rep.Problems)
+}
