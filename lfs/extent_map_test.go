@@ -12,7 +12,7 @@ type flatMap []int64 // -1: hole; else seq<<32 | index into the record data
 
 func (f flatMap) set(e extent) {
 	for i := int64(0); i < int64(e.length); i++ {
-		f[e.off+i] = int64(e.seq)<<32 | int64(e.skip)+i
+		f[e.off+i] = int64(e.seq)<<32 | int64(e.skip) + i
 	}
 }
 

@@ -225,7 +225,7 @@ func TestAllocationReportsHolesAndData(t *testing.T) {
 	v := newTestVolume(t, st, "a", 1<<20)
 	require.NoError(t, v.WriteAt(bytes.Repeat([]byte{1}, 8192), 4096, false))
 	require.NoError(t, v.WriteAt(bytes.Repeat([]byte{2}, 4096), 12288, false)) // adjacent: merges
-	require.NoError(t, v.Zero(8192, 4096, false, false))                         // allocated zeros
+	require.NoError(t, v.Zero(8192, 4096, false, false))                       // allocated zeros
 	type run struct {
 		n    int64
 		hole bool
