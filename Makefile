@@ -1,0 +1,66 @@
+# hlfs: log-structured block storage for VM disks, served over NBD.
+# `make run` and `make test` are the two commands a new machine needs.
+
+GO        ?= go
+BIN       := bin/hlfs
+STORE     ?= file://./hlfs-data
+LISTEN    ?= 127.0.0.1:10809
+DEMO_SIZE ?= 1G
+FUZZTIME  ?= 10s
+UNIT_PKGS := ./internal/... ./segment/... ./lfs/... ./nbdserver/... ./cmd/...
+
+.PHONY: all build run test deps unit e2e fuzz-short fuzz bench lint fmt-check clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/hlfs
+
+# Builds, creates the demo volume when absent, serves it on $(LISTEN).
+run: build
+	@$(BIN) --store $(STORE) info demo >/dev/null 2>&1 || $(BIN) --store $(STORE) create demo --size $(DEMO_SIZE)
+	$(BIN) --store $(STORE) serve --listen $(LISTEN) demo
+
+# Installs what the tests need (Debian packages, as root), then runs every
+# test: unit, model, crash and fuzz-seed tests with the race detector, short
+# fuzzing, and the real-client end-to-end tests (qemu-io, nbdinfo, nbdcopy,
+# a QEMU guest, kill -9 of the server).
+test: deps fmt-check build
+	$(GO) vet ./...
+	$(GO) test -race -count=1 $(UNIT_PKGS)
+	$(MAKE) fuzz-short
+	$(GO) test -count=1 -timeout 20m ./e2e/...
+
+deps:
+	./scripts/install-test-deps.sh
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+unit:
+	$(GO) test -race -count=1 $(UNIT_PKGS)
+
+e2e: build
+	$(GO) test -count=1 -timeout 20m -v ./e2e/...
+
+# Each fuzz target briefly; `make fuzz FUZZTIME=5m` runs them longer.
+fuzz-short:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./segment/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) ./nbdserver/
+	$(GO) test -run '^$$' -fuzz '^FuzzConn$$' -fuzztime $(FUZZTIME) ./nbdserver/
+
+fuzz:
+	$(MAKE) fuzz-short FUZZTIME=$(if $(filter 10s,$(FUZZTIME)),3m,$(FUZZTIME))
+
+# A report, not a test: fio against hlfs and its peers in the same run.
+bench: deps build
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./lfs/
+	python3 bench/bench.py
+
+lint: fmt-check
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.6.1 ./...
+
+clean:
+	rm -rf bin
