@@ -9,7 +9,9 @@ import (
 	"github.com/hlfs/hlfs/internal/objstore"
 )
 
-// List returns the names of the volumes in the store, sorted.
+// List returns the names of the volumes in the store, sorted: the folders
+// holding a superblock object. A damaged superblock still lists, so the
+// volume shows up and opening it reports the damage.
 func List(st objstore.Store) ([]string, error) {
 	names, err := st.List("")
 	if err != nil {
@@ -20,10 +22,15 @@ func List(st objstore.Store) ([]string, error) {
 		if ValidateName(n) != nil {
 			continue
 		}
-		if _, err := readSuperblock(st, n); err == nil {
-			vols = append(vols, n)
-		} else if !errors.Is(err, ErrNotFound) {
+		entries, err := st.List(n)
+		if err != nil {
 			return nil, err
+		}
+		for _, e := range entries {
+			if e == "super" {
+				vols = append(vols, n)
+				break
+			}
 		}
 	}
 	return vols, nil

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+
+	"github.com/hlfs/hlfs/internal/cliutil"
+	"github.com/hlfs/hlfs/lfs"
+)
+
+var createCmd = &command{
+	name:    "create",
+	args:    "VOLUME --size SIZE [--block-size SIZE] [--compress]",
+	summary: "create an empty volume",
+	help: `
+Create creates an empty (all-zero, thin) volume in the store. The size must be
+a multiple of the block size.`,
+	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+		size := fs.String("size", "", "volume `SIZE`, e.g. 10G (required)")
+		blockSize := fs.String("block-size", "4K", "block `SIZE`: a power of two from 512 to 64K")
+		compress := fs.Bool("compress", false, "compress data with snappy")
+		return func(c *cli, args []string) error {
+			if err := wantArgs("create", args, "VOLUME"); err != nil {
+				return err
+			}
+			n, err := sizeFlag("create", "size", *size, true)
+			if err != nil {
+				return err
+			}
+			bs, err := sizeFlag("create", "block-size", *blockSize, true)
+			if err != nil {
+				return err
+			}
+			return c.create(args[0], lfs.Config{Size: n, BlockSize: int(bs), Compress: *compress})
+		}
+	},
+}
+
+func (c *cli) create(arg string, cfg lfs.Config) error {
+	name, err := volumeArg(arg)
+	if err != nil {
+		return err
+	}
+	bs := int64(cfg.BlockSize)
+	if bs > 0 && bs&(bs-1) == 0 && cfg.Size%bs != 0 {
+		return fmt.Errorf("size %s is not a multiple of the block size %s", sizeString(cfg.Size), cliutil.FormatSize(bs))
+	}
+	st, err := c.openStore()
+	if err != nil {
+		return err
+	}
+	if err := lfs.Create(st, name, cfg); err != nil {
+		return c.volumeError(name, err)
+	}
+	compressed := ""
+	if cfg.Compress {
+		compressed = ", compressed"
+	}
+	fmt.Fprintf(c.stdout, "created %s: %s, %s blocks%s\n", name, cliutil.FormatSize(cfg.Size),
+		cliutil.FormatSize(bs), compressed)
+	return nil
+}

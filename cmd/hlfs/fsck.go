@@ -1,0 +1,61 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+
+	"github.com/hlfs/hlfs/internal/cliutil"
+	"github.com/hlfs/hlfs/internal/progress"
+	"github.com/hlfs/hlfs/lfs"
+)
+
+var fsckCmd = &command{
+	name:    "fsck",
+	args:    "VOLUME",
+	summary: "check a volume for damage",
+	help: `
+Fsck reads all of a volume's log and checkpoints and checks every checksum,
+the chaining of the log segments and that the newest checkpoint agrees with
+the log. It changes nothing. It prints what it checked and every problem
+found, and exits 1 when the volume is damaged.`,
+	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+		return func(c *cli, args []string) error {
+			if err := wantArgs("fsck", args, "VOLUME"); err != nil {
+				return err
+			}
+			return c.fsck(args[0])
+		}
+	},
+}
+
+func (c *cli) fsck(arg string) error {
+	name, err := volumeArg(arg)
+	if err != nil {
+		return err
+	}
+	st, err := c.openStore()
+	if err != nil {
+		return err
+	}
+	var bar *progress.Bar
+	rep, err := lfs.Fsck(st, name, func(done, total int64) {
+		if bar == nil {
+			bar = progress.New(c.stderr, "checking "+name, total)
+		}
+		bar.Set(done)
+	})
+	bar.Done()
+	if err != nil {
+		return c.volumeError(name, err)
+	}
+	fmt.Fprintf(c.stdout, "%s: checked %d segments, %d records, %d extents, %s\n", name,
+		rep.Segments, rep.Records, rep.Extents, cliutil.FormatSize(rep.BytesChecked))
+	for _, p := range rep.Problems {
+		fmt.Fprintf(c.stdout, "%s: problem: %s\n", name, p)
+	}
+	if !rep.OK() {
+		return fmt.Errorf("%s is damaged: %d problems found", name, len(rep.Problems))
+	}
+	fmt.Fprintf(c.stdout, "%s: ok\n", name)
+	return nil
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hlfs/hlfs/internal/cliutil"
+	"github.com/hlfs/hlfs/lfs"
+)
+
+var infoCmd = &command{
+	name:    "info",
+	args:    "VOLUME [--json]",
+	summary: "show a volume's size, settings and use",
+	help: `
+Info shows a volume's size, block size and settings, how many bytes and log
+segments it occupies in the store, when it was created and, while it is
+served, which host and process hold it.`,
+	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+		asJSON := fs.Bool("json", false, "print JSON")
+		return func(c *cli, args []string) error {
+			if err := wantArgs("info", args, "VOLUME"); err != nil {
+				return err
+			}
+			return c.info(args[0], *asJSON)
+		}
+	},
+}
+
+// volumeJSON is a volume as "info --json" and "ls --json" print it. Sizes
+// are bytes, times RFC 3339.
+type volumeJSON struct {
+	Name        string     `json:"name"`
+	Size        int64      `json:"size"`
+	BlockSize   int        `json:"block_size"`
+	Compress    bool       `json:"compress"`
+	SegmentSize int        `json:"segment_size"`
+	Created     time.Time  `json:"created"`
+	Segments    int        `json:"segments"`
+	BytesStored int64      `json:"bytes_stored"`
+	Checkpoints int        `json:"checkpoints"`
+	Owner       *ownerJSON `json:"owner"` // null when not served
+	// Error is set, alone with Name, when ls could not read the volume.
+	Error string `json:"error,omitempty"`
+}
+
+// ownerJSON is the process serving a volume.
+type ownerJSON struct {
+	Host  string    `json:"host"`
+	PID   int       `json:"pid"`
+	Epoch uint64    `json:"epoch"`
+	Since time.Time `json:"since"`
+}
+
+func newVolumeJSON(info lfs.Info) volumeJSON {
+	v := volumeJSON{
+		Name:        info.Name,
+		Size:        info.Size,
+		BlockSize:   info.BlockSize,
+		Compress:    info.Compress,
+		SegmentSize: info.SegmentSize,
+		Created:     info.Created,
+		Segments:    info.Segments,
+		BytesStored: info.BytesStored,
+		Checkpoints: info.Checkpoints,
+	}
+	if o := info.Owner; o != nil {
+		v.Owner = &ownerJSON{Host: o.Host, PID: o.PID, Epoch: o.Epoch, Since: o.Since}
+	}
+	return v
+}
+
+func (c *cli) info(arg string, asJSON bool) error {
+	name, err := volumeArg(arg)
+	if err != nil {
+		return err
+	}
+	st, err := c.openStore()
+	if err != nil {
+		return err
+	}
+	info, err := lfs.Stat(st, name)
+	if err != nil {
+		return c.volumeError(name, err)
+	}
+	v := newVolumeJSON(info)
+	if asJSON {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	onOff := map[bool]string{false: "off", true: "on"}
+	tw := tabwriter.NewWriter(c.stdout, 0, 8, 1, ' ', 0)
+	fmt.Fprintf(tw, "name:\t%s\n", v.Name)
+	fmt.Fprintf(tw, "size:\t%s (%d bytes)\n", cliutil.FormatSize(v.Size), v.Size)
+	fmt.Fprintf(tw, "block size:\t%s\n", cliutil.FormatSize(int64(v.BlockSize)))
+	fmt.Fprintf(tw, "compress:\t%s\n", onOff[v.Compress])
+	fmt.Fprintf(tw, "segment size:\t%s\n", cliutil.FormatSize(int64(v.SegmentSize)))
+	fmt.Fprintf(tw, "bytes stored:\t%s (%d bytes)\n", cliutil.FormatSize(v.BytesStored), v.BytesStored)
+	fmt.Fprintf(tw, "segments:\t%d\n", v.Segments)
+	fmt.Fprintf(tw, "checkpoints:\t%d\n", v.Checkpoints)
+	fmt.Fprintf(tw, "created:\t%s\n", v.Created.Local().Format(time.RFC3339))
+	if o := v.Owner; o != nil {
+		fmt.Fprintf(tw, "served by:\t%s pid %d (epoch %d) since %s\n", o.Host, o.PID, o.Epoch,
+			o.Since.Local().Format(time.RFC3339))
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/hlfs/hlfs/lfs"
+)
+
+func TestInfo(t *testing.T) {
+	store, _ := testStore(t)
+	mustHLFS(t, store, "create", "demo", "--size", "10G", "--compress", "--block-size", "8K")
+	out := mustHLFS(t, store, "info", "demo")
+	for _, want := range []string{
+		"name:         demo\n",
+		"size:         10 GiB (10737418240 bytes)\n",
+		"block size:   8 KiB\n",
+		"compress:     on\n",
+		"bytes stored: ",
+		"segments:     0\n",
+		"created:      ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("info lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "served by") {
+		t.Errorf("info of a free volume shows an owner:\n%s", out)
+	}
+
+	var v volumeJSON
+	if err := json.Unmarshal([]byte(mustHLFS(t, store, "info", "demo", "--json")), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Name != "demo" || v.Size != 10<<30 || v.BlockSize != 8192 || !v.Compress || v.Owner != nil || v.Created.IsZero() {
+		t.Errorf("info --json: %+v", v)
+	}
+}
+
+func TestInfoShowsOwner(t *testing.T) {
+	store, dir := testStore(t)
+	mustHLFS(t, store, "create", "demo", "--size", "1M")
+	vol, err := lfs.Open(dirStore(t, dir), "demo", lfs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vol.Close()
+	host, _ := os.Hostname()
+
+	out := mustHLFS(t, store, "info", "demo")
+	if !strings.Contains(out, "served by:") || !strings.Contains(out, host) {
+		t.Errorf("info of a held volume:\n%s", out)
+	}
+	var v volumeJSON
+	if err := json.Unmarshal([]byte(mustHLFS(t, store, "info", "--json", "demo")), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Owner == nil || v.Owner.PID != os.Getpid() || v.Owner.Host != host || v.Owner.Epoch == 0 {
+		t.Errorf("owner %+v", v.Owner)
+	}
+}
+
+func TestInfoErrors(t *testing.T) {
+	store, _ := testStore(t)
+	wantError(t, hlfs(t, store, "info", "nope"), 1, `no volume "nope" in store `+store)
+	wantError(t, hlfs(t, store, "info", "a/b"), 1, "invalid volume name")
+	wantError(t, hlfs(t, store, "info", "v@s"), 1, "snapshots are not supported yet")
+	wantError(t, hlfs(t, store, "info"), 2, "missing VOLUME")
+}

@@ -1,0 +1,122 @@
+// Command hlfs manages hlfs volumes in a store and serves them over NBD.
+//
+//	hlfs [--store URI] COMMAND [ARGS]
+//
+// Run "hlfs help" for the list of commands. main only wires the command tree
+// (commands.go); each command lives in its own file.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/hlfs/hlfs/internal/cliutil"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes the command line args (without the program name), writing
+// to stdout and stderr, and returns the exit code: 0 on success, 1 when the
+// command failed, 2 for a usage error. SIGINT and SIGTERM cancel the
+// command's context.
+func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	c := newCLI(ctx, stdout, stderr, os.Getenv)
+	c.releaseSignals = stop
+	return c.main(args)
+}
+
+// defaultStore is the store used without --store and HLFS_STORE.
+const defaultStore = "file://./hlfs-data"
+
+// cli is one invocation of the command line: its streams, context and the
+// global flags.
+type cli struct {
+	ctx    context.Context
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+	// releaseSignals restores the default handling of SIGINT and SIGTERM,
+	// so that a second ^C during a slow shutdown kills the process. Never nil.
+	releaseSignals func()
+
+	// store is the --store flag.
+	store string
+}
+
+func newCLI(ctx context.Context, stdout, stderr io.Writer, getenv func(string) string) *cli {
+	return &cli{ctx: ctx, stdout: stdout, stderr: stderr, getenv: getenv, releaseSignals: func() {}}
+}
+
+// main runs args and reports errors on stderr as one line.
+func (c *cli) main(args []string) (code int) {
+	defer func() {
+		if p := recover(); p != nil {
+			fmt.Fprintf(c.stderr, "hlfs: internal error: %v (please report this bug)\n", p)
+			if c.getenv("HLFS_DEBUG") != "" {
+				c.stderr.Write(debug.Stack())
+			}
+			code = cliutil.ExitError
+		}
+	}()
+	err := c.dispatch(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return cliutil.ExitOK
+	case errors.Is(err, errBareUsage):
+		return cliutil.ExitUsage // the usage printed is the message
+	}
+	if err != nil {
+		fmt.Fprintf(c.stderr, "hlfs: %s\n", cliutil.Message(err))
+	}
+	return cliutil.ExitCode(err)
+}
+
+// dispatch parses the global flags and runs the named command.
+func (c *cli) dispatch(args []string) error {
+	c.store = c.getenv("HLFS_STORE")
+	if c.store == "" {
+		c.store = defaultStore
+	}
+	fs := flag.NewFlagSet("hlfs", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c.globalFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			c.printUsage(c.stdout)
+			return err
+		}
+		return cliutil.Usagef("%s (see 'hlfs help')", flagError(err))
+	}
+	if fs.NArg() == 0 {
+		c.printUsage(c.stderr)
+		return errBareUsage
+	}
+	name, rest := fs.Arg(0), fs.Args()[1:]
+	cmd := lookup(name)
+	if cmd == nil {
+		return cliutil.Usagef("unknown command %q (see 'hlfs help')", name)
+	}
+	return c.runCommand(cmd, rest)
+}
+
+// errBareUsage is returned when hlfs runs without a command, after the
+// usage was printed on stderr.
+var errBareUsage = errors.New("no command given")
+
+// globalFlags registers the flags every command accepts, before or after
+// its name.
+func (c *cli) globalFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.store, "store", c.store,
+		"store `URI`: file:///abs/path, file://rel/path or a plain path (env HLFS_STORE)")
+}

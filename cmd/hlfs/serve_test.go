@@ -1,0 +1,357 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hlfs/hlfs/lfs"
+)
+
+// NBD wire constants (https://github.com/NetworkBlockDevice/nbd/blob/master/doc/proto.md).
+const (
+	nbdMagic       = "NBDMAGIC"
+	nbdOptMagic    = "IHAVEOPT"
+	nbdOptRepMagic = 0x0003e889045565a9
+	nbdOptAbort    = 2
+	nbdOptList     = 3
+	nbdOptGo       = 7
+	nbdRepAck      = 1
+	nbdRepServer   = 2
+	nbdRepInfo     = 3
+	nbdInfoExport  = 0
+	nbdReqMagic    = 0x25609513
+	nbdReplyMagic  = 0x67446698
+	nbdCmdRead     = 0
+	nbdCmdWrite    = 1
+	nbdCmdDisc     = 2
+	nbdCmdFlush    = 3
+)
+
+// nbdClient is just enough of an NBD client to test the wiring: fixed
+// newstyle handshake, LIST, GO, and simple replies.
+type nbdClient struct {
+	t    *testing.T
+	conn net.Conn
+}
+
+func dialNBD(t *testing.T, network, addr string) *nbdClient {
+	t.Helper()
+	conn, err := net.DialTimeout(network, addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	c := &nbdClient{t: t, conn: conn}
+	greeting := c.read(18)
+	if string(greeting[:16]) != nbdMagic+nbdOptMagic || binary.BigEndian.Uint16(greeting[16:])&1 == 0 {
+		t.Fatalf("greeting %q", greeting)
+	}
+	c.write(binary.BigEndian.AppendUint32(nil, 1|2)) // FIXED_NEWSTYLE | NO_ZEROES
+	return c
+}
+
+func (c *nbdClient) read(n int) []byte {
+	c.t.Helper()
+	b := make([]byte, n)
+	if _, err := io.ReadFull(c.conn, b); err != nil {
+		c.t.Fatalf("nbd read: %v", err)
+	}
+	return b
+}
+
+func (c *nbdClient) write(b []byte) {
+	c.t.Helper()
+	if _, err := c.conn.Write(b); err != nil {
+		c.t.Fatalf("nbd write: %v", err)
+	}
+}
+
+func (c *nbdClient) option(opt uint32, data []byte) {
+	c.t.Helper()
+	b := []byte(nbdOptMagic)
+	b = binary.BigEndian.AppendUint32(b, opt)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(data)))
+	c.write(append(b, data...))
+}
+
+// optReply reads one option reply: its type and data.
+func (c *nbdClient) optReply(opt uint32) (uint32, []byte) {
+	c.t.Helper()
+	h := c.read(20)
+	if binary.BigEndian.Uint64(h) != nbdOptRepMagic || binary.BigEndian.Uint32(h[8:]) != opt {
+		c.t.Fatalf("option reply header %x", h)
+	}
+	return binary.BigEndian.Uint32(h[12:]), c.read(int(binary.BigEndian.Uint32(h[16:])))
+}
+
+// list returns the export names.
+func (c *nbdClient) list() []string {
+	c.t.Helper()
+	c.option(nbdOptList, nil)
+	var names []string
+	for {
+		typ, data := c.optReply(nbdOptList)
+		switch typ {
+		case nbdRepAck:
+			return names
+		case nbdRepServer:
+			n := binary.BigEndian.Uint32(data)
+			names = append(names, string(data[4:4+n]))
+		default:
+			c.t.Fatalf("LIST reply type %#x", typ)
+		}
+	}
+}
+
+// goExport enters transmission on name and returns the export size, or the
+// error reply type.
+func (c *nbdClient) goExport(name string) (size int64, errType uint32) {
+	c.t.Helper()
+	data := binary.BigEndian.AppendUint32(nil, uint32(len(name)))
+	data = append(data, name...)
+	data = binary.BigEndian.AppendUint16(data, 0)
+	c.option(nbdOptGo, data)
+	for {
+		typ, data := c.optReply(nbdOptGo)
+		switch {
+		case typ == nbdRepAck:
+			return size, 0
+		case typ == nbdRepInfo && binary.BigEndian.Uint16(data) == nbdInfoExport:
+			size = int64(binary.BigEndian.Uint64(data[2:]))
+		case typ&(1<<31) != 0:
+			return 0, typ
+		}
+	}
+}
+
+// nbdCookie numbers the requests of the tests.
+var nbdCookie uint64
+
+// request sends a command and returns the reply's error and data.
+func (c *nbdClient) request(cmd uint16, off int64, length int, payload []byte) (uint32, []byte) {
+	c.t.Helper()
+	nbdCookie++
+	b := binary.BigEndian.AppendUint32(nil, nbdReqMagic)
+	b = binary.BigEndian.AppendUint16(b, 0)
+	b = binary.BigEndian.AppendUint16(b, cmd)
+	b = binary.BigEndian.AppendUint64(b, nbdCookie)
+	b = binary.BigEndian.AppendUint64(b, uint64(off))
+	b = binary.BigEndian.AppendUint32(b, uint32(length))
+	c.write(append(b, payload...))
+	if cmd == nbdCmdDisc {
+		return 0, nil
+	}
+	h := c.read(16)
+	if binary.BigEndian.Uint32(h) != nbdReplyMagic || binary.BigEndian.Uint64(h[8:]) != nbdCookie {
+		c.t.Fatalf("reply header %x", h)
+	}
+	errno := binary.BigEndian.Uint32(h[4:])
+	if cmd == nbdCmdRead && errno == 0 {
+		return 0, c.read(length)
+	}
+	return errno, nil
+}
+
+// startServe runs "hlfs --store STORE serve ARGS..." in the background and
+// waits for its log line about volume first; it returns the address the
+// line names, the stderr so far, a function that sends the "signal" and
+// returns the exit code.
+func startServe(t *testing.T, store, first string, args ...string) (addr string, stderr *syncBuffer, stop func() int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stderr = &syncBuffer{}
+	var stdout bytes.Buffer
+	c := newCLI(ctx, &stdout, stderr, func(string) string { return "" })
+	done := make(chan int, 1)
+	go func() { done <- c.main(append([]string{"--store", store, "serve"}, args...)) }()
+	re := regexp.MustCompile(`msg="serving ` + regexp.QuoteMeta(first) + ` \([^)]*\) on ([^" ]+)`)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if m := re.FindStringSubmatch(stderr.String()); m != nil {
+			addr = m[1]
+			break
+		}
+		select {
+		case code := <-done:
+			cancel()
+			t.Fatalf("serve exited with %d before serving:\n%s", code, stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("serve did not log its address:\n%s", stderr.String())
+		}
+	}
+	stopped := false
+	stop = func() int {
+		t.Helper()
+		stopped = true
+		cancel()
+		select {
+		case code := <-done:
+			return code
+		case <-time.After(40 * time.Second):
+			t.Fatalf("serve did not stop:\n%s", stderr.String())
+			return -1
+		}
+	}
+	t.Cleanup(func() {
+		if !stopped {
+			stop()
+		}
+	})
+	return addr, stderr, stop
+}
+
+func TestServe(t *testing.T) {
+	store, dir := testStore(t)
+	mustHLFS(t, store, "create", "demo", "--size", "1G")
+	mustHLFS(t, store, "create", "other", "--size", "64M", "--block-size", "64K")
+
+	// No names: every volume in the store.
+	addr, stderr, stop := startServe(t, store, "demo", "--listen", "127.0.0.1:0")
+	if !strings.Contains(stderr.String(), "serving demo (1 GiB) on 127.0.0.1:") ||
+		!strings.Contains(stderr.String(), "serving other (64 MiB) on "+addr) {
+		t.Errorf("log:\n%s", stderr.String())
+	}
+	for _, name := range []string{"demo", "other"} {
+		if info := statVolume(t, dir, name); info.Owner == nil || info.Owner.PID != os.Getpid() {
+			t.Errorf("%s is not owned while served: %+v", name, info.Owner)
+		}
+	}
+	wantError(t, hlfs(t, store, "rm", "demo"), 1, "in use")
+
+	c := dialNBD(t, "tcp", addr)
+	if names := c.list(); strings.Join(names, ",") != "demo,other" {
+		t.Errorf("LIST = %q", names)
+	}
+	if _, errType := c.goExport("nope"); errType == 0 {
+		t.Error("GO of an unknown export succeeded")
+	}
+	size, errType := c.goExport("demo")
+	if errType != 0 || size != 1<<30 {
+		t.Fatalf("GO demo: size %d, error %#x", size, errType)
+	}
+	data := bytes.Repeat([]byte("hlfs"), 1024)
+	if errno, _ := c.request(nbdCmdWrite, 8192, len(data), data); errno != 0 {
+		t.Fatalf("WRITE: errno %d", errno)
+	}
+	if errno, got := c.request(nbdCmdRead, 4096, 3*4096, nil); errno != 0 || !bytes.Equal(got[4096:8192], data) || !isZero(got[:4096]) {
+		t.Fatalf("READ: errno %d", errno)
+	}
+	// The write is not flushed by the client; shutdown must make it durable.
+	c.request(nbdCmdDisc, 0, 0, nil)
+	c.conn.Close()
+
+	if code := stop(); code != 0 {
+		t.Fatalf("serve exited %d after the signal:\n%s", code, stderr.String())
+	}
+	log := stderr.String()
+	for _, want := range []string{"shutting down", "flushing and closing volumes", `msg=stopped`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, "level=ERROR") {
+		t.Errorf("errors logged:\n%s", log)
+	}
+	for _, name := range []string{"demo", "other"} {
+		if info := statVolume(t, dir, name); info.Owner != nil {
+			t.Errorf("%s still owned after serve stopped: %+v", name, info.Owner)
+		}
+	}
+	if got := readVolume(t, dir, "demo")[8192 : 8192+len(data)]; !bytes.Equal(got, data) {
+		t.Error("the write did not survive the shutdown")
+	}
+	mustHLFS(t, store, "fsck", "demo")
+	if _, err := net.Dial("tcp", addr); err == nil {
+		t.Error("still listening after shutdown")
+	}
+}
+
+func TestServeUnixSocket(t *testing.T) {
+	store, _ := testStore(t)
+	mustHLFS(t, store, "create", "a", "--size", "1M")
+	mustHLFS(t, store, "create", "b", "--size", "1M")
+	sock := filepath.Join(t.TempDir(), "nbd.sock")
+	// A stale socket file from a server that is gone is replaced.
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+
+	// Only the named volume is served; no TCP.
+	addr, stderr, stop := startServe(t, store, "b", "--listen", "", "--socket", sock, "b")
+	if addr != "unix:"+sock {
+		t.Errorf("address %q, want unix:%s", addr, sock)
+	}
+	if strings.Contains(stderr.String(), "serving a ") {
+		t.Errorf("a is served:\n%s", stderr.String())
+	}
+	c := dialNBD(t, "unix", sock)
+	if names := c.list(); strings.Join(names, ",") != "b" {
+		t.Errorf("LIST = %q", names)
+	}
+	c.option(nbdOptAbort, nil)
+	c.conn.Close()
+	// A second server on the same socket is refused.
+	wantError(t, hlfs(t, store, "serve", "--listen", "", "--socket", sock, "a"), 1, "another server is listening there")
+	if code := stop(); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, stderr.String())
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket file left behind: %v", err)
+	}
+}
+
+func TestServeErrors(t *testing.T) {
+	store, dir := testStore(t)
+	wantError(t, hlfs(t, store, "serve", "--listen", "127.0.0.1:0"), 1, "no volumes to serve in store "+store)
+	mustHLFS(t, store, "create", "demo", "--size", "1M")
+	mustHLFS(t, store, "create", "busy", "--size", "1M")
+	wantError(t, hlfs(t, store, "serve", "--listen", "127.0.0.1:0", "demo", "nope"), 1, "cannot serve nope", `no volume "nope"`)
+	wantError(t, hlfs(t, store, "serve", "--listen", "127.0.0.1:0", "demo", "demo"), 1, "named twice")
+	wantError(t, hlfs(t, store, "serve", "--listen", "127.0.0.1:0", "x/y"), 1, "invalid volume name")
+	wantError(t, hlfs(t, store, "serve", "--listen", "127.0.0.1:0", "demo@s"), 1, "snapshots are not supported yet")
+	wantError(t, hlfs(t, store, "serve", "--listen", ""), 2, "nothing to listen on")
+	wantError(t, hlfs(t, store, "serve", "--listen", "256.0.0.1:99999", "demo"), 1, "cannot listen on 256.0.0.1:99999")
+
+	// A volume served elsewhere fails serve before it serves anything, and
+	// the volumes it had opened are released.
+	v, err := lfs.Open(dirStore(t, dir), "busy", lfs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, hlfs(t, store, "serve", "--listen", "127.0.0.1:0", "demo", "busy"), 1,
+		"cannot serve busy", fmt.Sprintf("in use by pid %d", os.Getpid()))
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if info := statVolume(t, dir, "demo"); info.Owner != nil {
+		t.Errorf("demo still owned after serve failed: %+v", info.Owner)
+	}
+
+	// A port in use.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	wantError(t, hlfs(t, store, "serve", "--listen", l.Addr().String(), "demo"), 1,
+		"cannot listen on "+l.Addr().String(), "address already in use")
+	if info := statVolume(t, dir, "demo"); info.Owner != nil {
+		t.Errorf("demo still owned after serve failed: %+v", info.Owner)
+	}
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hlfs/hlfs/internal/objstore"
+)
+
+func TestOpenStore(t *testing.T) {
+	base := t.TempDir()
+	t.Chdir(base)
+	abs := filepath.Join(base, "abs")
+	for _, tc := range []struct {
+		uri, root string
+	}{
+		{"file://" + abs, abs},
+		{"file://./rel", filepath.Join(base, "rel")},
+		{"file://rel2", filepath.Join(base, "rel2")},
+		{"file://rel3/sub", filepath.Join(base, "rel3", "sub")},
+		{"FILE://./upper", filepath.Join(base, "upper")},
+		{"plain", filepath.Join(base, "plain")},
+		{"./dot/plain", filepath.Join(base, "dot", "plain")},
+		{abs + "2", abs + "2"},
+	} {
+		st, err := openStore(tc.uri)
+		if err != nil {
+			t.Errorf("openStore(%q): %v", tc.uri, err)
+			continue
+		}
+		ds, ok := st.(*objstore.DirStore)
+		if !ok {
+			t.Errorf("openStore(%q) = %T", tc.uri, st)
+			continue
+		}
+		// The working directory may be reached through a symlink.
+		want, _ := filepath.EvalSymlinks(tc.root)
+		got, _ := filepath.EvalSymlinks(ds.Root())
+		if got != want {
+			t.Errorf("openStore(%q) root %s, want %s", tc.uri, ds.Root(), tc.root)
+		}
+	}
+}
+
+func TestOpenStoreErrors(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ uri, msg string }{
+		{"", "empty store URI"},
+		{"  ", "empty store URI"},
+		{"hdfs://namenode:8020/hlfs", "hdfs stores are not supported yet"},
+		{"HDFS://nn/x", "hdfs stores are not supported yet"},
+		{"s3://bucket/x", `unsupported scheme "s3"`},
+		{"file://", "no path after file://"},
+		{"file://" + file, "not a directory"},
+	} {
+		_, err := openStore(tc.uri)
+		if err == nil || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("openStore(%q) = %v, want an error containing %q", tc.uri, err, tc.msg)
+		}
+	}
+}
+
+// The store errors reach the user as one line.
+func TestStoreErrorsOnCommandLine(t *testing.T) {
+	wantError(t, hlfs(t, "hdfs://nn:8020/x", "ls"), 1, "hdfs stores are not supported yet")
+	wantError(t, hlfs(t, "s3://b", "info", "v"), 1, `unsupported scheme "s3"`)
+}
