@@ -3,6 +3,7 @@ package lfs
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"sort"
@@ -61,6 +62,13 @@ func getExtent(b []byte) extent {
 func writeCheckpoint(st objstore.Store, vol string, uid uint64, c checkpoint) error {
 	name := ckptName(vol, c.pos)
 	w, err := st.Create(name)
+	if errors.Is(err, objstore.ErrExist) {
+		// Left by a crash before it was durable (recovery skipped it as
+		// damaged), or a valid one of the same position: same content.
+		if err = st.Remove(name); err == nil {
+			w, err = st.Create(name)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("lfs: create checkpoint %s: %w", name, err)
 	}
@@ -90,7 +98,7 @@ func writeCheckpoint(st objstore.Store, vol string, uid uint64, c checkpoint) er
 	if err == nil {
 		err = bw.Flush()
 	}
-	if cerr := w.Close(); err == nil {
+	if cerr := objstore.CloseDurably(w); err == nil {
 		err = cerr
 	}
 	if err != nil {

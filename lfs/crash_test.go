@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 
@@ -258,4 +260,60 @@ func TestTornTailIsEOF(t *testing.T) {
 	rep, err := Fsck(st, "t", nil)
 	require.NoError(t, err)
 	require.True(t, rep.OK(), "%v", rep.Problems)
+}
+
+// TestTruncatedSegmentEndsTheLog: segments become durable in order only at a
+// flush, so a crash can leave segment 1 truncated while segment 2 exists.
+// The log then ends inside segment 1 and segment 2 is discarded; the same
+// segment with all its bytes but one flipped is corruption instead.
+func TestTruncatedSegmentEndsTheLog(t *testing.T) {
+	simulateOwnDeath(t)
+	setup := func(t *testing.T) (*objstore.DirStore, string) {
+		dir := t.TempDir()
+		st, err := objstore.NewDirStore(dir)
+		require.NoError(t, err)
+		require.NoError(t, Create(st, "s", Config{Size: 4 << 20, SegmentSize: 1 << 20}))
+		v, err := Open(st, "s", Options{CheckpointInterval: -1})
+		require.NoError(t, err)
+		require.NoError(t, v.WriteAt(bytes.Repeat([]byte{9}, 4096), 0, true)) // flushed
+		for i := 1; i < 400; i++ {                                            // ~1.6 MiB: seals segment 1
+			require.NoError(t, v.WriteAt(bytes.Repeat([]byte{byte(i)}, 4096), int64(i)*4096, false))
+		}
+		require.NoError(t, v.lw.close()) // push everything, no checkpoint
+		segs, err := listSegments(st, "s")
+		require.NoError(t, err)
+		require.Equal(t, []uint64{1, 2}, segs)
+		return st, filepath.Join(dir, filepath.FromSlash(segName("s", 1)))
+	}
+	t.Run("truncated", func(t *testing.T) {
+		st, seg1 := setup(t)
+		require.NoError(t, os.Truncate(seg1, 100<<10))
+		v, err := Open(st, "s", Options{})
+		require.NoError(t, err)
+		got := make([]byte, 4096)
+		require.NoError(t, v.ReadAt(got, 0))
+		require.Equal(t, bytes.Repeat([]byte{9}, 4096), got, "the flushed write survives")
+		require.NoError(t, v.ReadAt(got, 399*4096))
+		require.Equal(t, make([]byte, 4096), got, "writes after the truncation point are gone")
+		segs, err := listSegments(st, "s")
+		require.NoError(t, err)
+		require.Equal(t, []uint64{1}, segs, "segment 2 was discarded")
+		require.NoError(t, v.WriteAt(bytes.Repeat([]byte{7}, 4096), 8192, true))
+		require.NoError(t, v.Close())
+		rep, err := Fsck(st, "s", nil)
+		require.NoError(t, err)
+		require.True(t, rep.OK(), "%v", rep.Problems)
+	})
+	t.Run("bitflip", func(t *testing.T) {
+		st, seg1 := setup(t)
+		f, err := os.OpenFile(seg1, os.O_RDWR, 0)
+		require.NoError(t, err)
+		_, err = f.WriteAt([]byte{0xff}, 200<<10)
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+		_, err = Open(st, "s", Options{})
+		var ce *CorruptionError
+		require.True(t, errors.As(err, &ce), "got %v", err)
+		require.Equal(t, segName("s", 1), ce.Object)
+	})
 }

@@ -44,7 +44,9 @@ func (s *memSegment) endPos() logPos {
 //
 // Appends are memory copies under mu; store I/O happens under ioMu only, in
 // log order: a segment object is created only after the previous one was
-// closed, so only the newest segment of a crashed writer can be torn.
+// closed. Closing costs no fsync; a flush persists the closed segments,
+// oldest first, then syncs the active one (see replay for what a crash
+// in between leaves).
 // Group commit: any number of appends made before a flush share its one
 // Sync (or Close) of the store object.
 type logWriter struct {
@@ -68,7 +70,8 @@ type logWriter struct {
 	ioMu   sync.Mutex
 	w      objstore.Writer // object of segs[0], nil until created
 	wSeq   uint64
-	pushed int // bytes of segment wSeq written to w
+	pushed int      // bytes of segment wSeq written to w
+	closed []uint64 // segments closed but not yet persisted, oldest first
 
 	kick chan struct{} // wakes the background pusher
 	done chan struct{}
@@ -215,7 +218,8 @@ func (l *logWriter) flush(target logPos) error {
 }
 
 // pushLocked writes appended bytes to the store, closing sealed segments.
-// With sync it also makes everything appended so far durable. ioMu is held.
+// With sync it also makes everything appended so far durable: closed
+// segments are persisted in order, then the active one is synced. ioMu is held.
 func (l *logWriter) pushLocked(sync bool) error {
 	for {
 		l.mu.Lock()
@@ -227,19 +231,29 @@ func (l *logWriter) pushLocked(sync bool) error {
 		data, sealed := seg.buf[:len(seg.buf)], seg.sealed
 		l.mu.Unlock()
 		if !sealed && len(data) == segment.SegmentHeaderLen {
-			return nil // no records yet: nothing to write or make durable
+			// No records in the active segment: it need not exist yet.
+			if sync {
+				if err := l.persistClosedLocked(); err != nil {
+					return l.fail(err)
+				}
+				l.advanceDurable(seg.prev)
+			}
+			return nil
 		}
 		if err := l.writeLocked(seg.seq, data); err != nil {
 			return l.fail(err)
 		}
 		if sealed {
-			if err := l.closeLocked(seg, len(data)); err != nil {
+			if err := l.closeLocked(seg); err != nil {
 				return l.fail(err)
 			}
 			continue
 		}
 		if !sync {
 			return nil
+		}
+		if err := l.persistClosedLocked(); err != nil {
+			return l.fail(err)
 		}
 		err := l.w.Sync()
 		if errors.Is(err, objstore.ErrSyncUnsupported) {
@@ -253,6 +267,18 @@ func (l *logWriter) pushLocked(sync bool) error {
 		l.advanceDurable(logPos{seg.seq, int64(len(data))})
 		return nil
 	}
+}
+
+// persistClosedLocked makes the segments closed since the last flush durable,
+// oldest first. ioMu is held.
+func (l *logWriter) persistClosedLocked() error {
+	for len(l.closed) > 0 {
+		if err := l.st.Persist(segName(l.vol, l.closed[0])); err != nil {
+			return fmt.Errorf("lfs: persist segment %d of %s: %w", l.closed[0], l.vol, err)
+		}
+		l.closed = l.closed[1:]
+	}
+	return nil
 }
 
 // sealActive seals seg if it is still the active segment and starts the next.
@@ -292,17 +318,19 @@ func (l *logWriter) writeLocked(seq uint64, data []byte) error {
 	return nil
 }
 
-// closeLocked closes the sealed oldest segment and drops its memory copy.
-func (l *logWriter) closeLocked(seg *memSegment, n int) error {
+// closeLocked closes the sealed oldest segment and drops its memory copy;
+// reads of it go to the store from now on. It becomes durable at the next
+// flush (persistClosedLocked), or right away on stores where Close is.
+func (l *logWriter) closeLocked(seg *memSegment) error {
 	if err := l.w.Close(); err != nil {
 		return fmt.Errorf("lfs: close segment %d of %s: %w", seg.seq, l.vol, err)
 	}
 	l.w = nil
+	l.closed = append(l.closed, seg.seq)
 	l.mu.Lock()
 	l.mu.segs = l.mu.segs[1:]
 	l.mu.space.Broadcast()
 	l.mu.Unlock()
-	l.advanceDurable(logPos{seg.seq, int64(n)})
 	return nil
 }
 
@@ -326,7 +354,7 @@ func (l *logWriter) close() error {
 	l.ioMu.Lock()
 	defer l.ioMu.Unlock()
 	if err == nil && l.w != nil {
-		err = l.w.Close()
+		err = l.w.Close() // synced by the flush above
 		l.w = nil
 	}
 	return err

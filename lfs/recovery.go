@@ -13,15 +13,14 @@ import (
 
 // replayed is the state rebuilt from the store.
 type replayed struct {
-	m          *extentMap
-	ckpt       logPos   // checkpoint the replay started from ((0,0): none)
-	end        logPos   // after the last valid record
-	tornLast   uint64   // seq of a last segment without a valid header (0: none)
-	segments   []uint64 // every segment object, oldest first
-	records    int      // records replayed
-	replayed   int64    // log bytes replayed
-	skipped    []string // damaged checkpoints passed over
-	lastIsTorn bool     // the last segment ended in a torn record
+	m        *extentMap
+	ckpt     logPos   // checkpoint the replay started from ((0,0): none)
+	end      logPos   // after the last valid record
+	discard  []uint64 // segments after the end of the log, to remove before writing
+	segments []uint64 // every segment object, oldest first
+	records  int      // records replayed
+	replayed int64    // log bytes replayed
+	skipped  []string // damaged checkpoints passed over
 }
 
 // listSegments returns the seqs of vol's segment objects in order.
@@ -44,6 +43,13 @@ func listSegments(st objstore.Store, vol string) ([]uint64, error) {
 // replay rebuilds the block map: from the newest valid checkpoint when
 // useCkpt, else from the start of the log. visit, when not nil, sees every
 // replayed record.
+//
+// Where the log ends: segments become durable in order only at a flush, so a
+// crash may leave a segment shorter than the next one's header says (or
+// without a valid header) while later segments exist. Such a truncated
+// segment ends the log: no flush covered anything after it, so later
+// segments hold only unacknowledged data (r.discard) and the next writer
+// removes them. Bad bytes in a segment that is not truncated are corruption.
 func replay(st objstore.Store, vol string, sb superblock, useCkpt bool, log *slog.Logger,
 	visit func(seq uint64, off int, h segment.Header)) (replayed, error) {
 	r := replayed{m: newExtentMap()}
@@ -57,18 +63,6 @@ func replay(st objstore.Store, vol string, sb superblock, useCkpt bool, log *slo
 		return r, err
 	}
 	r.segments = segs
-	// A last segment without a valid header holds nothing (its writer died
-	// before the header was durable); it is left out and removed by the next writer.
-	if n := len(segs); n > 0 {
-		buf, err := readObject(st, segName(vol, segs[n-1]))
-		if err != nil {
-			return r, err
-		}
-		if _, herr := segment.DecodeSegmentHeader(buf); herr != nil && !segment.ValidRecordAfter(buf, -1) {
-			r.tornLast = segs[n-1]
-			segs = segs[:n-1]
-		}
-	}
 	i := 0
 	for i < len(segs) && segs[i] < r.ckpt.seq {
 		i++
@@ -80,9 +74,19 @@ func replay(st objstore.Store, vol string, sb superblock, useCkpt bool, log *slo
 		return r, corruptf(segName(vol, segs[0]), 0, "the log starts at segment %d, segment 1 is missing", segs[0])
 	}
 	r.end = r.ckpt
+	// cut ends the log before segs[j]: it and every later segment are discarded.
+	cut := func(j int, why string) {
+		log.Warn("the log ends before this segment (a crash before it was durable); discarding it and later ones, which no flush covered",
+			"segment", segName(vol, segs[j]), "reason", why, "discarded", len(segs)-j)
+		r.discard = append(r.discard, segs[j:]...)
+		segs = segs[:j]
+	}
 	var buf []byte
 	if i < len(segs) {
-		if buf, err = readSegment(st, vol, sb, segs[i]); err != nil {
+		buf, err = readSegment(st, vol, sb, segs[i])
+		if err != nil && isTruncation(err) && r.ckpt.seq == 0 {
+			cut(i, err.Error()) // the first segment of the log never became durable
+		} else if err != nil {
 			return r, err
 		}
 	}
@@ -92,23 +96,35 @@ func replay(st objstore.Store, vol string, sb superblock, useCkpt bool, log *slo
 		if seq == r.ckpt.seq {
 			start = int(r.ckpt.off)
 		}
+		if start > len(buf) {
+			return r, corruptf(name, int64(len(buf)), "checkpoint position %d is beyond the segment's %d bytes", start, len(buf))
+		}
+		limit := len(buf)
 		var next []byte
-		limit, last := len(buf), i == len(segs)-1
-		if !last {
-			if next, err = readSegment(st, vol, sb, segs[i+1]); err != nil {
+		if i+1 < len(segs) {
+			next, err = readSegment(st, vol, sb, segs[i+1])
+			if err != nil && isTruncation(err) {
+				cut(i+1, err.Error())
+				next = nil
+			} else if err != nil {
 				return r, err
 			}
+		}
+		if next != nil {
 			sh, _ := segment.DecodeSegmentHeader(next) // verified by readSegment
 			if sh.PrevSeq != seq {
 				return r, corruptf(segName(vol, segs[i+1]), 0, "segment follows segment %d, but the log has %d before it", sh.PrevSeq, seq)
 			}
-			limit = int(sh.PrevEnd)
-			if limit > len(buf) || limit < start {
-				return r, corruptf(name, int64(len(buf)), "segment holds %d bytes, the next segment says the log continues after byte %d", len(buf), limit)
+			if int(sh.PrevEnd) > len(buf) {
+				cut(i+1, fmt.Sprintf("segment %s holds %d bytes, the next one continues after byte %d", name, len(buf), sh.PrevEnd))
+				next = nil
+			} else {
+				limit = int(sh.PrevEnd)
 			}
 		}
-		if start > len(buf) {
-			return r, corruptf(name, int64(len(buf)), "checkpoint position %d is beyond the segment's %d bytes", start, len(buf))
+		last := next == nil
+		if limit < start {
+			return r, corruptf(name, int64(limit), "the next segment continues the log at %d, before position %d", limit, start)
 		}
 		sc := segment.NewScanner(buf[:limit], start)
 		for sc.Next() {
@@ -120,12 +136,11 @@ func replay(st objstore.Store, vol string, sb superblock, useCkpt bool, log *slo
 		}
 		end := sc.Offset()
 		if sc.Err() != nil {
-			if !last || segment.ValidRecordAfter(buf, sc.Offset()) || !(errors.Is(sc.Err(), segment.ErrTorn) || errors.Is(sc.Err(), segment.ErrCorrupt)) {
-				return r, corruptf(name, int64(sc.Offset()), "%v", sc.Err())
+			if !last || segment.ValidRecordAfter(buf, end) || errors.Is(sc.Err(), segment.ErrNewerVersion) {
+				return r, corruptf(name, int64(end), "%v", sc.Err())
 			}
-			r.lastIsTorn = true
 			log.Warn("log ends in a torn record (crash during a write); unflushed data after it is discarded",
-				"segment", name, "offset", sc.Offset(), "dropped_bytes", len(buf)-sc.Offset())
+				"segment", name, "offset", end, "dropped_bytes", len(buf)-end)
 		}
 		r.replayed += int64(end - start)
 		r.end = logPos{seq, int64(end)}
@@ -133,6 +148,12 @@ func replay(st objstore.Store, vol string, sb superblock, useCkpt bool, log *slo
 	}
 	return r, nil
 }
+
+// errTruncated marks a segment that holds no valid header and no valid
+// record: a crash before any of it was durable.
+var errTruncated = errors.New("segment has no valid header or records")
+
+func isTruncation(err error) bool { return errors.Is(err, errTruncated) }
 
 // loadCheckpoint loads the newest valid checkpoint into r.
 func (r *replayed) loadCheckpoint(st objstore.Store, vol string, sb superblock, log *slog.Logger) error {
@@ -173,6 +194,9 @@ func readSegment(st objstore.Store, vol string, sb superblock, seq uint64) ([]by
 		return nil, err
 	}
 	sh, err := segment.DecodeSegmentHeader(buf)
+	if err != nil && !errors.Is(err, segment.ErrNewerVersion) && !segment.ValidRecordAfter(buf, -1) {
+		return nil, fmt.Errorf("%s: %w (%v)", name, errTruncated, err)
+	}
 	if errors.Is(err, segment.ErrNewerVersion) {
 		return nil, fmt.Errorf("%w: %s: %v", ErrNewerFormat, name, err)
 	}

@@ -190,7 +190,7 @@ func readObject(st objstore.Store, name string) ([]byte, error) {
 	return b, nil
 }
 
-// writeObject creates name with contents b and closes it (durable).
+// writeObject creates name with contents b, durably.
 func writeObject(st objstore.Store, name string, b []byte) error {
 	w, err := st.Create(name)
 	if err != nil {
@@ -200,5 +200,5 @@ func writeObject(st objstore.Store, name string, b []byte) error {
 		_ = w.Close()
 		return err
 	}
-	return w.Close()
+	return objstore.CloseDurably(w)
 }

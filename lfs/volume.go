@@ -136,13 +136,12 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 	return v, nil
 }
 
-// repairTail prepares the log for appending after a crash: the headerless
-// last segment goes, and the last segment's bytes are made durable before a
-// new segment records where it ended.
+// repairTail prepares the log for appending after a crash: segments after
+// the end of the log go, and the last segment's bytes are made durable
+// before a new segment records where it ended.
 func (v *Volume) repairTail(r replayed) error {
-	if r.tornLast != 0 {
-		v.log.Warn("removing a segment whose header never became durable", "segment", segName(v.name, r.tornLast))
-		if err := v.st.Remove(segName(v.name, r.tornLast)); err != nil && !errors.Is(err, objstore.ErrNotExist) {
+	for k := len(r.discard) - 1; k >= 0; k-- { // newest first: what remains is a prefix
+		if err := v.st.Remove(segName(v.name, r.discard[k])); err != nil && !errors.Is(err, objstore.ErrNotExist) {
 			return err
 		}
 	}

@@ -61,7 +61,11 @@ func (s *DirStore) Create(name string) (Writer, error) {
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	return &dirWriter{f: f, dir: filepath.Dir(p)}, nil
+	if err := syncDir(filepath.Dir(p)); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &dirWriter{f: f}, nil
 }
 
 // mkdirAll creates dir and its missing parents, making each new entry durable.
@@ -204,35 +208,22 @@ func syncDir(dir string) error {
 }
 
 type dirWriter struct {
-	f         *os.File
-	dir       string
-	dirSynced bool
+	f *os.File
 }
 
 func (w *dirWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
 
 // Sync uses fdatasync: the file's length is data for fdatasync's purposes,
-// so appended bytes are covered; the folder entry is synced once.
+// so appended bytes are covered; Create already made the name durable.
 func (w *dirWriter) Sync() error {
 	if err := syscall.Fdatasync(int(w.f.Fd())); err != nil {
 		return fmt.Errorf("objstore: fdatasync %s: %w", w.f.Name(), err)
 	}
-	if !w.dirSynced {
-		if err := syncDir(w.dir); err != nil {
-			return err
-		}
-		w.dirSynced = true
-	}
 	return nil
 }
 
-func (w *dirWriter) Close() error {
-	err := w.Sync()
-	if cerr := w.f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+// Close closes the file without fsync; see Store.Persist and CloseDurably.
+func (w *dirWriter) Close() error { return w.f.Close() }
 
 type dirReader struct {
 	*os.File

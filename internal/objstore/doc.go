@@ -7,10 +7,14 @@
 // from then on only read, renamed or removed. Names are slash-separated
 // relative paths; folders exist implicitly.
 //
-// Durability: Close makes an object and its name durable on every store.
-// Writer.Sync makes the bytes written so far durable where the store can do
-// that for an open object and returns ErrSyncUnsupported where it cannot
-// (HDFS); callers then Close instead. Rename is atomic and durable on return.
+// Durability: Writer.Sync makes the bytes written so far, and the name,
+// durable where the store can do that for an open object (local disk) and
+// returns ErrSyncUnsupported where it cannot (HDFS). On stores with Sync,
+// Close only completes the object (no fsync: sealing a segment must not cost
+// a disk flush) and Persist makes a closed object durable later; on stores
+// without Sync, Close is what makes an object durable. Callers wanting a
+// durable object call Sync, then Close (see CloseDurably). Rename is atomic
+// and durable on return.
 //
 // All implementations are safe for concurrent use by many goroutines; a single
 // Writer or Reader is used by one goroutine at a time unless noted.

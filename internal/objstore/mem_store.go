@@ -30,8 +30,9 @@ const (
 // to the caller instead of doing the operation.
 type Injector func(op Op, name string) error
 
-// MemStore keeps objects in memory and models what a crash keeps: bytes are
-// durable once synced or closed, names once synced, closed or renamed.
+// MemStore keeps objects in memory and models what a crash keeps: names are
+// durable once created or renamed, bytes once synced or persisted (or
+// closed, in noSync mode).
 // Crash drops everything else, keeping a random prefix of unsynced bytes
 // (a torn write). It is for tests.
 type MemStore struct {
@@ -126,7 +127,7 @@ func (s *MemStore) Create(name string) (Writer, error) {
 	if _, ok := s.mu.objects[name]; ok || s.isFolderLocked(name) {
 		return nil, fmt.Errorf("%w: %s", ErrExist, name)
 	}
-	o := &memObject{open: true}
+	o := &memObject{open: true, durableName: true}
 	s.mu.objects[name] = o
 	return &memWriter{s: s, name: name, o: o, gen: s.mu.gen}, nil
 }
@@ -304,9 +305,11 @@ func (w *memWriter) Close() error {
 		return err
 	}
 	w.closed = true
-	w.o.synced = len(w.o.data)
-	w.o.durableName = true
 	w.o.open = false
+	if w.s.noSync { // as on HDFS: only Close is durable
+		w.o.synced = len(w.o.data)
+		w.o.durableName = true
+	}
 	return nil
 }
 

@@ -1,13 +1,18 @@
 package objstore
 
-import "io"
+import (
+	"errors"
+	"io"
+)
 
 // Store holds named objects. Names are slash-separated paths without leading
 // slash, "." or ".." elements.
 type Store interface {
 	// Create makes a new object for writing. It fails with ErrExist when the
 	// name exists: two writers can never share an object (a fencing
-	// primitive). The object may not be visible or durable before Close.
+	// primitive). The name is durable on return (a crash leaves at least an
+	// empty object); the bytes are durable after Sync, Persist, or Close on
+	// stores without Sync.
 	Create(name string) (Writer, error)
 	// Open opens an object for reading. ErrNotExist when absent. An object
 	// still being written may show only a prefix of what was written.
@@ -21,9 +26,9 @@ type Store interface {
 	// Rename moves an object, atomically replacing any object at to, and is
 	// durable on return. ErrNotExist when from is absent.
 	Rename(from, to string) error
-	// Persist makes the current contents of an existing, possibly unclosed,
-	// object durable (used once at recovery on the last segment a crashed
-	// writer left behind). ErrNotExist when absent.
+	// Persist makes the current contents and the name of an existing,
+	// possibly unclosed, object durable: closed segments before a flush, and
+	// the last segment a crashed writer left behind. ErrNotExist when absent.
 	Persist(name string) error
 }
 
@@ -35,8 +40,10 @@ type Writer interface {
 	// It returns ErrSyncUnsupported on stores that can only make an object
 	// durable by closing it.
 	Sync() error
-	// Close makes the object complete and durable. After a failed Close the
-	// object's contents are undefined; callers abandon it.
+	// Close completes the object: it can be read in full from now on. It is
+	// durable only on stores whose Sync returns ErrSyncUnsupported; elsewhere
+	// call Sync first or Persist later. After a failed Close the object's
+	// contents are undefined; callers abandon it.
 	Close() error
 }
 
@@ -49,4 +56,17 @@ type Reader interface {
 	Size() int64
 	// Close releases the reader.
 	Close() error
+}
+
+// CloseDurably syncs (where the store can) and closes w: on return the
+// object is complete and durable on every store.
+func CloseDurably(w Writer) error {
+	err := w.Sync()
+	if errors.Is(err, ErrSyncUnsupported) {
+		err = nil
+	}
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

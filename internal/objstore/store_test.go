@@ -36,8 +36,9 @@ func TestMemStoreCrashKeepsSyncedDropsUnsynced(t *testing.T) {
 	_, _ = w2.Write([]byte("gone"))
 	s.Crash()
 
-	_, err = s.Open("never-synced")
-	require.ErrorIs(t, err, objstore.ErrNotExist)
+	r0, err := s.Open("never-synced")
+	require.NoError(t, err, "created names are durable")
+	require.Zero(t, r0.Size(), "unsynced bytes are not")
 	r, err := s.Open("synced")
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, r.Size(), int64(7))
@@ -57,4 +58,31 @@ func TestMemStoreInjector(t *testing.T) {
 	w, err := s.Create("o")
 	require.NoError(t, err)
 	require.ErrorIs(t, w.Sync(), objstore.ErrInjected)
+}
+
+func TestMemStoreCloseIsDurableOnlyWithoutSync(t *testing.T) {
+	lost := map[bool]int{}
+	for _, noSync := range []bool{false, true} {
+		for seed := int64(1); seed <= 20; seed++ {
+			s := objstore.NewMemStore(noSync, seed)
+			for _, name := range []string{"closed", "persisted"} {
+				w, err := s.Create(name)
+				require.NoError(t, err)
+				_, _ = w.Write([]byte("abcdefgh"))
+				require.NoError(t, w.Close())
+			}
+			require.NoError(t, s.Persist("persisted"))
+			s.Crash()
+			r, err := s.Open("persisted")
+			require.NoError(t, err)
+			require.EqualValues(t, 8, r.Size())
+			r, err = s.Open("closed")
+			require.NoError(t, err, "created names are durable")
+			if r.Size() < 8 {
+				lost[noSync]++
+			}
+		}
+	}
+	require.Zero(t, lost[true], "close is durable on stores without sync")
+	require.Greater(t, lost[false], 0, "close alone is not durable where sync exists")
 }

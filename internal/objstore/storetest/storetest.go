@@ -21,7 +21,7 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 		require.NoError(t, err)
 		_, err = w.Write([]byte("world"))
 		require.NoError(t, err)
-		require.NoError(t, w.Close())
+		require.NoError(t, objstore.CloseDurably(w))
 		r, err := s.Open("vol/seg/0001")
 		require.NoError(t, err)
 		defer r.Close()
