@@ -63,6 +63,7 @@ type logWriter struct {
 		err     error         // sticky: the first store failure
 		durable logPos        // every record before it is durable
 		written int64         // bytes appended since open
+		kicked  int           // len of the active segment at the last kick
 		space   *sync.Cond    // signalled when sealed segments are closed
 	}
 
@@ -80,6 +81,14 @@ type logWriter struct {
 
 // maxSealed bounds segments waiting for the store before appends block.
 const maxSealed = 2
+
+// pushBatch is how many appended bytes wake the pusher; smaller amounts
+// reach the store at the next pushInterval tick or flush. Reads are served
+// from memory meanwhile, so batching only saves system calls.
+const (
+	pushBatch    = 1 << 20
+	pushInterval = 20 * time.Millisecond
+)
 
 // newLogWriter starts appending after end, the last valid byte of segment
 // end.seq (seq 0 for an empty log).
@@ -131,6 +140,7 @@ func (l *logWriter) append(recs []byte, lens []int, apply func(i int, p placed))
 			act.sealed = true
 			act = l.newSegment(logPos{act.seq, int64(len(act.buf))})
 			l.mu.segs = append(l.mu.segs, act)
+			l.mu.kicked = 0
 			l.kickPusher()
 		}
 		off := len(act.buf)
@@ -139,7 +149,10 @@ func (l *logWriter) append(recs []byte, lens []int, apply func(i int, p placed))
 		apply(i, placed{seq: act.seq, recOff: int64(off)})
 	}
 	l.mu.written += int64(sum(lens))
-	l.kickPusher()
+	if act := l.mu.segs[len(l.mu.segs)-1]; len(act.buf)-l.mu.kicked >= pushBatch {
+		l.mu.kicked = len(act.buf)
+		l.kickPusher()
+	}
 	return l.mu.segs[len(l.mu.segs)-1].endPos(), nil
 }
 
@@ -189,11 +202,14 @@ func (l *logWriter) segmentBytes(seq uint64) []byte {
 // reaches the store (and the OS) soon even without flushes.
 func (l *logWriter) pushLoop() {
 	defer l.wg.Done()
+	tick := time.NewTicker(pushInterval)
+	defer tick.Stop()
 	for {
 		select {
 		case <-l.done:
 			return
 		case <-l.kick:
+		case <-tick.C:
 		}
 		l.ioMu.Lock()
 		_ = l.pushLocked(false)

@@ -99,6 +99,7 @@ func (c *cli) serve(listen, socket string, args []string) (err error) {
 		}
 	}
 	logger := slog.New(slog.NewTextHandler(c.stderr, nil))
+	startPprof(logger)
 
 	// Open every volume before serving any.
 	cat := &volumeCatalog{names: names, vols: make(map[string]servedVolume)}
