@@ -1,0 +1,59 @@
+// Package nbdserver serves block devices over the NBD protocol (fixed newstyle
+// handshake, structured replies, base:allocation block status) on TCP and
+// Unix-domain sockets.
+//
+// It uses the wire constants of github.com/pojntfx/go-nbd/pkg/protocol but
+// implements the handshake and transmission phase itself: go-nbd's server is
+// serial per connection, advertises no FLUSH/FUA/TRIM/WRITE_ZEROES and desyncs
+// on TRIM.
+//
+// # Use
+//
+//	srv := nbdserver.New(catalog, nbdserver.Options{Logger: log})
+//	go srv.Serve(tcpListener)  // and/or a Unix listener
+//	...
+//	err := srv.Shutdown(ctx)   // then flush and close the exports
+//
+// Exports are reached through a Catalog; each Export is called concurrently
+// from many goroutines (see Export for the contract the server keeps).
+//
+// # Protocol coverage
+//
+// Handshake: fixed newstyle only, NBD_FLAG_NO_ZEROES honoured. Options:
+// EXPORT_NAME, INFO and GO (NBD_INFO_EXPORT; NAME and DESCRIPTION when
+// requested; BLOCK_SIZE always: minimum 1, preferred from ExportInfo,
+// maximum Options.MaxPayload), LIST (one NBD_REP_SERVER per export), ABORT,
+// STRUCTURED_REPLY, LIST_META_CONTEXT and SET_META_CONTEXT (only
+// "base:allocation"). STARTTLS and every other option get NBD_REP_ERR_UNSUP.
+// Unknown client flags, a wrong option magic or an option longer than 64 KiB
+// close the connection.
+//
+// Transmission flags: HAS_FLAGS, SEND_FLUSH, SEND_CACHE, CAN_MULTI_CONN,
+// SEND_DF with structured replies, and SEND_FUA, SEND_TRIM and
+// SEND_WRITE_ZEROES unless ExportInfo.ReadOnly (then READ_ONLY, and writes,
+// trims and zeroes get EPERM).
+//
+// Commands: READ, WRITE (FUA), FLUSH, TRIM (Export.Zero with punch), CACHE
+// (validated, no effect), WRITE_ZEROES (punch unless NO_HOLE), BLOCK_STATUS
+// (base:allocation: holes are HOLE|ZERO, data 0; REQ_ONE honoured; at most
+// 8192 descriptors per reply) and DISC. Unknown commands and flags get
+// EINVAL. Ranges past the end get ENOSPC for WRITE and WRITE_ZEROES and
+// EINVAL otherwise (as the spec's error section says; TRIM included).
+// Export errors map to EIO, or ENOSPC / EPERM when they wrap ErrNoSpace /
+// ErrReadOnly, and are logged. With structured replies, errors carry a
+// message in an NBD_REPLY_TYPE_ERROR chunk.
+//
+// # Concurrency
+//
+// Each connection has one reading goroutine and one goroutine per request
+// in flight, bounded by Options.MaxRequestsPerConn and
+// Options.MaxInFlightBytes; replies go out in completion order, each written
+// whole under a per-connection lock and flushed once no other reply is
+// queued. A WRITE payload is read completely before its request runs. A READ
+// reply header is sent only after the data has been read. Protocol
+// violations close only the offending connection.
+//
+// A Server is safe for concurrent use; Shutdown lets requests already
+// received (or partly received) finish and reply, and returns only when no
+// Export method is running.
+package nbdserver
