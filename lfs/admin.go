@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/hlfs/hlfs/internal/objstore"
@@ -48,6 +49,10 @@ type Info struct {
 	BytesStored int64        `json:"bytes_stored"`
 	Checkpoints int          `json:"checkpoints"`
 	Owner       *OwnerRecord `json:"owner,omitempty"`
+	// Source is "VOLUME@SNAPSHOT" for a clone, "" otherwise.
+	Source string `json:"source,omitempty"`
+	// Clones are the volumes cloned from this one's snapshots.
+	Clones []string `json:"clones,omitempty"`
 }
 
 // Stat describes a volume without opening it.
@@ -86,6 +91,16 @@ func Stat(st objstore.Store, name string) (Info, error) {
 	if info.Owner, _, err = liveOwner(st, name); err != nil {
 		return Info{}, err
 	}
+	lin, err := readLineage(st, name)
+	if err != nil {
+		return Info{}, err
+	}
+	if src := lin.source(); src != "" {
+		info.Source = src + "@" + lin.sourceName
+	}
+	if info.Clones, err = liveClones(st, name, 0); err != nil {
+		return Info{}, err
+	}
 	return info, nil
 }
 
@@ -98,6 +113,17 @@ func Remove(st objstore.Store, name string) error {
 	if _, err := readSuperblock(st, name); err != nil {
 		return err
 	}
+	clones, err := liveClones(st, name, 0)
+	if err != nil {
+		return err
+	}
+	if len(clones) > 0 {
+		return fmt.Errorf("%w: cannot remove %s: clones %s read its data (flatten or remove them first)", ErrHasClones, name, strings.Join(clones, ", "))
+	}
+	lin, err := readLineage(st, name)
+	if err != nil && !IsCorruption(err) {
+		return err
+	}
 	own, err := acquireOwner(st, name, "")
 	if err != nil {
 		return err
@@ -108,7 +134,10 @@ func Remove(st objstore.Store, name string) error {
 		_ = own.release()
 		return err
 	}
-	for _, dir := range []string{segDir(name), ckptDir(name), ownerDir(name), name} {
+	if src := lin.source(); src != "" {
+		_ = st.Remove(cloneRegName(src, name)) // a leftover is stale, and ignored
+	}
+	for _, dir := range []string{segDir(name), ckptDir(name), snapDir(name), clonesDir(name), branchesDir(name), ownerDir(name), name} {
 		names, err := st.List(dir)
 		if err != nil {
 			return err

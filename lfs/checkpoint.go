@@ -20,19 +20,22 @@ import (
 //	  position seq u64, position offset u64, extent count u64, volume size u64,
 //	  created u64, reserved u32, CRC-32C of bytes 0..60
 //	extents 32 bytes each: offset u64, length u32, seq u32, payload offset u32,
-//	  payload length u32, skip u32, flags u8, reserved 3
-//	trailer: CRC-32C of all extent bytes
+//	  payload length u32, skip u32, flags u8, branch u16, reserved 1
+//	CRC-32C of all extent bytes
+//	snapshot table (snapshot_table.go)
 const (
 	ckptMagic     uint32 = 0x31434c48
 	ckptHeaderLen        = 64
 	ckptExtentLen        = 32
 )
 
-// checkpoint is a decoded checkpoint.
+// checkpoint is a decoded checkpoint. Snapshot map objects (VOL/snap/<id>)
+// use the same format with an empty snapshot table.
 type checkpoint struct {
-	pos  logPos
-	size int64
-	m    *extentMap
+	pos   logPos
+	size  int64
+	m     *extentMap
+	snaps *snapTable // nil writes an empty table
 }
 
 func putExtent(b []byte, e extent) {
@@ -42,7 +45,9 @@ func putExtent(b []byte, e extent) {
 	binary.LittleEndian.PutUint32(b[16:], e.payOff)
 	binary.LittleEndian.PutUint32(b[20:], e.payLen)
 	binary.LittleEndian.PutUint32(b[24:], e.skip)
-	b[28], b[29], b[30], b[31] = e.flags, 0, 0, 0
+	b[28] = e.flags
+	binary.LittleEndian.PutUint16(b[29:], e.branch)
+	b[31] = 0
 }
 
 func getExtent(b []byte) extent {
@@ -54,13 +59,13 @@ func getExtent(b []byte) extent {
 		payLen: binary.LittleEndian.Uint32(b[20:]),
 		skip:   binary.LittleEndian.Uint32(b[24:]),
 		flags:  b[28],
+		branch: binary.LittleEndian.Uint16(b[29:]),
 	}
 }
 
-// writeCheckpoint streams m as the checkpoint at pos and closes the object.
-// The caller has made the log durable up to pos.
-func writeCheckpoint(st objstore.Store, vol string, uid uint64, c checkpoint) error {
-	name := ckptName(vol, c.pos)
+// writeCheckpoint streams c as object name, durably. The caller has made the
+// log durable up to c.pos.
+func writeCheckpoint(st objstore.Store, name string, uid uint64, c checkpoint) error {
 	w, err := st.Create(name)
 	if errors.Is(err, objstore.ErrExist) {
 		// Left by a crash before it was durable (recovery skipped it as
@@ -95,6 +100,11 @@ func writeCheckpoint(st objstore.Store, vol string, uid uint64, c checkpoint) er
 	var tb [4]byte
 	binary.LittleEndian.PutUint32(tb[:], crc)
 	_, _ = bw.Write(tb[:])
+	snaps := c.snaps
+	if snaps == nil {
+		snaps = &snapTable{}
+	}
+	_, _ = bw.Write(snaps.encode())
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -133,13 +143,18 @@ func decodeCheckpoint(name string, uid uint64, b []byte) (checkpoint, error) {
 	}
 	n := binary.LittleEndian.Uint64(h[32:])
 	body := b[ckptHeaderLen:]
-	if uint64(len(body)) != n*ckptExtentLen+4 {
-		return checkpoint{}, corruptf(name, ckptHeaderLen, "checkpoint holds %d bytes of extents, header says %d extents", len(body)-4, n)
+	if n > uint64(len(body))/ckptExtentLen || uint64(len(body)) < n*ckptExtentLen+4 {
+		return checkpoint{}, corruptf(name, ckptHeaderLen, "checkpoint holds %d bytes after its header, too few for %d extents", len(body), n)
 	}
-	ext := body[:len(body)-4]
-	if crc32.Checksum(ext, castagnoli) != binary.LittleEndian.Uint32(body[len(body)-4:]) {
-		return checkpoint{}, corruptf(name, int64(len(b)-4), "checkpoint extents checksum mismatch")
+	ext := body[:n*ckptExtentLen]
+	if crc32.Checksum(ext, castagnoli) != binary.LittleEndian.Uint32(body[len(ext):]) {
+		return checkpoint{}, corruptf(name, int64(ckptHeaderLen+len(ext)), "checkpoint extents checksum mismatch")
 	}
+	snaps, err := decodeSnapTable(body[len(ext)+4:])
+	if err != nil {
+		return checkpoint{}, corruptf(name, int64(ckptHeaderLen+len(ext)+4), "%v", err)
+	}
+	c.snaps = snaps
 	prevEnd := int64(0)
 	for i := 0; i < len(ext); i += ckptExtentLen {
 		e := getExtent(ext[i:])

@@ -1,6 +1,9 @@
 package lfs
 
-import "path"
+import (
+	"fmt"
+	"strconv"
+)
 
 // maybeCheckpoint wakes the checkpointer once enough log was written.
 func (v *Volume) maybeCheckpoint() {
@@ -28,12 +31,21 @@ func (v *Volume) checkpointLoop() {
 			if err := v.checkpoint(); err != nil {
 				v.log.Error("checkpoint failed; recovery will replay more log", "err", err)
 			}
+		case <-v.snapKick:
+			v.ckptMu.Lock()
+			err := v.materializeSnapshots()
+			v.ckptMu.Unlock()
+			if err != nil {
+				v.log.Error("writing a snapshot map failed; it stays in memory and is retried at the next checkpoint", "err", err)
+			}
 		}
 	}
 }
 
-// checkpoint writes the map as of the current log end, once the log is
-// durable up to there, and removes all but the previous checkpoint.
+// checkpoint writes the map and the snapshot tree as of the current log
+// end, once the log is durable up to there and every snapshot's map has its
+// own object; then it removes older checkpoints and snapshot objects that
+// neither of the two newest checkpoints names.
 func (v *Volume) checkpoint() error {
 	v.ckptMu.Lock()
 	defer v.ckptMu.Unlock()
@@ -44,6 +56,7 @@ func (v *Volume) checkpoint() error {
 	v.ckptAt = v.lw.mu.written
 	v.mu.Lock()
 	m := v.mu.m.clone()
+	snaps := v.mu.snaps.copyMeta()
 	v.mu.Unlock()
 	v.lw.mu.Unlock()
 	if pos == v.lastCkpt {
@@ -52,19 +65,70 @@ func (v *Volume) checkpoint() error {
 	if err := v.lw.flush(pos); err != nil {
 		return err
 	}
-	if err := writeCheckpoint(v.st, v.name, v.sb.uid, checkpoint{pos: pos, size: v.sb.size, m: m}); err != nil {
+	if err := v.materializeSnapshots(); err != nil {
 		return err
 	}
-	prev := v.lastCkpt
-	v.lastCkpt = pos
+	if err := writeCheckpoint(v.st, ckptName(v.name, pos), v.sb.uid, checkpoint{pos: pos, size: v.sb.size, m: m, snaps: snaps}); err != nil {
+		return err
+	}
+	prev, prevSnaps := v.lastCkpt, v.lastCkptSnaps
+	v.lastCkpt, v.lastCkptSnaps = pos, snaps.ids()
 	positions, err := listCheckpoints(v.st, v.name)
 	if err != nil {
 		return nil // the new checkpoint is in place; cleanup waits for the next one
 	}
 	for _, p := range positions {
 		if p != pos && p != prev {
-			_ = v.st.Remove(path.Join(ckptDir(v.name), path.Base(ckptName(v.name, p))))
+			_ = v.st.Remove(ckptName(v.name, p))
 		}
 	}
+	v.removeUnreferencedSnapObjects(prevSnaps)
 	return nil
+}
+
+// materializeSnapshots writes VOL/snap/<id> for every snapshot whose map is
+// only in memory, then lets the map go: it is loaded again on demand.
+func (v *Volume) materializeSnapshots() error {
+	v.mu.RLock()
+	var todo []*snapshot
+	for _, s := range v.mu.snaps.list {
+		if !s.durable && s.m != nil {
+			todo = append(todo, s)
+		}
+	}
+	v.mu.RUnlock()
+	for _, s := range todo {
+		if err := v.lw.flush(s.pos); err != nil {
+			return err
+		}
+		if err := writeCheckpoint(v.st, snapObject(v.name, s.id), v.sb.uid, checkpoint{pos: s.pos, size: v.sb.size, m: s.m}); err != nil {
+			return fmt.Errorf("lfs: write snapshot %s of %s: %w", s.name, v.name, err)
+		}
+		v.mu.Lock()
+		s.durable, s.m = true, nil
+		v.mu.Unlock()
+	}
+	return nil
+}
+
+// removeUnreferencedSnapObjects deletes snapshot objects that neither the
+// newest checkpoint nor the previous one (a recovery fallback) names, and
+// that no snapshot in memory still needs.
+func (v *Volume) removeUnreferencedSnapObjects(prevSnaps map[uint32]bool) {
+	names, err := v.st.List(snapDir(v.name))
+	if err != nil {
+		return
+	}
+	v.mu.RLock()
+	live := v.mu.snaps.ids()
+	v.mu.RUnlock()
+	for _, n := range names {
+		id, err := strconv.ParseUint(n, 16, 32)
+		if err != nil || len(n) != 8 {
+			continue
+		}
+		if !live[uint32(id)] && !v.lastCkptSnaps[uint32(id)] && !prevSnaps[uint32(id)] {
+			_ = v.st.Remove(snapObject(v.name, uint32(id)))
+		}
+	}
 }

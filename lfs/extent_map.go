@@ -3,9 +3,10 @@ package lfs
 import "github.com/google/btree"
 
 // extent maps volume bytes [off, off+length) to bytes of a record in the log:
-// the record's payload is at [payOff, payOff+payLen) of segment seq, and the
-// extent's first byte is byte skip of the record's (decompressed) data.
-// 32 bytes; the same fields are the checkpoint encoding (docs/format.md).
+// the record's payload is at [payOff, payOff+payLen) of segment seq of
+// branch branch (see lineage.go), and the extent's first byte is byte skip
+// of the record's (decompressed) data. 32 bytes; the same fields are the
+// checkpoint encoding (docs/format.md).
 type extent struct {
 	off    int64
 	length uint32
@@ -14,9 +15,17 @@ type extent struct {
 	payLen uint32
 	skip   uint32
 	flags  uint8 // segment.FlagSnappy
+	branch uint16
+}
+
+// sameRecord reports whether two extents name the same record.
+func (e extent) sameRecord(o extent) bool {
+	return e.branch == o.branch && e.seq == o.seq && e.payOff == o.payOff
 }
 
 func (e extent) end() int64 { return e.off + int64(e.length) }
+
+func (e extent) key() segKey { return segKey{branch: e.branch, seq: uint64(e.seq)} }
 
 // wholeRecord reports whether the extent still covers its entire record, so
 // reading it can verify the record checksum.

@@ -44,10 +44,19 @@ func Fsck(st objstore.Store, name string, progress func(done, total int64)) (Fsc
 	if err != nil {
 		return rep, err
 	}
+	lin, err := readLineage(st, name)
+	if err != nil {
+		if IsCorruption(err) {
+			rep.Problems = append(rep.Problems, err.Error())
+			return rep, nil
+		}
+		return rep, err
+	}
+	vm := volMeta{name, sb, lin}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var done int64
 	lastSeq := uint64(0)
-	full, err := replay(st, name, sb, false, quiet, func(seq uint64, off int, h segment.Header) {
+	full, err := replay(st, vm, false, quiet, func(seq uint64, off int, h segment.Header) {
 		done += int64(h.RecordLen())
 		if progress != nil && seq != lastSeq {
 			progress(done, info.BytesStored)
@@ -70,7 +79,7 @@ func Fsck(st objstore.Store, name string, progress func(done, total int64)) (Fsc
 	rep.MappedBytes = full.m.mappedBytes()
 	rep.Problems = append(rep.Problems, checkMap(full.m, sb.size)...)
 
-	fast, err := replay(st, name, sb, true, quiet, nil)
+	fast, err := replay(st, vm, true, quiet, nil)
 	if err != nil {
 		rep.Problems = append(rep.Problems, "recovery from the newest checkpoint fails: "+err.Error())
 	} else {
@@ -79,7 +88,7 @@ func Fsck(st objstore.Store, name string, progress func(done, total int64)) (Fsc
 			rep.Problems = append(rep.Problems, "the map from checkpoint "+fast.ckpt.String()+" plus the log differs from the map of the whole log: "+d)
 		}
 	}
-	rep.Problems = append(rep.Problems, verifyExtents(st, name, full.m)...)
+	rep.Problems = append(rep.Problems, verifyExtents(st, lin, full.m)...)
 	if progress != nil {
 		progress(info.BytesStored, info.BytesStored)
 	}
@@ -122,14 +131,14 @@ func diffMaps(a, b *extentMap) string {
 }
 
 // verifyExtents checks that each extent points at a data record that covers it.
-func verifyExtents(st objstore.Store, vol string, m *extentMap) []string {
+func verifyExtents(st objstore.Store, lin lineage, m *extentMap) []string {
 	var probs []string
-	readers := newSegmentReaders(st, vol)
+	readers := newSegmentReaders(st, lin.volumes)
 	defer readers.close()
 	hdr := make([]byte, segment.HeaderSize)
 	m.ascend(func(e extent) bool {
 		recOff := int64(e.payOff) - segment.HeaderSize
-		err := readers.readAt(uint64(e.seq), hdr, recOff)
+		err := readers.readAt(e.key(), hdr, recOff)
 		var h segment.Header
 		if err == nil {
 			h, err = segment.DecodeHeader(hdr)
@@ -139,7 +148,7 @@ func verifyExtents(st objstore.Store, vol string, m *extentMap) []string {
 			err = fmt.Errorf("record %+v does not cover the extent", h)
 		}
 		if err != nil {
-			probs = append(probs, fmt.Sprintf("extent at volume offset %d: segment %d offset %d: %v", e.off, e.seq, recOff, err))
+			probs = append(probs, fmt.Sprintf("extent at volume offset %d: %s offset %d: %v", e.off, readers.name(e.key()), recOff, err))
 		}
 		return len(probs) < 20
 	})

@@ -132,7 +132,7 @@ func (v *Volume) commit(b *recordBatch) (logPos, error) {
 			v.mu.m.punch(int64(h.Addr), int64(h.LogicalLen))
 		} else {
 			v.mu.m.set(extent{off: int64(h.Addr), length: h.LogicalLen, seq: uint32(p.seq),
-				payOff: uint32(p.recOff + segment.HeaderSize), payLen: h.PayloadLen, flags: h.Flags})
+				payOff: uint32(p.recOff + segment.HeaderSize), payLen: h.PayloadLen, flags: h.Flags, branch: v.lin.branch})
 		}
 		v.mu.Unlock()
 	})
@@ -221,14 +221,27 @@ func (v *Volume) ReadAt(p []byte, off int64) error {
 	if err := v.checkRange(off, int64(len(p))); err != nil {
 		return err
 	}
+	v.mu.RLock()
+	m := v.mu.m
+	v.mu.RUnlock()
+	return v.readMap(m, &v.mu.RWMutex, p, off)
+}
+
+// readMap reads p at off through map m, looked up under lock mu (nil for a
+// map nobody changes).
+func (v *Volume) readMap(m *extentMap, mu *sync.RWMutex, p []byte, off int64) error {
 	var stack [16]extent
 	exts := stack[:0]
-	v.mu.RLock()
-	v.mu.m.visit(off, int64(len(p)), func(e extent) bool {
+	if mu != nil {
+		mu.RLock()
+	}
+	m.visit(off, int64(len(p)), func(e extent) bool {
 		exts = append(exts, e)
 		return true
 	})
-	v.mu.RUnlock()
+	if mu != nil {
+		mu.RUnlock()
+	}
 	pos := off
 	for _, e := range exts {
 		clear(p[pos-off : e.off-off])
@@ -247,10 +260,10 @@ func (v *Volume) ReadAt(p []byte, off int64) error {
 func (v *Volume) readExtent(dst []byte, e extent) error {
 	recOff := int64(e.payOff) - segment.HeaderSize
 	if !e.wholeRecord() && e.flags == 0 {
-		return v.readSegment(uint64(e.seq), dst, int64(e.payOff)+int64(e.skip))
+		return v.readSegment(e.key(), dst, int64(e.payOff)+int64(e.skip))
 	}
 	rec := make([]byte, segment.HeaderSize+int(e.payLen))
-	if err := v.readSegment(uint64(e.seq), rec, recOff); err != nil {
+	if err := v.readSegment(e.key(), rec, recOff); err != nil {
 		return err
 	}
 	h, payload, err := segment.Decode(rec)
@@ -258,35 +271,36 @@ func (v *Volume) readExtent(dst []byte, e extent) error {
 		err = fmt.Errorf("map points at a record of type %d", h.Type)
 	}
 	if err != nil {
-		return corruptf(segName(v.name, uint64(e.seq)), recOff, "%v", err)
+		return corruptf(v.readers.name(e.key()), recOff, "%v", err)
 	}
 	data := payload
 	if e.flags&segment.FlagSnappy != 0 {
 		if data, err = snappy.Decode(nil, payload); err != nil || len(data) != int(h.LogicalLen) {
-			return corruptf(segName(v.name, uint64(e.seq)), recOff, "snappy payload does not decode to %d bytes", h.LogicalLen)
+			return corruptf(v.readers.name(e.key()), recOff, "snappy payload does not decode to %d bytes", h.LogicalLen)
 		}
 	}
 	copy(dst, data[e.skip:e.skip+e.length])
 	return nil
 }
 
-// readSegment reads bytes of a segment from memory while the store does not
-// have it durably yet, else from the store.
-func (v *Volume) readSegment(seq uint64, p []byte, off int64) error {
-	if v.lw != nil {
-		if buf := v.lw.segmentBytes(seq); buf != nil {
+// readSegment reads bytes of a segment: the volume's own recent segments
+// from memory while the store does not have them complete, the rest from
+// the store.
+func (v *Volume) readSegment(k segKey, p []byte, off int64) error {
+	if v.lw != nil && k.branch == v.lin.branch {
+		if buf := v.lw.segmentBytes(k.seq); buf != nil {
 			if off+int64(len(p)) > int64(len(buf)) {
-				return corruptf(segName(v.name, seq), off, "read past the in-memory segment end %d", len(buf))
+				return corruptf(segName(v.name, k.seq), off, "read past the in-memory segment end %d", len(buf))
 			}
 			copy(p, buf[off:])
 			return nil
 		}
 	}
-	return v.readers.readAt(seq, p, off)
+	return v.readers.readAt(k, p, off)
 }
 
 // Allocation reports [off, off+length) as runs of data and holes. It reports
-// at most 1024 runs per call; the caller asks again for the rest.
+// at most maxRuns runs per call; the caller asks again for the rest.
 func (v *Volume) Allocation(off, length int64, fn func(length int64, hole bool) error) error {
 	if err := v.checkOpen(false); err != nil {
 		return err
@@ -294,12 +308,18 @@ func (v *Volume) Allocation(off, length int64, fn func(length int64, hole bool) 
 	if err := v.checkRange(off, length); err != nil {
 		return err
 	}
+	return allocation(v.mu.m, &v.mu.RWMutex, off, length, fn)
+}
+
+const maxRuns = 1024
+
+// allocation reports the runs of map m (looked up under mu, if not nil).
+func allocation(m *extentMap, mu *sync.RWMutex, off, length int64, fn func(length int64, hole bool) error) error {
 	type run struct {
 		n    int64
 		hole bool
 	}
 	var runs []run
-	pos, end := off, off+length
 	add := func(n int64, hole bool) {
 		if k := len(runs); k > 0 && runs[k-1].hole == hole {
 			runs[k-1].n += n
@@ -307,17 +327,22 @@ func (v *Volume) Allocation(off, length int64, fn func(length int64, hole bool) 
 			runs = append(runs, run{n, hole})
 		}
 	}
-	v.mu.RLock()
-	v.mu.m.visit(off, length, func(e extent) bool {
+	pos, end := off, off+length
+	if mu != nil {
+		mu.RLock()
+	}
+	m.visit(off, length, func(e extent) bool {
 		if e.off > pos {
 			add(e.off-pos, true)
 		}
 		add(int64(e.length), false)
 		pos = e.end()
-		return len(runs) < 1024
+		return len(runs) < maxRuns
 	})
-	v.mu.RUnlock()
-	if pos < end && len(runs) < 1024 {
+	if mu != nil {
+		mu.RUnlock()
+	}
+	if pos < end && len(runs) < maxRuns {
 		add(end-pos, true)
 	}
 	for _, r := range runs {

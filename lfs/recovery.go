@@ -11,9 +11,17 @@ import (
 	"github.com/hlfs/hlfs/segment"
 )
 
+// volMeta is what recovery needs to know about a volume.
+type volMeta struct {
+	name string
+	sb   superblock
+	lin  lineage
+}
+
 // replayed is the state rebuilt from the store.
 type replayed struct {
 	m        *extentMap
+	snaps    *snapTable
 	ckpt     logPos   // checkpoint the replay started from ((0,0): none)
 	end      logPos   // after the last valid record
 	discard  []uint64 // segments after the end of the log, to remove before writing
@@ -50,13 +58,24 @@ func listSegments(st objstore.Store, vol string) ([]uint64, error) {
 // segment ends the log: no flush covered anything after it, so later
 // segments hold only unacknowledged data (r.discard) and the next writer
 // removes them. Bad bytes in a segment that is not truncated are corruption.
-func replay(st objstore.Store, vol string, sb superblock, useCkpt bool, log *slog.Logger,
+func replay(st objstore.Store, vm volMeta, useCkpt bool, log *slog.Logger,
 	visit func(seq uint64, off int, h segment.Header)) (replayed, error) {
-	r := replayed{m: newExtentMap()}
+	vol, sb := vm.name, vm.sb
+	r := replayed{m: newExtentMap(), snaps: newSnapTable()}
 	if useCkpt {
 		if err := r.loadCheckpoint(st, vol, sb, log); err != nil {
 			return r, err
 		}
+	}
+	if r.ckpt == (logPos{}) && vm.lin.source() != "" {
+		// A clone starts as its source snapshot's map.
+		src := vm.lin.source()
+		m, err := loadSnapMap(st, src, vm.lin.sourceUID, vm.lin.sourceSnap)
+		if err != nil {
+			return r, fmt.Errorf("lfs: clone %s: load source snapshot of %s: %w", vol, src, err)
+		}
+		r.m = m
+		r.m.punch(sb.size, maxVolumeSize-sb.size)
 	}
 	segs, err := listSegments(st, vol)
 	if err != nil {
@@ -128,7 +147,9 @@ func replay(st objstore.Store, vol string, sb superblock, useCkpt bool, log *slo
 		}
 		sc := segment.NewScanner(buf[:limit], start)
 		for sc.Next() {
-			r.apply(sb, seq, sc.Offset(), sc.Header())
+			if err := r.apply(st, vm, seq, sc.Offset(), sc.Header(), sc.Payload()); err != nil {
+				return r, corruptf(name, int64(sc.Offset()), "%v", err)
+			}
 			if visit != nil {
 				visit(seq, sc.Offset(), sc.Header())
 			}
@@ -179,7 +200,7 @@ func (r *replayed) loadCheckpoint(st objstore.Store, vol string, sb superblock, 
 			r.skipped = append(r.skipped, err.Error())
 			continue
 		}
-		r.m, r.ckpt = c.m, c.pos
+		r.m, r.ckpt, r.snaps = c.m, c.pos, c.snaps
 		r.m.punch(sb.size, maxVolumeSize-sb.size) // a shrink since then
 		return nil
 	}
@@ -212,24 +233,78 @@ func readSegment(st objstore.Store, vol string, sb superblock, seq uint64) ([]by
 	return buf, nil
 }
 
-// apply replays one record into the map, clipped to the volume.
-func (r *replayed) apply(sb superblock, seq uint64, off int, h segment.Header) {
+// apply replays one record, clipped to the volume.
+func (r *replayed) apply(st objstore.Store, vm volMeta, seq uint64, off int, h segment.Header, payload []byte) error {
 	addr, length := int64(h.Addr), int64(h.LogicalLen)
 	switch h.Type {
 	case segment.TypeHole:
 		r.m.punch(addr, length)
 	case segment.TypeData:
-		e := extent{off: addr, length: h.LogicalLen, seq: uint32(seq),
-			payOff: uint32(off + segment.HeaderSize), payLen: h.PayloadLen, flags: h.Flags}
-		if addr >= sb.size {
-			r.m.punch(addr, length)
-			return
+		if addr >= vm.sb.size {
+			return nil
 		}
-		if e.end() > sb.size {
-			e.length = uint32(sb.size - addr)
+		e := extent{off: addr, length: h.LogicalLen, seq: uint32(seq), branch: vm.lin.branch,
+			payOff: uint32(off + segment.HeaderSize), payLen: h.PayloadLen, flags: h.Flags}
+		if e.end() > vm.sb.size {
+			e.length = uint32(vm.sb.size - addr)
 		}
 		r.m.set(e)
+	case segment.TypeMeta:
+		op, err := decodeMetaOp(payload)
+		if err != nil {
+			return err
+		}
+		return r.applyMeta(st, vm, op, logPos{seq, int64(off)})
 	}
+	return nil
+}
+
+// applyMeta replays a snapshot operation.
+func (r *replayed) applyMeta(st objstore.Store, vm volMeta, op metaOp, pos logPos) error {
+	t := r.snaps
+	switch op.op {
+	case metaSnapshotCreate:
+		if op.id < t.next || t.byName(op.name) != nil || (op.parent != 0 && t.byID(op.parent) == nil) {
+			return fmt.Errorf("snapshot create record %q (id %d, parent %d) conflicts with the snapshot table", op.name, op.id, op.parent)
+		}
+		t.list = append(t.list, &snapshot{id: op.id, parent: op.parent, name: op.name, created: op.created, pos: pos, m: r.m.clone()})
+		t.next, t.head = op.id+1, op.id
+	case metaSnapshotDelete:
+		if t.byID(op.id) == nil {
+			return fmt.Errorf("snapshot delete record names unknown snapshot %d", op.id)
+		}
+		t.remove(op.id)
+	case metaRollback:
+		s := t.byID(op.id)
+		if s == nil {
+			return fmt.Errorf("rollback record names unknown snapshot %d", op.id)
+		}
+		m := s.m
+		if m == nil {
+			var err error
+			if m, err = loadSnapMap(st, vm.name, vm.sb.uid, s.id); err != nil {
+				return fmt.Errorf("rollback to snapshot %s: %w", s.name, err)
+			}
+		}
+		r.m = m.clone()
+		r.m.punch(vm.sb.size, maxVolumeSize-vm.sb.size)
+		t.head = op.id
+	}
+	return nil
+}
+
+// loadSnapMap reads the map of snapshot id of volume vol (whose uid is uid).
+func loadSnapMap(st objstore.Store, vol string, uid uint64, id uint32) (*extentMap, error) {
+	name := snapObject(vol, id)
+	b, err := readObject(st, name)
+	if err != nil {
+		return nil, err
+	}
+	c, err := decodeCheckpoint(name, uid, b)
+	if err != nil {
+		return nil, err
+	}
+	return c.m, nil
 }
 
 func (p logPos) String() string { return path.Join(fmt.Sprintf("%d", p.seq), fmt.Sprintf("%d", p.off)) }

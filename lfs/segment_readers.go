@@ -7,38 +7,57 @@ import (
 	"github.com/hlfs/hlfs/internal/objstore"
 )
 
-// segmentReaders caches open readers of closed segments.
+// segmentReaders caches open readers of closed segments of every branch a
+// volume's maps may name.
 type segmentReaders struct {
-	st  objstore.Store
-	vol string
+	st      objstore.Store
+	volumes map[uint16]string // branch → volume folder (lineage.volumes)
 	// mu guards open. Reads run under RLock so eviction (under Lock) never
 	// closes a reader in use; opening happens under Lock.
 	mu   sync.RWMutex
-	open map[uint64]objstore.Reader
+	open map[segKey]objstore.Reader
+}
+
+// segKey names a segment in a family.
+type segKey struct {
+	branch uint16
+	seq    uint64
 }
 
 const maxOpenSegments = 512
 
-func newSegmentReaders(st objstore.Store, vol string) *segmentReaders {
-	return &segmentReaders{st: st, vol: vol, open: make(map[uint64]objstore.Reader)}
+func newSegmentReaders(st objstore.Store, volumes map[uint16]string) *segmentReaders {
+	return &segmentReaders{st: st, volumes: volumes, open: make(map[segKey]objstore.Reader)}
 }
 
-// readAt reads len(p) bytes at off of segment seq.
-func (s *segmentReaders) readAt(seq uint64, p []byte, off int64) error {
+func (s *segmentReaders) name(k segKey) string {
+	vol, ok := s.volumes[k.branch]
+	if !ok {
+		vol = fmt.Sprintf("<unknown branch %d>", k.branch)
+	}
+	return segName(vol, k.seq)
+}
+
+// readAt reads len(p) bytes at off of segment k.
+func (s *segmentReaders) readAt(k segKey, p []byte, off int64) error {
 	s.mu.RLock()
-	r, ok := s.open[seq]
+	r, ok := s.open[k]
 	if ok {
 		defer s.mu.RUnlock()
-		return s.read(r, seq, p, off)
+		return s.read(r, k, p, off)
 	}
 	s.mu.RUnlock()
 
 	s.mu.Lock()
-	if r, ok = s.open[seq]; !ok {
-		var err error
-		if r, err = s.st.Open(segName(s.vol, seq)); err != nil {
+	if r, ok = s.open[k]; !ok {
+		if _, known := s.volumes[k.branch]; !known {
 			s.mu.Unlock()
-			return fmt.Errorf("lfs: open segment %d of %s: %w", seq, s.vol, err)
+			return corruptf(s.name(k), off, "the map names branch %d, which is not in this volume's lineage", k.branch)
+		}
+		var err error
+		if r, err = s.st.Open(s.name(k)); err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("lfs: open segment %s: %w", s.name(k), err)
 		}
 		if len(s.open) >= maxOpenSegments {
 			for k, old := range s.open { // evict one at random
@@ -47,18 +66,18 @@ func (s *segmentReaders) readAt(seq uint64, p []byte, off int64) error {
 				break
 			}
 		}
-		s.open[seq] = r
+		s.open[k] = r
 	}
 	s.mu.Unlock()
-	return s.readAt(seq, p, off)
+	return s.readAt(k, p, off)
 }
 
-func (s *segmentReaders) read(r objstore.Reader, seq uint64, p []byte, off int64) error {
+func (s *segmentReaders) read(r objstore.Reader, k segKey, p []byte, off int64) error {
 	if off+int64(len(p)) > r.Size() {
-		return corruptf(segName(s.vol, seq), off, "record of %d bytes runs past the segment's end (%d bytes)", len(p), r.Size())
+		return corruptf(s.name(k), off, "record of %d bytes runs past the segment's end (%d bytes)", len(p), r.Size())
 	}
 	if _, err := r.ReadAt(p, off); err != nil {
-		return fmt.Errorf("lfs: read segment %d of %s at %d: %w", seq, s.vol, off, err)
+		return fmt.Errorf("lfs: read segment %s at %d: %w", s.name(k), off, err)
 	}
 	return nil
 }

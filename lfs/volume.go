@@ -32,6 +32,7 @@ type Volume struct {
 	st   objstore.Store
 	name string
 	sb   superblock
+	lin  lineage
 	opts Options
 	log  *slog.Logger
 
@@ -39,19 +40,24 @@ type Volume struct {
 	lw      *logWriter // nil when read-only
 	readers *segmentReaders
 
-	// mu guards the block map. No I/O happens under it.
-	// Lock order: lw.mu before mu.
+	// mu guards the block map and the snapshot tree. No I/O happens under
+	// it. Lock order: snapMu, then lw.mu, then mu.
 	mu struct {
 		sync.RWMutex
 		m      *extentMap
+		snaps  *snapTable
 		closed bool
 	}
+	// snapMu serializes snapshot operations (check, append, apply).
+	snapMu sync.Mutex
 
-	// ckptMu serializes checkpoints; it guards lastCkpt.
-	ckptMu   sync.Mutex
-	lastCkpt logPos
+	// ckptMu serializes checkpoints; it guards lastCkpt and prevCkptSnaps.
+	ckptMu        sync.Mutex
+	lastCkpt      logPos
+	lastCkptSnaps map[uint32]bool // snapshot ids in the newest checkpoint
 	ckptAt   int64 // log bytes written when the last checkpoint started
 	ckptKick chan struct{}
+	snapKick chan struct{} // a snapshot waits to be materialized
 	ckptDone chan struct{}
 	ckptWG   sync.WaitGroup
 
@@ -107,7 +113,11 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 	if opts.CheckpointInterval == 0 {
 		opts.CheckpointInterval = defaultCheckpointInterval
 	}
-	v := &Volume{st: st, name: name, sb: sb, opts: opts, log: opts.Logger.With("volume", name)}
+	lin, err := readLineage(st, name)
+	if err != nil {
+		return nil, err
+	}
+	v := &Volume{st: st, name: name, sb: sb, lin: lin, opts: opts, log: opts.Logger.With("volume", name)}
 	var epoch uint64
 	if !opts.ReadOnly {
 		if v.owner, err = acquireOwner(st, name, opts.AdminSocket); err != nil {
@@ -115,7 +125,7 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 		}
 		epoch = v.owner.epoch
 	}
-	r, err := replay(st, name, sb, true, v.log, nil)
+	r, err := replay(st, volMeta{name, sb, lin}, true, v.log, nil)
 	if err == nil && !opts.ReadOnly {
 		err = v.repairTail(r)
 	}
@@ -123,13 +133,13 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 		v.releaseOwner()
 		return nil, err
 	}
-	v.mu.m = r.m
-	v.lastCkpt = r.ckpt
+	v.mu.m, v.mu.snaps = r.m, r.snaps
+	v.lastCkpt, v.lastCkptSnaps = r.ckpt, r.snaps.ids()
 	v.stats = recoveryStats{records: r.records, replayed: r.replayed}
-	v.readers = newSegmentReaders(st, name)
+	v.readers = newSegmentReaders(st, lin.volumes)
 	if !opts.ReadOnly {
 		v.lw = newLogWriter(st, name, sb.uid, epoch, sb.segmentSize, r.end)
-		v.ckptKick, v.ckptDone = make(chan struct{}, 1), make(chan struct{})
+		v.ckptKick, v.snapKick, v.ckptDone = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
 		v.ckptWG.Add(1)
 		go v.checkpointLoop()
 	}

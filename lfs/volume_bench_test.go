@@ -99,3 +99,33 @@ func BenchmarkReopen(b *testing.B) {
 		_ = r.Close()
 	}
 }
+
+// BenchmarkWriteFlush32 is 4 KiB random writes with a flush after every 32,
+// as fio --fsync=32 does; ns/op is per write.
+func BenchmarkWriteFlush32(b *testing.B) {
+	v, _ := benchVolume(b, 1<<30)
+	defer v.Close()
+	rng := rand.New(rand.NewSource(1))
+	p := make([]byte, 4096)
+	rng.Read(p)
+	b.SetBytes(4096)
+	var flushTime time.Duration
+	flushes := 0
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := v.WriteAt(p, rng.Int63n(1<<30/4096)*4096, false); err != nil {
+			b.Fatal(err)
+		}
+		if i%32 == 31 {
+			start := time.Now()
+			if err := v.Flush(); err != nil {
+				b.Fatal(err)
+			}
+			flushTime += time.Since(start)
+			flushes++
+		}
+	}
+	if flushes > 0 {
+		b.ReportMetric(float64(flushTime.Microseconds())/float64(flushes), "us/flush")
+	}
+}

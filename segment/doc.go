@@ -6,7 +6,7 @@
 //
 //	 0  4  magic "HLR1"
 //	 4  1  format version
-//	 5  1  type (TypeSegmentHeader, TypeData, TypeHole)
+//	 5  1  type (TypeSegmentHeader, TypeData, TypeHole, TypeMeta)
 //	 6  1  flags (FlagSnappy)
 //	 7  1  reserved, zero
 //	 8  8  address: volume byte offset, or segment seq for a segment header

@@ -30,7 +30,13 @@ const (
 	TypeSegmentHeader Type = 1
 	TypeData          Type = 2
 	TypeHole          Type = 3
+	// TypeMeta carries a volume metadata operation (snapshot create and
+	// delete, rollback); the payload format belongs to package lfs.
+	TypeMeta Type = 4
 )
+
+// MaxMetaLen bounds the payload of a meta record.
+const MaxMetaLen = 4096
 
 // FlagSnappy marks a payload compressed with snappy's block format.
 const FlagSnappy uint8 = 1
@@ -118,6 +124,10 @@ func (h Header) validate() error {
 	case TypeHole:
 		if h.PayloadLen != 0 || h.LogicalLen == 0 || h.Flags != 0 {
 			return bad("hole lengths")
+		}
+	case TypeMeta:
+		if h.PayloadLen == 0 || h.PayloadLen > MaxMetaLen || h.LogicalLen != 0 || h.Flags != 0 || h.Addr != 0 {
+			return bad("meta lengths")
 		}
 	default:
 		return bad(fmt.Sprintf("unknown type %d", h.Type))

@@ -19,6 +19,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		{"data", Header{Type: TypeData, Addr: 4096, LogicalLen: 5}, []byte("hello")},
 		{"compressed", Header{Type: TypeData, Flags: FlagSnappy, Addr: 1, LogicalLen: 100}, []byte{1, 2, 3}},
 		{"hole", Header{Type: TypeHole, Addr: 1 << 40, LogicalLen: 1 << 30}, nil},
+		{"meta", Header{Type: TypeMeta}, []byte{1, 0, 0, 0, 7}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,330 @@
+package lfs
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hlfs/hlfs/internal/objstore"
+)
+
+var (
+	// ErrSnapshotNotFound is returned for a snapshot name a volume lacks.
+	ErrSnapshotNotFound = errors.New("lfs: no such snapshot")
+	// ErrSnapshotExists is returned by CreateSnapshot for a taken name.
+	ErrSnapshotExists = errors.New("lfs: snapshot already exists")
+	// ErrHasClones is returned by DeleteSnapshot, Remove and Flatten while
+	// clones depend on the snapshot or volume; the message names them.
+	ErrHasClones = errors.New("lfs: clones depend on it")
+	// ErrHasSnapshots is returned by Flatten while the clone's own
+	// snapshots still share data with its source.
+	ErrHasSnapshots = errors.New("lfs: snapshots depend on it")
+)
+
+// ParseSnapshotRef splits "VOLUME@SNAPSHOT"; both parts follow the volume
+// name rule. Errors wrap ErrInvalidName.
+func ParseSnapshotRef(ref string) (vol, snap string, err error) {
+	vol, snap, ok := strings.Cut(ref, "@")
+	if !ok {
+		return "", "", fmt.Errorf("%w %q: want VOLUME@SNAPSHOT", ErrInvalidName, ref)
+	}
+	if err := ValidateName(vol); err != nil {
+		return "", "", err
+	}
+	if err := ValidateName(snap); err != nil {
+		return "", "", fmt.Errorf("snapshot name: %w", err)
+	}
+	return vol, snap, nil
+}
+
+// SnapshotInfo describes one snapshot.
+type SnapshotInfo struct {
+	ID      uint32    `json:"id"`
+	Name    string    `json:"name"`
+	Parent  string    `json:"parent,omitempty"` // "" at the root of the tree
+	Created time.Time `json:"created"`
+	// ExclusiveBytes are mapped only by this snapshot: deleting it makes
+	// them reclaimable.
+	ExclusiveBytes int64    `json:"exclusive_bytes"`
+	Clones         []string `json:"clones,omitempty"`
+	// Head marks the snapshot the live volume descends from.
+	Head bool `json:"head"`
+}
+
+// CreateSnapshot records a snapshot of every write completed before the
+// call. It costs one log record and a flush, independent of volume size;
+// the snapshot's map is written to its own object in the background.
+func (v *Volume) CreateSnapshot(name string) error {
+	if err := ValidateName(name); err != nil {
+		return fmt.Errorf("snapshot name: %w", err)
+	}
+	if err := v.checkOpen(true); err != nil {
+		return err
+	}
+	v.snapMu.Lock()
+	defer v.snapMu.Unlock()
+	v.mu.RLock()
+	exists, op := v.mu.snaps.byName(name) != nil, metaOp{op: metaSnapshotCreate, id: v.mu.snaps.next,
+		parent: v.mu.snaps.head, created: time.Now().UTC(), name: name}
+	v.mu.RUnlock()
+	if exists {
+		return fmt.Errorf("%w: %s@%s", ErrSnapshotExists, v.name, name)
+	}
+	return v.appendMeta(op, func(t *snapTable, pos logPos) {
+		t.list = append(t.list, &snapshot{id: op.id, parent: op.parent, name: name,
+			created: op.created, pos: pos, m: v.mu.m.clone()})
+		t.next, t.head = op.id+1, op.id
+	})
+}
+
+// appendMeta logs a metadata operation, applies it under mu in log order,
+// makes it durable and wakes the checkpointer (which materializes
+// snapshots). snapMu is held.
+func (v *Volume) appendMeta(op metaOp, apply func(t *snapTable, pos logPos)) error {
+	rec := metaRecord(op)
+	end, err := v.lw.append(rec, []int{len(rec)}, func(_ int, p placed) {
+		v.mu.Lock()
+		apply(v.mu.snaps, logPos{p.seq, p.recOff})
+		v.mu.Unlock()
+	})
+	if err != nil {
+		return err
+	}
+	if err := v.lw.flush(end); err != nil {
+		return err
+	}
+	select {
+	case v.snapKick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// DeleteSnapshot removes a snapshot: its children re-parent to its parent.
+// It is refused while a clone depends on it. Only metadata changes; the
+// space it held becomes reclaimable.
+func (v *Volume) DeleteSnapshot(name string) error {
+	if err := v.checkOpen(true); err != nil {
+		return err
+	}
+	v.snapMu.Lock()
+	defer v.snapMu.Unlock()
+	v.mu.RLock()
+	s := v.mu.snaps.byName(name)
+	v.mu.RUnlock()
+	if s == nil {
+		return fmt.Errorf("%w: %s@%s", ErrSnapshotNotFound, v.name, name)
+	}
+	clones, err := liveClones(v.st, v.name, s.id)
+	if err != nil {
+		return err
+	}
+	if len(clones) > 0 {
+		return fmt.Errorf("%w: cannot remove %s@%s: clones %s depend on it (flatten or remove them first)",
+			ErrHasClones, v.name, name, strings.Join(clones, ", "))
+	}
+	return v.appendMeta(metaOp{op: metaSnapshotDelete, id: s.id}, func(t *snapTable, _ logPos) { t.remove(s.id) })
+}
+
+// rollback makes the live volume the snapshot's content again. The volume
+// must not be served (Rollback checks ownership by opening it).
+func (v *Volume) rollback(name string) error {
+	if err := v.checkOpen(true); err != nil {
+		return err
+	}
+	v.snapMu.Lock()
+	defer v.snapMu.Unlock()
+	m, s, err := v.snapshotMap(name)
+	if err != nil {
+		return err
+	}
+	return v.appendMeta(metaOp{op: metaRollback, id: s.id}, func(t *snapTable, _ logPos) {
+		v.mu.m = m.clone()
+		t.head = s.id
+	})
+}
+
+// snapshotMap returns a snapshot's map, loading it from its object when it
+// is not in memory.
+func (v *Volume) snapshotMap(name string) (*extentMap, *snapshot, error) {
+	v.mu.RLock()
+	s := v.mu.snaps.byName(name)
+	var m *extentMap
+	if s != nil {
+		m = s.m
+	}
+	v.mu.RUnlock()
+	if s == nil {
+		return nil, nil, fmt.Errorf("%w: %s@%s", ErrSnapshotNotFound, v.name, name)
+	}
+	if m != nil {
+		return m, s, nil
+	}
+	m, err := loadSnapMap(v.st, v.name, v.sb.uid, s.id)
+	if err != nil {
+		return nil, nil, fmt.Errorf("lfs: load snapshot %s@%s: %w", v.name, name, err)
+	}
+	return m, s, nil
+}
+
+// Snapshots lists the snapshot tree in creation order, with the bytes
+// exclusive to each (which loads every snapshot's map: O(total map size)).
+func (v *Volume) Snapshots() ([]SnapshotInfo, error) {
+	if err := v.checkOpen(false); err != nil {
+		return nil, err
+	}
+	v.mu.RLock()
+	t := v.mu.snaps.copyMeta()
+	live := v.mu.m
+	v.mu.RUnlock()
+	maps := make([]*extentMap, len(t.list))
+	for i, s := range t.list {
+		m, _, err := v.snapshotMap(s.name)
+		if err != nil {
+			return nil, err
+		}
+		maps[i] = m
+	}
+	out := make([]SnapshotInfo, len(t.list))
+	for i, s := range t.list {
+		others := []*extentMap{live}
+		for j, m := range maps {
+			if j != i {
+				others = append(others, m)
+			}
+		}
+		v.mu.RLock() // live may change while we look
+		excl := exclusiveBytes(maps[i], others)
+		v.mu.RUnlock()
+		info := SnapshotInfo{ID: s.id, Name: s.name, Created: s.created, ExclusiveBytes: excl, Head: t.head == s.id}
+		if p := t.byID(s.parent); p != nil {
+			info.Parent = p.name
+		}
+		clones, err := liveClones(v.st, v.name, s.id)
+		if err != nil {
+			return nil, err
+		}
+		info.Clones = clones
+		out[i] = info
+	}
+	return out, nil
+}
+
+// exclusiveBytes counts the bytes of m whose record data no other map uses
+// at the same place.
+func exclusiveBytes(m *extentMap, others []*extentMap) int64 {
+	var total int64
+	m.ascend(func(e extent) bool {
+		type span struct{ lo, hi int64 }
+		var shared []span
+		for _, o := range others {
+			o.visit(e.off, int64(e.length), func(oe extent) bool {
+				// Same record, and the same byte of it at the same offset.
+				if oe.sameRecord(e) && int64(oe.skip)-oe.off == int64(e.skip)-e.off {
+					shared = append(shared, span{oe.off, oe.end()})
+				}
+				return true
+			})
+		}
+		sort.Slice(shared, func(i, j int) bool { return shared[i].lo < shared[j].lo })
+		covered, reach := int64(0), e.off
+		for _, s := range shared {
+			lo := max(s.lo, reach)
+			if s.hi > lo {
+				covered += s.hi - lo
+				reach = s.hi
+			}
+		}
+		total += int64(e.length) - covered
+		return true
+	})
+	return total
+}
+
+// SnapshotView is a read-only view of a snapshot, an nbdserver.Export.
+type SnapshotView struct {
+	v    *Volume
+	m    *extentMap
+	name string
+}
+
+// SnapshotView opens a read-only view of a snapshot. It stays valid while
+// the volume is open, even if the snapshot is deleted meanwhile.
+func (v *Volume) SnapshotView(name string) (*SnapshotView, error) {
+	if err := v.checkOpen(false); err != nil {
+		return nil, err
+	}
+	m, _, err := v.snapshotMap(name)
+	if err != nil {
+		return nil, err
+	}
+	return &SnapshotView{v: v, m: m, name: name}, nil
+}
+
+// Name returns "VOLUME@SNAPSHOT".
+func (s *SnapshotView) Name() string { return s.v.name + "@" + s.name }
+
+// Size returns the volume size.
+func (s *SnapshotView) Size() int64 { return s.v.sb.size }
+
+// BlockSize returns the volume's block size.
+func (s *SnapshotView) BlockSize() int { return s.v.sb.blockSize }
+
+// ReadAt reads the snapshot's bytes.
+func (s *SnapshotView) ReadAt(p []byte, off int64) error {
+	if err := s.v.checkOpen(false); err != nil {
+		return err
+	}
+	if err := s.v.checkRange(off, int64(len(p))); err != nil {
+		return err
+	}
+	return s.v.readMap(s.m, nil, p, off)
+}
+
+// WriteAt fails: snapshots are read-only.
+func (s *SnapshotView) WriteAt([]byte, int64, bool) error { return ErrReadOnly }
+
+// Zero fails: snapshots are read-only.
+func (s *SnapshotView) Zero(int64, int64, bool, bool) error { return ErrReadOnly }
+
+// Flush has nothing to do.
+func (s *SnapshotView) Flush() error { return nil }
+
+// Allocation reports the snapshot's data and holes.
+func (s *SnapshotView) Allocation(off, length int64, fn func(length int64, hole bool) error) error {
+	if err := s.v.checkRange(off, length); err != nil {
+		return err
+	}
+	return allocation(s.m, nil, off, length, fn)
+}
+
+// Close releases the view.
+func (s *SnapshotView) Close() error { return nil }
+
+// ListSnapshots lists a volume's snapshots; it opens the volume read-only,
+// so it works while the volume is served.
+func ListSnapshots(st objstore.Store, vol string) ([]SnapshotInfo, error) {
+	v, err := Open(st, vol, Options{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer v.Close()
+	return v.Snapshots()
+}
+
+// Rollback returns a volume that nobody serves to a snapshot's content. The
+// cost is a log record and a checkpoint. Writes since the snapshot stay in
+// the log (reachable from later snapshots) until the cleaner frees them.
+func Rollback(st objstore.Store, vol, snap string) error {
+	v, err := Open(st, vol, Options{})
+	if err != nil {
+		return err
+	}
+	if err := v.rollback(snap); err != nil {
+		_ = v.Close()
+		return err
+	}
+	return v.Close()
+}
