@@ -95,8 +95,10 @@ func (t *snapTable) copyMeta() *snapTable {
 	return c
 }
 
-func snapDir(vol string) string               { return path.Join(vol, "snap") }
-func snapObject(vol string, id uint32) string { return path.Join(snapDir(vol), fmt.Sprintf("%08x", id)) }
+func snapDir(vol string) string { return path.Join(vol, "snap") }
+func snapObject(vol string, id uint32) string {
+	return path.Join(snapDir(vol), fmt.Sprintf("%08x", id))
+}
 
 // Meta record payload (part of the format, never change; docs/format.md):
 //

@@ -55,11 +55,11 @@ type Volume struct {
 	ckptMu        sync.Mutex
 	lastCkpt      logPos
 	lastCkptSnaps map[uint32]bool // snapshot ids in the newest checkpoint
-	ckptAt   int64 // log bytes written when the last checkpoint started
-	ckptKick chan struct{}
-	snapKick chan struct{} // a snapshot waits to be materialized
-	ckptDone chan struct{}
-	ckptWG   sync.WaitGroup
+	ckptAt        int64           // log bytes written when the last checkpoint started
+	ckptKick      chan struct{}
+	snapKick      chan struct{} // a snapshot waits to be materialized
+	ckptDone      chan struct{}
+	ckptWG        sync.WaitGroup
 
 	stats recoveryStats
 }
