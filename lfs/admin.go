@@ -28,10 +28,17 @@ func List(st objstore.Store) ([]string, error) {
 			return nil, err
 		}
 		for _, e := range entries {
-			if e == "super" {
-				vols = append(vols, n)
-				break
+			if e != "super" {
+				continue
 			}
+			// A superblock cut short by an interrupted creation is no volume.
+			if r, err := st.Open(superName(n)); err == nil {
+				if r.Size() >= superLen {
+					vols = append(vols, n)
+				}
+				_ = r.Close()
+			}
+			break
 		}
 	}
 	return vols, nil

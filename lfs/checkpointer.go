@@ -2,6 +2,7 @@ package lfs
 
 import (
 	"fmt"
+	"path"
 	"strconv"
 )
 
@@ -101,7 +102,15 @@ func (v *Volume) materializeSnapshots() error {
 		if err := v.lw.flush(s.pos); err != nil {
 			return err
 		}
-		if err := writeCheckpoint(v.st, snapObject(v.name, s.id), v.sb.uid, checkpoint{pos: s.pos, size: v.sb.size, m: s.m}); err != nil {
+		// Written aside and renamed into place: once the name exists the
+		// map is complete (Clone waits for the name).
+		tmp := fmt.Sprintf("%s.tmp-%016x", snapObject(v.name, s.id), newUID())
+		err := writeCheckpoint(v.st, tmp, v.sb.uid, checkpoint{pos: s.pos, size: v.sb.size, m: s.m})
+		if err == nil {
+			err = v.st.Rename(tmp, snapObject(v.name, s.id))
+		}
+		if err != nil {
+			_ = v.st.Remove(tmp)
 			return fmt.Errorf("lfs: write snapshot %s of %s: %w", s.name, v.name, err)
 		}
 		v.mu.Lock()
@@ -123,8 +132,12 @@ func (v *Volume) removeUnreferencedSnapObjects(prevSnaps map[uint32]bool) {
 	live := v.mu.snaps.ids()
 	v.mu.RUnlock()
 	for _, n := range names {
-		id, err := strconv.ParseUint(n, 16, 32)
-		if err != nil || len(n) != 8 {
+		id, err := strconv.ParseUint(n[:min(8, len(n))], 16, 32)
+		if err != nil || len(n) < 8 {
+			continue
+		}
+		if len(n) > 8 { // a temporary left by a crash while materializing (ckptMu excludes a running one)
+			_ = v.st.Remove(path.Join(snapDir(v.name), n))
 			continue
 		}
 		if !live[uint32(id)] && !v.lastCkptSnaps[uint32(id)] && !prevSnaps[uint32(id)] {

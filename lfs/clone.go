@@ -70,11 +70,7 @@ func Clone(st objstore.Store, srcVol, snap, newVol string) error {
 	sb := srcSB
 	sb.uid, sb.created = newUID(), nowUTC()
 	// The superblock comes last: the clone exists once it does.
-	err = writeObject(st, superName(newVol), sb.encode())
-	if errors.Is(err, objstore.ErrExist) {
-		return fmt.Errorf("%w: %s", ErrExists, newVol)
-	}
-	return err
+	return createSuperblock(st, newVol, sb)
 }
 
 // findSnapshot returns the id of vol@snap, reading the volume read-only.

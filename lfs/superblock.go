@@ -150,7 +150,8 @@ func decodeSuperblock(object string, b []byte) (superblock, error) {
 	return sb, nil
 }
 
-// readSuperblock loads the superblock of vol; ErrNotFound when absent.
+// readSuperblock loads the superblock of vol; ErrNotFound when absent, or
+// when creating it was cut short (its name is durable before its bytes).
 func readSuperblock(st objstore.Store, vol string) (superblock, error) {
 	b, err := readObject(st, superName(vol))
 	if errors.Is(err, objstore.ErrNotExist) {
@@ -159,7 +160,28 @@ func readSuperblock(st objstore.Store, vol string) (superblock, error) {
 	if err != nil {
 		return superblock{}, err
 	}
+	if len(b) < superLen {
+		return superblock{}, fmt.Errorf("%w: %s (its creation was interrupted)", ErrNotFound, vol)
+	}
 	return decodeSuperblock(superName(vol), b)
+}
+
+// createSuperblock writes the superblock of a new volume, exclusively: it
+// fails with ErrExists when the volume exists. A superblock left short by an
+// interrupted creation is replaced.
+func createSuperblock(st objstore.Store, vol string, sb superblock) error {
+	if _, err := readSuperblock(st, vol); err == nil {
+		return fmt.Errorf("%w: %s", ErrExists, vol)
+	} else if errors.Is(err, ErrNotFound) {
+		_ = st.Remove(superName(vol)) // an interrupted creation, if any
+	} else {
+		return err
+	}
+	err := writeObject(st, superName(vol), sb.encode())
+	if errors.Is(err, objstore.ErrExist) {
+		return fmt.Errorf("%w: %s", ErrExists, vol)
+	}
+	return err
 }
 
 // writeSuperblock replaces the superblock atomically: write a new object,

@@ -85,16 +85,12 @@ func Create(st objstore.Store, name string, cfg Config) error {
 	}
 	if names, err := st.List(name); err != nil {
 		return err
-	} else if len(names) > 0 {
+	} else if len(names) > 1 || (len(names) == 1 && names[0] != "super") {
 		return fmt.Errorf("%w: %s (the store holds objects under %s/ without a superblock; remove them first)", ErrExists, name, name)
 	}
 	sb := superblock{uid: newUID(), size: cfg.Size, blockSize: cfg.BlockSize,
 		segmentSize: cfg.SegmentSize, compress: cfg.Compress, created: nowUTC()}
-	err := writeObject(st, superName(name), sb.encode())
-	if errors.Is(err, objstore.ErrExist) {
-		return fmt.Errorf("%w: %s", ErrExists, name)
-	}
-	return err
+	return createSuperblock(st, name, sb)
 }
 
 // Open opens a volume, taking ownership unless opts.ReadOnly, and rebuilds
