@@ -230,6 +230,14 @@ func (l *logWriter) flush(target logPos) error {
 	}
 	l.ioMu.Lock()
 	defer l.ioMu.Unlock()
+	// Group commit: a flush that waited for ioMu is often covered by the
+	// sync that ran meanwhile.
+	l.mu.Lock()
+	durable, err = l.mu.durable, l.mu.err
+	l.mu.Unlock()
+	if err != nil || !durable.less(target) {
+		return err
+	}
 	return l.pushLocked(true)
 }
 
