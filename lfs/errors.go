@@ -14,7 +14,7 @@ var (
 	// ErrExists is returned by Create when the volume exists.
 	ErrExists = errors.New("lfs: volume already exists")
 	// ErrInvalidName is returned for a volume name outside the allowed set.
-	ErrInvalidName = errors.New("lfs: invalid volume name")
+	ErrInvalidName = errors.New("lfs: invalid name")
 	// ErrInvalidConfig is returned by Create for a bad size, block size or
 	// segment size.
 	ErrInvalidConfig = errors.New("lfs: invalid volume configuration")

@@ -33,8 +33,8 @@ func ParseSnapshotRef(ref string) (vol, snap string, err error) {
 	if err := ValidateName(vol); err != nil {
 		return "", "", err
 	}
-	if err := ValidateName(snap); err != nil {
-		return "", "", fmt.Errorf("snapshot name: %w", err)
+	if err := validateName("snapshot", snap); err != nil {
+		return "", "", err
 	}
 	return vol, snap, nil
 }
@@ -57,8 +57,8 @@ type SnapshotInfo struct {
 // call. It costs one log record and a flush, independent of volume size;
 // the snapshot's map is written to its own object in the background.
 func (v *Volume) CreateSnapshot(name string) error {
-	if err := ValidateName(name); err != nil {
-		return fmt.Errorf("snapshot name: %w", err)
+	if err := validateName("snapshot", name); err != nil {
+		return err
 	}
 	if err := v.checkOpen(true); err != nil {
 		return err
@@ -167,6 +167,18 @@ func (v *Volume) snapshotMap(name string) (*extentMap, *snapshot, error) {
 		return nil, nil, fmt.Errorf("lfs: load snapshot %s@%s: %w", v.name, name, err)
 	}
 	return m, s, nil
+}
+
+// SnapshotNames lists the snapshot names in creation order; unlike
+// Snapshots it loads no maps.
+func (v *Volume) SnapshotNames() []string {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	names := make([]string, 0, len(v.mu.snaps.list))
+	for _, s := range v.mu.snaps.list {
+		names = append(names, s.name)
+	}
+	return names
 }
 
 // Snapshots lists the snapshot tree in creation order, with the bytes

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -20,8 +21,12 @@ type command struct {
 	summary string // one line for "hlfs help"
 	help    string // paragraphs for "hlfs help NAME"
 	// flags registers the command's own flags on fs and returns the function
-	// that runs the command with its positional arguments.
+	// that runs the command with its positional arguments. It is nil for a
+	// command with subcommands.
 	flags func(fs *flag.FlagSet) func(c *cli, args []string) error
+	// subs are the subcommands of a command group ("snapshot"); their names
+	// include the group's: "snapshot create".
+	subs []*command
 }
 
 // commands lists every command in the order "hlfs help" shows them. It is
@@ -31,6 +36,7 @@ var commands []*command
 func init() {
 	commands = []*command{
 		createCmd, lsCmd, infoCmd, resizeCmd, rmCmd,
+		snapshotCmd, cloneCmd, flattenCmd,
 		serveCmd, importCmd, exportCmd, fsckCmd,
 		versionCmd, helpCmd,
 	}
@@ -46,17 +52,43 @@ func lookup(name string) *command {
 	return nil
 }
 
+// lookupSub returns the subcommand name of group, or nil.
+func lookupSub(group *command, name string) *command {
+	for _, sub := range group.subs {
+		if sub.name == group.name+" "+name {
+			return sub
+		}
+	}
+	return nil
+}
+
+// subNames lists the subcommands of group as typed after its name.
+func subNames(group *command) string {
+	var names []string
+	for _, sub := range group.subs {
+		names = append(names, strings.TrimPrefix(sub.name, group.name+" "))
+	}
+	return strings.Join(names, ", ")
+}
+
 // newFlagSet returns cmd's flag set, with the global flags registered too
-// so they may follow the command name, and the function that runs cmd.
+// so they may follow the command name, and the function that runs cmd (nil
+// for a command group).
 func (c *cli) newFlagSet(cmd *command) (*flag.FlagSet, func(c *cli, args []string) error) {
 	fs := flag.NewFlagSet("hlfs "+cmd.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	c.globalFlags(fs)
+	if cmd.flags == nil {
+		return fs, nil
+	}
 	return fs, cmd.flags(fs)
 }
 
 // runCommand parses cmd's flags, anywhere among args, and runs it.
 func (c *cli) runCommand(cmd *command, args []string) error {
+	if cmd.subs != nil {
+		return c.runGroup(cmd, args)
+	}
 	fs, runFn := c.newFlagSet(cmd)
 	pos, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -67,6 +99,31 @@ func (c *cli) runCommand(cmd *command, args []string) error {
 		return usageError(cmd.name, "%s", flagError(err))
 	}
 	return runFn(c, pos)
+}
+
+// runGroup runs the subcommand of group named by the first argument that is
+// not a global flag.
+func (c *cli) runGroup(group *command, args []string) error {
+	// Not usageError: "snapshot: " would read as a package prefix.
+	groupErr := func(format string, args ...any) error {
+		return cliutil.Usagef("%s (see 'hlfs help %s')", fmt.Sprintf(format, args...), group.name)
+	}
+	fs, _ := c.newFlagSet(group)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			c.printCommandUsage(c.stdout, group)
+			return err
+		}
+		return groupErr("%s %s", group.name, flagError(err))
+	}
+	if fs.NArg() == 0 {
+		return groupErr("%s needs a subcommand: one of %s", group.name, subNames(group))
+	}
+	sub := lookupSub(group, fs.Arg(0))
+	if sub == nil {
+		return groupErr("unknown %s subcommand %q: want one of %s", group.name, fs.Arg(0), subNames(group))
+	}
+	return c.runCommand(sub, fs.Args()[1:])
 }
 
 // parseInterspersed parses args with fs, allowing flags after positional
@@ -151,16 +208,40 @@ func sizeString(n int64) string {
 	return fmt.Sprintf("%s (%d bytes)", cliutil.FormatSize(n), n)
 }
 
-// volumeArg checks a VOLUME argument: names are lfs's to validate, and "@"
-// is kept for snapshots.
+// volumeArg checks a VOLUME argument: names are lfs's to validate, and a
+// snapshot (VOLUME@SNAP) is not a volume.
 func volumeArg(arg string) (string, error) {
 	if strings.Contains(arg, "@") {
-		return "", fmt.Errorf("snapshots are not supported yet (in %q)", arg)
+		if _, _, err := lfs.ParseSnapshotRef(arg); err != nil {
+			return "", err
+		}
+		return "", fmt.Errorf("%s is a snapshot, not a volume (see 'hlfs snapshot ls %s')", arg, arg[:strings.Index(arg, "@")])
 	}
 	if err := lfs.ValidateName(arg); err != nil {
 		return "", err
 	}
 	return arg, nil
+}
+
+// snapshotArg checks a VOLUME@SNAPSHOT argument: both names follow the
+// volume name rule.
+func snapshotArg(arg string) (vol, snap string, err error) {
+	vol, snap, ok := strings.Cut(arg, "@")
+	if !ok {
+		if lfs.ValidateName(arg) == nil {
+			return "", "", fmt.Errorf("%s names no snapshot: want VOLUME@SNAPSHOT, like %s@snap1", arg, arg)
+		}
+		return "", "", fmt.Errorf("%q is not VOLUME@SNAPSHOT", arg)
+	}
+	if err := lfs.ValidateName(vol); err != nil {
+		return "", "", err
+	}
+	if err := lfs.ValidateName(snap); err != nil {
+		// The rule is the volume names' one; say it of the snapshot.
+		rule := strings.TrimPrefix(cliutil.Message(err), "invalid volume name "+strconv.Quote(snap)+": ")
+		return "", "", fmt.Errorf("invalid snapshot name %q in %s: %s", snap, arg, rule)
+	}
+	return lfs.ParseSnapshotRef(arg)
 }
 
 // openStore opens the store named by --store.
@@ -183,6 +264,34 @@ func (c *cli) volumeError(name string, err error) error {
 		return fmt.Errorf("volume %q already exists in store %s", name, c.store)
 	case errors.Is(err, lfs.ErrInUse):
 		return fmt.Errorf("volume %q is in use: %s", name, cliutil.Message(err))
+	case errors.Is(err, lfs.ErrHasClones):
+		return withoutSentinel(err, lfs.ErrHasClones) // names the clones
+	case errors.Is(err, lfs.ErrHasSnapshots):
+		return withoutSentinel(err, lfs.ErrHasSnapshots) // names the snapshot
+	}
+	return err
+}
+
+// snapshotError makes the errors of the lfs calls on snapshot vol@snap read
+// well on their own.
+func (c *cli) snapshotError(vol, snap string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, lfs.ErrSnapshotNotFound):
+		return fmt.Errorf("no snapshot %q of volume %s (see 'hlfs snapshot ls %s')", snap, vol, vol)
+	case errors.Is(err, lfs.ErrSnapshotExists):
+		return fmt.Errorf("snapshot %s@%s already exists", vol, snap)
+	}
+	return c.volumeError(vol, err)
+}
+
+// withoutSentinel returns the message of err, which wraps sentinel at its
+// start ("lfs: clones depend on it: cannot remove vm1@s1: ..."), without the
+// sentinel's words when more specific ones follow.
+func withoutSentinel(err, sentinel error) error {
+	if rest, ok := strings.CutPrefix(err.Error(), sentinel.Error()+": "); ok && rest != "" {
+		return errors.New(rest)
 	}
 	return err
 }
@@ -217,6 +326,15 @@ func (c *cli) printCommandUsage(w io.Writer, cmd *command) {
 	c.store = store
 	fmt.Fprintf(w, "Usage: hlfs %s %s\n\n", cmd.name, cmd.args)
 	fmt.Fprintf(w, "%s\n", strings.TrimSpace(cmd.help))
+	if cmd.subs != nil {
+		fmt.Fprint(w, "\nSubcommands:\n")
+		tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+		for _, sub := range cmd.subs {
+			fmt.Fprintf(tw, "  %s %s\t%s\n", strings.TrimPrefix(sub.name, cmd.name+" "), sub.args, sub.summary)
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "\nRun 'hlfs help %s SUBCOMMAND' for details on one.\n", cmd.name)
+	}
 	fmt.Fprint(w, "\nFlags:\n")
 	printFlags(w, fs)
 }

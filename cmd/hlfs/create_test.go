@@ -56,7 +56,7 @@ func TestCreateErrors(t *testing.T) {
 		{[]string{"create", "", "--size", "1G"}, 1, `invalid volume name ""`},
 		{[]string{"create", ".hidden", "--size", "1G"}, 1, "invalid volume name"},
 		{[]string{"create", strings.Repeat("n", 200), "--size", "1G"}, 1, "invalid volume name"},
-		{[]string{"create", "demo@snap", "--size", "1G"}, 1, "snapshots are not supported yet"},
+		{[]string{"create", "demo@snap", "--size", "1G"}, 1, "is a snapshot, not a volume"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			wantError(t, hlfs(t, store, tc.args...), tc.code, tc.msg)

@@ -127,7 +127,7 @@ func TestImportErrors(t *testing.T) {
 	wantError(t, hlfs(t, store, "import", filepath.Join(t.TempDir(), "missing"), "small"), 1, "no such file")
 	wantError(t, hlfs(t, store, "import", image), 2, "missing VOLUME")
 	wantError(t, hlfs(t, store, "import"), 2, "missing FILE and VOLUME")
-	wantError(t, hlfs(t, store, "import", image, "small@s"), 1, "snapshots are not supported yet")
+	wantError(t, hlfs(t, store, "import", image, "small@s"), 1, "is a snapshot, not a volume")
 	wantError(t, hlfs(t, store, "import", image, "../x"), 1, "invalid volume name")
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -17,8 +18,9 @@ var infoCmd = &command{
 	summary: "show a volume's size, settings and use",
 	help: `
 Info shows a volume's size, block size and settings, how many bytes and log
-segments it occupies in the store, when it was created and, while it is
-served, which host and process hold it.`,
+segments it occupies in the store, when it was created, the snapshot it was
+cloned from, the volumes cloned from its snapshots and, while it is served,
+which host and process hold it.`,
 	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
 		asJSON := fs.Bool("json", false, "print JSON")
 		return func(c *cli, args []string) error {
@@ -43,6 +45,10 @@ type volumeJSON struct {
 	BytesStored int64      `json:"bytes_stored"`
 	Checkpoints int        `json:"checkpoints"`
 	Owner       *ownerJSON `json:"owner"` // null when not served
+	// Source is the snapshot a clone was made from, "VOLUME@SNAPSHOT".
+	Source string `json:"source,omitempty"`
+	// Clones are the volumes cloned from this volume's snapshots.
+	Clones []string `json:"clones,omitempty"`
 	// Error is set, alone with Name, when ls could not read the volume.
 	Error string `json:"error,omitempty"`
 }
@@ -66,6 +72,8 @@ func newVolumeJSON(info lfs.Info) volumeJSON {
 		Segments:    info.Segments,
 		BytesStored: info.BytesStored,
 		Checkpoints: info.Checkpoints,
+		Source:      info.Source,
+		Clones:      info.Clones,
 	}
 	if o := info.Owner; o != nil {
 		v.Owner = &ownerJSON{Host: o.Host, PID: o.PID, Epoch: o.Epoch, Since: o.Since}
@@ -103,6 +111,12 @@ func (c *cli) info(arg string, asJSON bool) error {
 	fmt.Fprintf(tw, "segments:\t%d\n", v.Segments)
 	fmt.Fprintf(tw, "checkpoints:\t%d\n", v.Checkpoints)
 	fmt.Fprintf(tw, "created:\t%s\n", v.Created.Local().Format(time.RFC3339))
+	if v.Source != "" {
+		fmt.Fprintf(tw, "clone of:\t%s\n", v.Source)
+	}
+	if len(v.Clones) > 0 {
+		fmt.Fprintf(tw, "clones:\t%s\n", strings.Join(v.Clones, ", "))
+	}
 	if o := v.Owner; o != nil {
 		fmt.Fprintf(tw, "served by:\t%s pid %d (epoch %d) since %s\n", o.Host, o.PID, o.Epoch,
 			o.Since.Local().Format(time.RFC3339))

@@ -66,6 +66,6 @@ func TestInfoErrors(t *testing.T) {
 	store, _ := testStore(t)
 	wantError(t, hlfs(t, store, "info", "nope"), 1, `no volume "nope" in store `+store)
 	wantError(t, hlfs(t, store, "info", "a/b"), 1, "invalid volume name")
-	wantError(t, hlfs(t, store, "info", "v@s"), 1, "snapshots are not supported yet")
+	wantError(t, hlfs(t, store, "info", "v@s"), 1, "is a snapshot, not a volume")
 	wantError(t, hlfs(t, store, "info"), 2, "missing VOLUME")
 }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/hlfs/hlfs/internal/cliutil"
@@ -16,8 +17,9 @@ var lsCmd = &command{
 	args:    "[--json]",
 	summary: "list the volumes in the store",
 	help: `
-Ls lists the volumes in the store with their size, the bytes they occupy and
-who serves them. With --json it prints an array of the objects "hlfs info
+Ls lists the volumes in the store with their size, the bytes they occupy,
+the snapshot a clone was made from, the clones of each volume's snapshots
+and who serves them. With --json it prints an array of the objects "hlfs info
 --json" prints.`,
 	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
 		asJSON := fs.Bool("json", false, "print JSON")
@@ -58,14 +60,15 @@ func (c *cli) ls(asJSON bool) error {
 		}
 	} else {
 		tw := tabwriter.NewWriter(c.stdout, 0, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tSIZE\tSTORED\tSEGMENTS\tSERVED BY")
+		fmt.Fprintln(tw, "NAME\tSIZE\tSTORED\tSEGMENTS\tSOURCE\tCLONES\tSERVED BY")
 		for _, v := range vols {
 			if v.Error != "" {
-				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\n", v.Name)
+				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\n", v.Name)
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", v.Name, cliutil.FormatSize(v.Size),
-				cliutil.FormatSize(v.BytesStored), v.Segments, v.Owner.String())
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", v.Name, cliutil.FormatSize(v.Size),
+				cliutil.FormatSize(v.BytesStored), v.Segments, orDash(v.Source),
+				orDash(strings.Join(v.Clones, ",")), v.Owner.String())
 		}
 		tw.Flush()
 	}

@@ -10,7 +10,7 @@ import (
 
 func TestLsEmpty(t *testing.T) {
 	store, _ := testStore(t)
-	if out := mustHLFS(t, store, "ls"); out != "NAME  SIZE  STORED  SEGMENTS  SERVED BY\n" {
+	if out := mustHLFS(t, store, "ls"); out != "NAME  SIZE  STORED  SEGMENTS  SOURCE  CLONES  SERVED BY\n" {
 		t.Errorf("ls of an empty store: %q", out)
 	}
 	if out := mustHLFS(t, store, "ls", "--json"); out != "[]\n" {

@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/hlfs/hlfs/internal/admin"
 	"github.com/hlfs/hlfs/internal/cliutil"
 	"github.com/hlfs/hlfs/lfs"
 	"github.com/hlfs/hlfs/nbdserver"
@@ -24,8 +26,8 @@ const shutdownTimeout = 30 * time.Second
 
 var serveCmd = &command{
 	name:    "serve",
-	args:    "[--listen ADDR] [--socket PATH] [VOLUME...]",
-	summary: "serve volumes over NBD",
+	args:    "[--listen ADDR] [--socket PATH] [--admin-socket PATH] [VOLUME|VOLUME@SNAPSHOT...]",
+	summary: "serve volumes and snapshots over NBD",
 	help: `
 Serve opens the named volumes, or every volume in the store when none is
 named, and serves them over NBD until SIGINT or SIGTERM. The export name is
@@ -33,104 +35,143 @@ the volume name (nbd://127.0.0.1:10809/VOLUME). On a signal it stops
 accepting connections, lets requests in flight finish, then flushes and
 closes every volume and exits 0. A second signal kills it at once.
 
+Snapshots are served read-only under the export name VOLUME@SNAPSHOT. Name
+them like volumes ("hlfs serve vm1 vm1@s1" serves both); serving a snapshot
+holds its volume, which is then exported only if named too. With no names,
+serve exports every volume and every snapshot of them, including the
+snapshots taken while it serves.
+
+While serving, "hlfs snapshot create" and "hlfs snapshot rm" on a served
+volume are carried out by serve, which they reach through its admin socket:
+a Unix socket only this user may use, recorded in the owner lock of each
+served volume. It is --admin-socket PATH, by default hlfs-PID.sock in
+$XDG_RUNTIME_DIR or, when that is not set, in the temporary directory;
+"none" serves without one.
+
 A volume can be served by one process at a time; serve fails before serving
-anything when a volume cannot be opened.`,
+anything when a volume or snapshot cannot be opened.`,
 	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
 		listen := fs.String("listen", "127.0.0.1:10809", "TCP `ADDR` to listen on; \"\" for none, port 0 for any free port")
 		socket := fs.String("socket", "", "also listen on the Unix socket `PATH`")
+		adminSocket := fs.String("admin-socket", "", "admin socket `PATH` (default $XDG_RUNTIME_DIR/hlfs-PID.sock); \"none\" for none")
 		return func(c *cli, args []string) error {
 			if *listen == "" && *socket == "" {
 				return usageError("serve", "nothing to listen on: --listen is empty and --socket not given")
 			}
-			return c.serve(*listen, *socket, args)
+			return c.serve(*listen, *socket, *adminSocket, args)
 		}
 	},
 }
 
-// servedVolume is an open volume and its export.
-type servedVolume struct {
-	vol  *lfs.Volume
-	info nbdserver.ExportInfo
+// serveArgs is what the arguments of serve name.
+type serveArgs struct {
+	vols     []string        // the volumes to open, in the order named
+	exported map[string]bool // the volumes that are exports themselves
+	named    []string        // the exports, as named
 }
 
-// volumeCatalog is the nbdserver.Catalog of the served volumes. It does not
-// change while serving.
-type volumeCatalog struct {
-	names []string
-	vols  map[string]servedVolume
-}
-
-var _ nbdserver.Catalog = (*volumeCatalog)(nil)
-
-// Names implements nbdserver.Catalog.
-func (c *volumeCatalog) Names() []string { return slices.Clone(c.names) }
-
-// Lookup implements nbdserver.Catalog.
-func (c *volumeCatalog) Lookup(name string) (nbdserver.Export, nbdserver.ExportInfo, error) {
-	sv, ok := c.vols[name]
-	if !ok {
-		return nil, nbdserver.ExportInfo{}, fmt.Errorf("%w: %q", nbdserver.ErrUnknownExport, name)
-	}
-	return sv.vol, sv.info, nil
-}
-
-func (c *cli) serve(listen, socket string, args []string) (err error) {
-	var names []string
+// parseServeArgs checks the VOLUME and VOLUME@SNAPSHOT arguments of serve.
+func parseServeArgs(args []string) (serveArgs, error) {
+	sa := serveArgs{exported: make(map[string]bool)}
 	for _, arg := range args {
-		name, err := volumeArg(arg)
+		vol, snap, err := arg, "", error(nil)
+		if strings.Contains(arg, "@") {
+			vol, snap, err = lfs.ParseSnapshotRef(arg)
+		} else {
+			vol, err = volumeArg(arg)
+		}
 		if err != nil {
-			return err
+			return serveArgs{}, err
 		}
-		if slices.Contains(names, name) {
-			return fmt.Errorf("volume %s named twice", name)
+		if slices.Contains(sa.named, arg) {
+			if snap != "" {
+				return serveArgs{}, fmt.Errorf("snapshot %s named twice", arg)
+			}
+			return serveArgs{}, fmt.Errorf("volume %s named twice", arg)
 		}
-		names = append(names, name)
+		sa.named = append(sa.named, arg)
+		if !slices.Contains(sa.vols, vol) {
+			sa.vols = append(sa.vols, vol)
+		}
+		if snap == "" {
+			sa.exported[vol] = true
+		}
+	}
+	return sa, nil
+}
+
+func (c *cli) serve(listen, socket, adminSocket string, args []string) (err error) {
+	sa, err := parseServeArgs(args)
+	if err != nil {
+		return err
 	}
 	st, err := c.openStore()
 	if err != nil {
 		return err
 	}
-	if len(names) == 0 {
-		if names, err = lfs.List(st); err != nil {
+	all := len(args) == 0
+	if all {
+		if sa.vols, err = lfs.List(st); err != nil {
 			return fmt.Errorf("cannot list store %s: %w", c.store, err)
 		}
-		if len(names) == 0 {
+		if len(sa.vols) == 0 {
 			return fmt.Errorf("no volumes to serve in store %s (make one with 'hlfs create')", c.store)
 		}
 	}
 	logger := slog.New(slog.NewTextHandler(c.stderr, nil))
 	startPprof(logger)
 
-	// Open every volume before serving any.
-	cat := &volumeCatalog{names: names, vols: make(map[string]servedVolume)}
+	cat := newVolumeCatalog(c, logger, all)
+	cat.setNamed(sa.named)
 	defer func() {
-		for _, name := range names {
-			sv, ok := cat.vols[name]
-			if !ok {
-				continue
-			}
-			if ferr := sv.vol.Flush(); ferr != nil {
+		cat.closeViews()
+		for _, v := range cat.volumes() {
+			name := v.Name()
+			if ferr := v.Flush(); ferr != nil {
 				logger.Error("flush failed", "volume", name, "err", ferr)
 				err = firstErr(err, fmt.Errorf("flushing %s: %w", name, ferr))
 			}
-			if cerr := sv.vol.Close(); cerr != nil {
+			if cerr := v.Close(); cerr != nil {
 				logger.Error("close failed", "volume", name, "err", cerr)
 				err = firstErr(err, fmt.Errorf("closing %s: %w", name, cerr))
 			}
 		}
-		if err == nil && len(cat.vols) > 0 {
+		if err == nil && len(cat.volumes()) > 0 {
 			logger.Info("stopped")
 		}
 	}()
-	for _, name := range names {
-		v, err := lfs.Open(st, name, lfs.Options{Logger: logger})
+
+	// The admin socket comes first: opening a volume records its path.
+	adm, err := c.listenAdmin(adminSocket, cat, logger)
+	if err != nil {
+		return err
+	}
+	admPath := ""
+	if adm != nil {
+		admPath = adm.Path()
+		defer func() {
+			// Before the volumes close: requests in progress finish first.
+			if cerr := adm.Close(); cerr != nil {
+				logger.Warn("closing the admin socket failed", "err", cerr)
+			}
+		}()
+	}
+
+	// Open every volume and named snapshot before serving any.
+	for _, name := range sa.vols {
+		v, err := lfs.Open(st, name, lfs.Options{Logger: logger, AdminSocket: admPath})
 		if err != nil {
 			return fmt.Errorf("cannot serve %s: %s", name, cliutil.Message(c.volumeError(name, err)))
 		}
-		cat.vols[name] = servedVolume{vol: v, info: nbdserver.ExportInfo{
-			PreferredBlockSize: uint32(v.BlockSize()),
-			Description:        "hlfs volume " + name,
-		}}
+		cat.add(v, all || sa.exported[name])
+	}
+	for _, name := range sa.named {
+		if vol, snap, err := lfs.ParseSnapshotRef(name); err == nil {
+			sv, _ := cat.volume(vol)
+			if _, err := cat.openView(sv.vol, name, snap); err != nil {
+				return fmt.Errorf("cannot serve %s: %s", name, cliutil.Message(c.snapshotError(vol, snap, err)))
+			}
+		}
 	}
 
 	var listeners []net.Listener
@@ -168,9 +209,25 @@ func (c *cli) serve(listen, socket string, args []string) (err error) {
 			addrs = append(addrs, l.Addr().String())
 		}
 	}
-	for _, name := range names {
-		v := cat.vols[name].vol
-		logger.Info(fmt.Sprintf("serving %s (%s) on %s", name, cliutil.FormatSize(v.Size()), strings.Join(addrs, " and ")))
+	on := strings.Join(addrs, " and ")
+	exports := sa.named
+	if all {
+		exports = sa.vols
+	}
+	for _, name := range exports {
+		vol, _, _ := strings.Cut(name, "@")
+		sv, _ := cat.volume(vol)
+		kind := ""
+		if vol != name {
+			kind = ", read-only"
+		}
+		logger.Info(fmt.Sprintf("serving %s (%s%s) on %s", name, cliutil.FormatSize(sv.vol.Size()), kind, on))
+	}
+	if all {
+		logger.Info("serving every snapshot of these volumes read-only as VOLUME@SNAPSHOT")
+	}
+	if adm != nil {
+		logger.Info("admin socket " + admPath)
 	}
 
 	pending := len(listeners)
@@ -199,7 +256,49 @@ wait:
 		}
 	}
 	logger.Info("flushing and closing volumes")
-	return err // the deferred function flushes and closes the volumes
+	return err // the deferred functions close the admin socket, then flush and close the volumes
+}
+
+// listenAdmin starts the admin server of serve on the --admin-socket value:
+// a path, "" for the default path or "none". It returns nil when there is
+// none. A failure on the default path is only a warning: serve works without.
+func (c *cli) listenAdmin(value string, h admin.Handler, logger *slog.Logger) (*admin.Server, error) {
+	path := value
+	switch value {
+	case "none":
+		return nil, nil
+	case "":
+		path = c.defaultAdminSocket()
+	default:
+		// The owner lock records it for commands run elsewhere.
+		abs, err := filepath.Abs(value)
+		if err != nil {
+			return nil, err
+		}
+		path = abs
+	}
+	srv, err := admin.Listen(path, h)
+	if err == nil {
+		return srv, nil
+	}
+	msg := strings.TrimPrefix(err.Error(), "admin: ")
+	if errors.Is(err, admin.ErrInUse) {
+		msg = fmt.Sprintf("cannot listen on %s: another server is listening there", path)
+	}
+	if value == "" {
+		logger.Warn("serving without an admin socket: snapshots of the served volumes cannot be taken or removed meanwhile (see --admin-socket)", "err", msg)
+		return nil, nil
+	}
+	return nil, fmt.Errorf("admin socket: %s", msg)
+}
+
+// defaultAdminSocket is the admin socket of serve without --admin-socket.
+func (c *cli) defaultAdminSocket() string {
+	name := fmt.Sprintf("hlfs-%d.sock", os.Getpid())
+	if dir := c.getenv("XDG_RUNTIME_DIR"); dir != "" {
+		return filepath.Join(dir, name)
+	}
+	return filepath.Join(os.TempDir(), name)
 }
 
 // firstErr returns the first non-nil of a and b.

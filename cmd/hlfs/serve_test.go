@@ -224,9 +224,11 @@ func TestServe(t *testing.T) {
 		!strings.Contains(stderr.String(), "serving other (64 MiB) on "+addr) {
 		t.Errorf("log:\n%s", stderr.String())
 	}
+	// Without --admin-socket, the admin socket is in the temporary directory.
+	adminSock := filepath.Join(os.TempDir(), fmt.Sprintf("hlfs-%d.sock", os.Getpid()))
 	for _, name := range []string{"demo", "other"} {
-		if info := statVolume(t, dir, name); info.Owner == nil || info.Owner.PID != os.Getpid() {
-			t.Errorf("%s is not owned while served: %+v", name, info.Owner)
+		if info := statVolume(t, dir, name); info.Owner == nil || info.Owner.PID != os.Getpid() || info.Owner.Admin != adminSock {
+			t.Errorf("%s is not owned while served, or not with the admin socket %s: %+v", name, adminSock, info.Owner)
 		}
 	}
 	wantError(t, hlfs(t, store, "rm", "demo"), 1, "in use")
@@ -277,6 +279,9 @@ func TestServe(t *testing.T) {
 	if _, err := net.Dial("tcp", addr); err == nil {
 		t.Error("still listening after shutdown")
 	}
+	if _, err := os.Lstat(adminSock); !os.IsNotExist(err) {
+		t.Errorf("admin socket left behind: %v", err)
+	}
 }
 
 func TestServeUnixSocket(t *testing.T) {
@@ -307,7 +312,7 @@ func TestServeUnixSocket(t *testing.T) {
 	c.option(nbdOptAbort, nil)
 	c.conn.Close()
 	// A second server on the same socket is refused.
-	wantError(t, hlfs(t, store, "serve", "--listen", "", "--socket", sock, "a"), 1, "another server is listening there")
+	wantError(t, hlfs(t, store, "serve", "--listen", "", "--socket", sock, "--admin-socket", "none", "a"), 1, "another server is listening there")
 	if code := stop(); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, stderr.String())
 	}
@@ -322,9 +327,14 @@ func TestServeErrors(t *testing.T) {
 	mustHLFS(t, store, "create", "demo", "--size", "1M")
 	mustHLFS(t, store, "create", "busy", "--size", "1M")
 	wantError(t, hlfs(t, store, "serve", "--listen", "127.0.0.1:0", "demo", "nope"), 1, "cannot serve nope", `no volume "nope"`)
-	wantError(t, hlfs(t, store, "serve", "--listen", "127.0.0.1:0", "demo", "demo"), 1, "named twice")
+	wantError(t, hlfs(t, store, "serve", "--listen", "127.0.0.1:0", "demo", "demo"), 1, "volume demo named twice")
+	wantError(t, hlfs(t, store, "serve", "--listen", "127.0.0.1:0", "demo@s", "demo@s"), 1, "snapshot demo@s named twice")
+	wantError(t, hlfs(t, store, "serve", "--listen", "127.0.0.1:0", "demo@"), 1, `invalid snapshot name ""`)
+	wantError(t, hlfs(t, store, "serve", "--listen", "127.0.0.1:0", "nope@s"), 1, "cannot serve nope", `no volume "nope"`)
+	wantError(t, hlfs(t, store, "serve", "--listen", "127.0.0.1:0", "--admin-socket", filepath.Join(dir, "no", "such", "a.sock"), "demo"), 1,
+		"admin socket: cannot listen on "+filepath.Join(dir, "no", "such", "a.sock"), "no such file or directory")
 	wantError(t, hlfs(t, store, "serve", "--listen", "127.0.0.1:0", "x/y"), 1, "invalid volume name")
-	wantError(t, hlfs(t, store, "serve", "--listen", "127.0.0.1:0", "demo@s"), 1, "snapshots are not supported yet")
+	wantError(t, hlfs(t, store, "serve", "--listen", "127.0.0.1:0", "demo@s"), 1, "cannot serve demo@s", `no snapshot "s" of volume demo`)
 	wantError(t, hlfs(t, store, "serve", "--listen", ""), 2, "nothing to listen on")
 	wantError(t, hlfs(t, store, "serve", "--listen", "256.0.0.1:99999", "demo"), 1, "cannot listen on 256.0.0.1:99999")
 
@@ -353,5 +363,124 @@ func TestServeErrors(t *testing.T) {
 		"cannot listen on "+l.Addr().String(), "address already in use")
 	if info := statVolume(t, dir, "demo"); info.Owner != nil {
 		t.Errorf("demo still owned after serve failed: %+v", info.Owner)
+	}
+}
+
+func TestServeSnapshots(t *testing.T) {
+	store, dir := testStore(t)
+	mustHLFS(t, store, "create", "vm1", "--size", "1M")
+	mustHLFS(t, store, "create", "vm2", "--size", "2M")
+	writeVolume(t, dir, "vm1", 0, fill("one", 4096))
+	mustHLFS(t, store, "snapshot", "create", "vm1@s1")
+	writeVolume(t, dir, "vm1", 0, fill("two", 4096))
+	mustHLFS(t, store, "snapshot", "create", "vm1@s2")
+	mustHLFS(t, store, "snapshot", "create", "vm2@t1")
+
+	// Named: exactly the exports named.
+	addr, stderr, stop := startServe(t, store, "vm1@s1", "--listen", "127.0.0.1:0", "--admin-socket", "none", "vm1", "vm1@s1")
+	if log := stderr.String(); !strings.Contains(log, "serving vm1@s1 (1 MiB, read-only) on "+addr) ||
+		!strings.Contains(log, "serving vm1 (1 MiB) on "+addr) || strings.Contains(log, "admin socket") {
+		t.Errorf("log:\n%s", log)
+	}
+	c := dialNBD(t, "tcp", addr)
+	if names := c.list(); strings.Join(names, ",") != "vm1,vm1@s1" {
+		t.Errorf("LIST = %q", names)
+	}
+	for _, name := range []string{"vm1@s2", "vm2", "vm2@t1", "vm1@", "vm1@nope"} {
+		if _, errType := c.goExport(name); errType == 0 {
+			t.Fatalf("GO %s succeeded", name)
+		}
+	}
+	if size, errType := c.goExport("vm1@s1"); errType != 0 || size != 1<<20 {
+		t.Fatalf("GO vm1@s1: size %d error %#x", size, errType)
+	}
+	if errno, got := c.request(nbdCmdRead, 0, 4096, nil); errno != 0 || !bytes.Equal(got, fill("one", 4096)) {
+		t.Errorf("vm1@s1 does not read as the snapshot (errno %d)", errno)
+	}
+	if errno, _ := c.request(nbdCmdWrite, 0, 512, make([]byte, 512)); errno != nbdEPERM {
+		t.Errorf("WRITE to vm1@s1: errno %d, want EPERM", errno)
+	}
+	c.conn.Close()
+	if code := stop(); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, stderr.String())
+	}
+
+	// A snapshot alone: its volume is held, not exported.
+	addr, _, stop = startServe(t, store, "vm1@s2", "--listen", "127.0.0.1:0", "--admin-socket", "none", "vm1@s2")
+	if info := statVolume(t, dir, "vm1"); info.Owner == nil {
+		t.Error("vm1 is not held while its snapshot is served")
+	}
+	c = dialNBD(t, "tcp", addr)
+	if names := c.list(); strings.Join(names, ",") != "vm1@s2" {
+		t.Errorf("LIST = %q", names)
+	}
+	if _, errType := c.goExport("vm1"); errType == 0 {
+		t.Error("GO vm1 succeeded while only vm1@s2 is served")
+	}
+	c.conn.Close()
+	stop()
+
+	// No names: every volume and every snapshot.
+	addr, stderr, stop = startServe(t, store, "vm2", "--listen", "127.0.0.1:0", "--admin-socket", "none")
+	if !strings.Contains(stderr.String(), "serving every snapshot of these volumes read-only as VOLUME@SNAPSHOT") {
+		t.Errorf("log:\n%s", stderr.String())
+	}
+	c = dialNBD(t, "tcp", addr)
+	if names := c.list(); strings.Join(names, ",") != "vm1,vm1@s1,vm1@s2,vm2,vm2@t1" {
+		t.Errorf("LIST = %q", names)
+	}
+	if size, errType := c.goExport("vm2@t1"); errType != 0 || size != 2<<20 {
+		t.Fatalf("GO vm2@t1: size %d error %#x", size, errType)
+	}
+	if errno, got := c.request(nbdCmdRead, 0, 4096, nil); errno != 0 || !isZero(got) {
+		t.Errorf("vm2@t1: errno %d", errno)
+	}
+	c.conn.Close()
+	if code := stop(); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, stderr.String())
+	}
+	mustHLFS(t, store, "fsck", "vm1")
+}
+
+func TestServeAdminSocket(t *testing.T) {
+	store, _ := testStore(t)
+	mustHLFS(t, store, "create", "vm1", "--size", "1M")
+	mustHLFS(t, store, "create", "vm2", "--size", "1M")
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	// A stale socket file from a server that is gone is replaced.
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	// A relative path is recorded absolute.
+	t.Chdir(filepath.Dir(sock))
+	_, stderr, stop := startServe(t, store, "vm1", "--listen", "127.0.0.1:0", "--admin-socket", "admin.sock", "vm1")
+	if !strings.Contains(stderr.String(), "admin socket "+sock) {
+		t.Errorf("log:\n%s", stderr.String())
+	}
+	// A second server cannot take a live admin socket.
+	wantError(t, hlfs(t, store, "serve", "--listen", "127.0.0.1:0", "--admin-socket", sock, "vm2"), 1,
+		"admin socket: cannot listen on "+sock+": another server is listening there")
+	mustHLFS(t, store, "snapshot", "create", "vm1@s1")
+	if code := stop(); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, stderr.String())
+	}
+	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+		t.Errorf("admin socket left behind: %v", err)
+	}
+}
+
+func TestDefaultAdminSocket(t *testing.T) {
+	env := map[string]string{}
+	c := newCLI(t.Context(), io.Discard, io.Discard, func(k string) string { return env[k] })
+	want := filepath.Join(os.TempDir(), fmt.Sprintf("hlfs-%d.sock", os.Getpid()))
+	if got := c.defaultAdminSocket(); got != want {
+		t.Errorf("without XDG_RUNTIME_DIR: %s, want %s", got, want)
+	}
+	env["XDG_RUNTIME_DIR"] = "/run/user/1000"
+	if got, want := c.defaultAdminSocket(), fmt.Sprintf("/run/user/1000/hlfs-%d.sock", os.Getpid()); got != want {
+		t.Errorf("with XDG_RUNTIME_DIR: %s, want %s", got, want)
 	}
 }

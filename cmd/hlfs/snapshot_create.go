@@ -1,0 +1,48 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+
+	"github.com/hlfs/hlfs/internal/admin"
+	"github.com/hlfs/hlfs/lfs"
+)
+
+var snapshotCreateCmd = &command{
+	name:    "snapshot create",
+	args:    "VOLUME@SNAPSHOT",
+	summary: "snapshot a volume, served or not",
+	help: `
+Snapshot create makes snapshot SNAPSHOT of VOLUME: a read-only image holding
+every write acknowledged before the command started. It works whether or not
+the volume is served: when it is, the serving process takes the snapshot
+(through the admin socket its owner lock names) and exports it at once as
+VOLUME@SNAPSHOT if it serves every snapshot. It costs one small record,
+whatever the size of the volume.`,
+	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+		return func(c *cli, args []string) error {
+			if err := wantArgs("snapshot create", args, "VOLUME@SNAPSHOT"); err != nil {
+				return err
+			}
+			return c.snapshotCreate(args[0])
+		}
+	},
+}
+
+func (c *cli) snapshotCreate(arg string) error {
+	vol, snap, err := snapshotArg(arg)
+	if err != nil {
+		return err
+	}
+	st, err := c.openStore()
+	if err != nil {
+		return err
+	}
+	req := admin.Request{Op: admin.OpSnapshotCreate, Volume: vol, Snapshot: snap}
+	err = c.onVolume(st, vol, req, func(v *lfs.Volume) error { return v.CreateSnapshot(snap) })
+	if err != nil {
+		return c.snapshotError(vol, snap, err)
+	}
+	fmt.Fprintf(c.stdout, "created snapshot %s@%s\n", vol, snap)
+	return nil
+}

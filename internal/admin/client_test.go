@@ -1,0 +1,103 @@
+package admin
+
+import (
+	"errors"
+	"net"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestCallUnreachable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "none.sock")
+	err := Call(path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}, time.Second)
+	if !errors.Is(err, syscall.ENOENT) || !strings.Contains(err.Error(), "cannot reach "+path) {
+		t.Errorf("Call to no socket: %v", err)
+	}
+	// A stale socket file: nobody listens.
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	err = Call(path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}, time.Second)
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("Call to a stale socket: %v", err)
+	}
+}
+
+// fakeServer answers every connection with reply after reading a line.
+func fakeServer(t *testing.T, reply string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "fake.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				readLine(conn)
+				conn.Write([]byte(reply))
+			}()
+		}
+	}()
+	return path
+}
+
+func TestCallBadReplies(t *testing.T) {
+	req := Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}
+	for _, tc := range []struct{ reply, want string }{
+		{"", "bad reply"},
+		{"garbage\n", "bad reply"},
+		{"{}\n", "neither ok nor an error"},
+		{`{"ok":false}` + "\n", "neither ok nor an error"},
+		{`{"ok":true}`, "bad reply"}, // no newline: cut short
+	} {
+		err := Call(fakeServer(t, tc.reply), req, 5*time.Second)
+		var se *ServerError
+		if err == nil || errors.As(err, &se) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("reply %q: %v, want an error with %q", tc.reply, err, tc.want)
+		}
+	}
+	// An error reply wins over a stray ok.
+	err := Call(fakeServer(t, `{"ok":true,"error":"no"}`+"\n"), req, 5*time.Second)
+	var se *ServerError
+	if !errors.As(err, &se) || se.Msg != "no" {
+		t.Errorf("error reply: %v", err)
+	}
+}
+
+// A server that accepts but never replies: Call gives up at the timeout.
+func TestCallTimeout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mute.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		conn, err := l.Accept()
+		if err == nil {
+			defer conn.Close()
+			time.Sleep(2 * time.Second)
+		}
+	}()
+	start := time.Now()
+	err = Call(path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}, 100*time.Millisecond)
+	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "within 100ms") {
+		t.Errorf("Call to a mute server: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Call took %v", d)
+	}
+}
