@@ -71,7 +71,7 @@ func TestCrashAtRandomPoints(t *testing.T) {
 				const size = 2 << 20
 				require.NoError(t, Create(st, "c", Config{Size: size, BlockSize: 512, Compress: seed%2 == 0, SegmentSize: 1 << 20}))
 				opts := Options{CheckpointInterval: 512 << 10}
-				v, err := Open(st, "c", opts)
+				v, err := Open(st.Session(), "c", opts)
 				require.NoError(t, err)
 				durable := make([]byte, size)
 				var pending []modelOp
@@ -80,7 +80,7 @@ func TestCrashAtRandomPoints(t *testing.T) {
 					case r < 4:
 						st.Crash()
 						_ = v.Close() // fails: the store crashed under it
-						v, err = Open(st, "c", opts)
+						v, err = Open(st.Session(), "c", opts)
 						require.NoError(t, err)
 						got := make([]byte, size)
 						require.NoError(t, v.ReadAt(got, 0))
@@ -157,7 +157,7 @@ func TestCrashAtEveryStoreOperation(t *testing.T) {
 				return nil
 			})
 			lastFlushed := -1
-			v, err := Open(st, "e", Options{CheckpointInterval: -1})
+			v, err := Open(st.Session(), "e", Options{CheckpointInterval: -1})
 			if err == nil {
 				workload(v, func(step int) { lastFlushed = step })
 				_ = v.Close()
@@ -233,7 +233,7 @@ func TestTornTailIsEOF(t *testing.T) {
 	simulateOwnDeath(t)
 	st := objstore.NewMemStore(false, 1)
 	require.NoError(t, Create(st, "t", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
-	v, err := Open(st, "t", Options{CheckpointInterval: -1})
+	v, err := Open(st.Session(), "t", Options{CheckpointInterval: -1})
 	require.NoError(t, err)
 	require.NoError(t, v.WriteAt(bytes.Repeat([]byte{1}, 4096), 0, true))
 	require.NoError(t, v.WriteAt(bytes.Repeat([]byte{2}, 4096), 4096, false))

@@ -88,7 +88,11 @@ func Fsck(st objstore.Store, name string, progress func(done, total int64)) (Fsc
 			rep.Problems = append(rep.Problems, "the map from checkpoint "+fast.ckpt.String()+" plus the log differs from the map of the whole log: "+d)
 		}
 	}
-	rep.Problems = append(rep.Problems, verifyExtents(st, lin, full.m)...)
+	attempts := newAttemptMap()
+	for seq, a := range full.attempts {
+		attempts.set(seq, a)
+	}
+	rep.Problems = append(rep.Problems, verifyExtents(st, lin, attempts, full.m)...)
 	if progress != nil {
 		progress(info.BytesStored, info.BytesStored)
 	}
@@ -131,9 +135,9 @@ func diffMaps(a, b *extentMap) string {
 }
 
 // verifyExtents checks that each extent points at a data record that covers it.
-func verifyExtents(st objstore.Store, lin lineage, m *extentMap) []string {
+func verifyExtents(st objstore.Store, lin lineage, attempts *attemptMap, m *extentMap) []string {
 	var probs []string
-	readers := newSegmentReaders(st, lin.volumes)
+	readers := newSegmentReaders(st, lin, attempts)
 	defer readers.close()
 	hdr := make([]byte, segment.HeaderSize)
 	m.ascend(func(e extent) bool {

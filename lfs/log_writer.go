@@ -21,8 +21,9 @@ func (p logPos) less(q logPos) bool {
 }
 
 // memSegment is a segment whose bytes are held in memory until the store has
-// it durably (closed): reads of it are served from buf. Bytes below len(buf)
-// never change once appended.
+// it complete (closed): reads of it are served from buf, and a failed store
+// object can be written again from it. Bytes below len(buf) never change
+// once appended.
 type memSegment struct {
 	seq    uint64
 	buf    []byte
@@ -46,55 +47,82 @@ func (s *memSegment) endPos() logPos {
 // log order: a segment object is created only after the previous one was
 // closed. Closing costs no fsync; a flush persists the closed segments,
 // oldest first, then syncs the active one (see replay for what a crash
-// in between leaves).
-// Group commit: any number of appends made before a flush share its one
-// Sync (or Close) of the store object.
+// in between leaves). Group commit: a flush covers every append before it,
+// and flushes queued behind a sync are usually covered by it.
+//
+// Store failures: the object being written is abandoned and the segment is
+// written again, from memory, to a new attempt object (no pipeline recovery
+// on HDFS); the failed call returns the error, appends go on in memory up to
+// maxSealed segments, and the pusher retries with backoff, so serving
+// resumes when the store does. Only ErrExist on create is final: another
+// writer holds the volume (fencing).
 type logWriter struct {
 	st      objstore.Store
 	vol     string
 	uid     uint64
 	epoch   uint64
 	segSize int
+	// attempts records the attempt number of segments written again after a
+	// failure (absent: attempt 0); shared with the volume's segment readers.
+	attempts *attemptMap
 
 	// mu guards the fields below. Never held during store I/O.
 	mu struct {
 		sync.Mutex
 		segs    []*memSegment // not yet closed in the store, oldest first; last is active
-		err     error         // sticky: the first store failure
+		fatal   error         // sticky: the volume was taken over (fencing)
+		lastErr error         // the last store failure, cleared by a success
 		durable logPos        // every record before it is durable
 		written int64         // bytes appended since open
 		kicked  int           // len of the active segment at the last kick
 		space   *sync.Cond    // signalled when sealed segments are closed
 	}
 
-	// ioMu serializes store I/O. It guards w, wSeq and pushed.
+	// ioMu serializes store I/O. It guards the fields below.
 	ioMu   sync.Mutex
 	w      objstore.Writer // object of segs[0], nil until created
 	wSeq   uint64
 	pushed int      // bytes of segment wSeq written to w
 	closed []uint64 // segments closed but not yet persisted, oldest first
+	// abandoned holds failed attempt objects per segment; they are removed
+	// once a later attempt of the segment is durable (until then, after a
+	// crash, recovery picks whichever attempt holds the most valid records).
+	abandoned map[uint64][]string
+	retryAt   time.Time
+	backoff   time.Duration
 
 	kick chan struct{} // wakes the background pusher
 	done chan struct{}
 	wg   sync.WaitGroup
 }
 
-// maxSealed bounds segments waiting for the store before appends block.
-const maxSealed = 2
-
-// pushBatch is how many appended bytes wake the pusher; smaller amounts
-// reach the store at the next pushInterval tick or flush. Reads are served
-// from memory meanwhile, so batching only saves system calls.
 const (
+	// maxSealed bounds segments waiting for the store before appends block.
+	maxSealed = 2
+	// appendWait bounds how long an append waits for the store to take
+	// sealed segments before it fails.
+	appendWait = 30 * time.Second
+	// pushBatch is how many appended bytes wake the pusher; smaller amounts
+	// reach the store at the next pushInterval tick or flush. Reads are
+	// served from memory meanwhile, so batching only saves system calls.
 	pushBatch    = 1 << 20
 	pushInterval = 20 * time.Millisecond
+	maxBackoff   = 5 * time.Second
 )
+
+// ErrFenced is returned by every write after another writer created a
+// segment this one meant to create: the volume was taken over.
+var ErrFenced = errors.New("lfs: volume taken over by another writer")
+
+// ErrStoreUnavailable is returned by writes that waited too long for a
+// failing store; it wraps the store's last error.
+var ErrStoreUnavailable = errors.New("lfs: store unavailable")
 
 // newLogWriter starts appending after end, the last valid byte of segment
 // end.seq (seq 0 for an empty log).
-func newLogWriter(st objstore.Store, vol string, uid, epoch uint64, segSize int, end logPos) *logWriter {
-	l := &logWriter{st: st, vol: vol, uid: uid, epoch: epoch, segSize: segSize,
-		kick: make(chan struct{}, 1), done: make(chan struct{})}
+func newLogWriter(st objstore.Store, vol string, uid, epoch uint64, segSize int, end logPos, attempts *attemptMap) *logWriter {
+	l := &logWriter{st: st, vol: vol, uid: uid, epoch: epoch, segSize: segSize, attempts: attempts,
+		abandoned: make(map[uint64][]string), kick: make(chan struct{}, 1), done: make(chan struct{})}
 	l.mu.space = sync.NewCond(&l.mu.Mutex)
 	l.mu.durable = end
 	l.mu.segs = []*memSegment{l.newSegment(end)}
@@ -124,15 +152,8 @@ type placed struct {
 func (l *logWriter) append(recs []byte, lens []int, apply func(i int, p placed)) (logPos, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for {
-		if l.mu.err != nil {
-			return logPos{}, l.mu.err
-		}
-		if len(l.mu.segs) <= maxSealed {
-			break
-		}
-		l.kickPusher()
-		l.mu.space.Wait()
+	if err := l.waitSpaceLocked(); err != nil {
+		return logPos{}, err
 	}
 	for i, n := range lens {
 		act := l.mu.segs[len(l.mu.segs)-1]
@@ -154,6 +175,39 @@ func (l *logWriter) append(recs []byte, lens []int, apply func(i int, p placed))
 		l.kickPusher()
 	}
 	return l.mu.segs[len(l.mu.segs)-1].endPos(), nil
+}
+
+// waitSpaceLocked waits while too many sealed segments wait for the store,
+// up to appendWait. mu is held.
+func (l *logWriter) waitSpaceLocked() error {
+	var timedOut bool
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		if l.mu.fatal != nil {
+			return l.mu.fatal
+		}
+		if len(l.mu.segs) <= maxSealed {
+			return nil
+		}
+		if timedOut {
+			return fmt.Errorf("%w: %d segments of %s wait for the store: %v", ErrStoreUnavailable, len(l.mu.segs)-1, l.vol, l.mu.lastErr)
+		}
+		if timer == nil {
+			timer = time.AfterFunc(appendWait, func() {
+				l.mu.Lock()
+				timedOut = true
+				l.mu.space.Broadcast()
+				l.mu.Unlock()
+			})
+		}
+		l.kickPusher()
+		l.mu.space.Wait()
+	}
 }
 
 func sum(xs []int) int {
@@ -199,7 +253,8 @@ func (l *logWriter) segmentBytes(seq uint64) []byte {
 }
 
 // pushLoop writes appended bytes to the store in the background, so data
-// reaches the store (and the OS) soon even without flushes.
+// reaches the store (and the OS) soon even without flushes, and retries
+// after store failures with backoff.
 func (l *logWriter) pushLoop() {
 	defer l.wg.Done()
 	tick := time.NewTicker(pushInterval)
@@ -212,33 +267,36 @@ func (l *logWriter) pushLoop() {
 		case <-tick.C:
 		}
 		l.ioMu.Lock()
-		_ = l.pushLocked(false)
+		if time.Now().After(l.retryAt) {
+			_ = l.pushLocked(false)
+		}
 		l.ioMu.Unlock()
 	}
 }
 
 // flush makes every record before target durable.
 func (l *logWriter) flush(target logPos) error {
-	l.mu.Lock()
-	durable, err := l.mu.durable, l.mu.err
-	l.mu.Unlock()
-	if err != nil {
+	if done, err := l.durableAt(target); done || err != nil {
 		return err
-	}
-	if !durable.less(target) {
-		return nil
 	}
 	l.ioMu.Lock()
 	defer l.ioMu.Unlock()
 	// Group commit: a flush that waited for ioMu is often covered by the
 	// sync that ran meanwhile.
-	l.mu.Lock()
-	durable, err = l.mu.durable, l.mu.err
-	l.mu.Unlock()
-	if err != nil || !durable.less(target) {
+	if done, err := l.durableAt(target); done || err != nil {
 		return err
 	}
 	return l.pushLocked(true)
+}
+
+// durableAt reports whether target is durable, or the fatal error.
+func (l *logWriter) durableAt(target logPos) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.fatal != nil {
+		return false, l.mu.fatal
+	}
+	return !l.mu.durable.less(target), nil
 }
 
 // pushLocked writes appended bytes to the store, closing sealed segments.
@@ -247,7 +305,7 @@ func (l *logWriter) flush(target logPos) error {
 func (l *logWriter) pushLocked(sync bool) error {
 	for {
 		l.mu.Lock()
-		if err := l.mu.err; err != nil {
+		if err := l.mu.fatal; err != nil {
 			l.mu.Unlock()
 			return err
 		}
@@ -258,26 +316,28 @@ func (l *logWriter) pushLocked(sync bool) error {
 			// No records in the active segment: it need not exist yet.
 			if sync {
 				if err := l.persistClosedLocked(); err != nil {
-					return l.fail(err)
+					return l.failLocked(err)
 				}
 				l.advanceDurable(seg.prev)
 			}
+			l.succeeded()
 			return nil
 		}
 		if err := l.writeLocked(seg.seq, data); err != nil {
-			return l.fail(err)
+			return l.failLocked(err)
 		}
 		if sealed {
 			if err := l.closeLocked(seg); err != nil {
-				return l.fail(err)
+				return l.failLocked(err)
 			}
 			continue
 		}
 		if !sync {
+			l.succeeded()
 			return nil
 		}
 		if err := l.persistClosedLocked(); err != nil {
-			return l.fail(err)
+			return l.failLocked(err)
 		}
 		err := l.w.Sync()
 		if errors.Is(err, objstore.ErrSyncUnsupported) {
@@ -286,9 +346,10 @@ func (l *logWriter) pushLocked(sync bool) error {
 			continue
 		}
 		if err != nil {
-			return l.fail(fmt.Errorf("lfs: sync segment %d of %s: %w", seg.seq, l.vol, err))
+			return l.failLocked(fmt.Errorf("lfs: sync segment %d of %s: %w", seg.seq, l.vol, err))
 		}
 		l.advanceDurable(logPos{seg.seq, int64(len(data))})
+		l.succeeded()
 		return nil
 	}
 }
@@ -297,9 +358,15 @@ func (l *logWriter) pushLocked(sync bool) error {
 // oldest first. ioMu is held.
 func (l *logWriter) persistClosedLocked() error {
 	for len(l.closed) > 0 {
-		if err := l.st.Persist(segName(l.vol, l.closed[0])); err != nil {
-			return fmt.Errorf("lfs: persist segment %d of %s: %w", l.closed[0], l.vol, err)
+		seq := l.closed[0]
+		name := l.attempts.name(l.vol, seq)
+		if err := l.st.Persist(name); err != nil {
+			return fmt.Errorf("lfs: persist segment %s: %w", name, err)
 		}
+		for _, old := range l.abandoned[seq] {
+			_ = l.st.Remove(old)
+		}
+		delete(l.abandoned, seq)
 		l.closed = l.closed[1:]
 	}
 	return nil
@@ -327,15 +394,16 @@ func (l *logWriter) advanceDurable(p logPos) {
 // bytes of data it does not have yet.
 func (l *logWriter) writeLocked(seq uint64, data []byte) error {
 	if l.w == nil || l.wSeq != seq {
-		w, err := l.st.Create(segName(l.vol, seq))
+		name := l.attempts.name(l.vol, seq)
+		w, err := l.st.Create(name)
 		if err != nil {
-			return fmt.Errorf("lfs: create segment %d of %s: %w", seq, l.vol, err)
+			return fmt.Errorf("lfs: create segment %s: %w", name, err)
 		}
 		l.w, l.wSeq, l.pushed = w, seq, 0
 	}
 	if l.pushed < len(data) {
 		if _, err := l.w.Write(data[l.pushed:]); err != nil {
-			return fmt.Errorf("lfs: write segment %d of %s: %w", seq, l.vol, err)
+			return fmt.Errorf("lfs: write segment %s: %w", l.attempts.name(l.vol, seq), err)
 		}
 		l.pushed = len(data)
 	}
@@ -347,7 +415,7 @@ func (l *logWriter) writeLocked(seq uint64, data []byte) error {
 // flush (persistClosedLocked), or right away on stores where Close is.
 func (l *logWriter) closeLocked(seg *memSegment) error {
 	if err := l.w.Close(); err != nil {
-		return fmt.Errorf("lfs: close segment %d of %s: %w", seg.seq, l.vol, err)
+		return fmt.Errorf("lfs: close segment %s: %w", l.attempts.name(l.vol, seg.seq), err)
 	}
 	l.w = nil
 	l.closed = append(l.closed, seg.seq)
@@ -358,15 +426,38 @@ func (l *logWriter) closeLocked(seg *memSegment) error {
 	return nil
 }
 
-// fail records the first store error; every later append and flush returns it.
-func (l *logWriter) fail(err error) error {
+// failLocked handles a store failure: the object being written is
+// abandoned (its segment will be written again from memory to a new attempt
+// object) and the pusher backs off. ErrExist on create means another writer
+// took the volume over: that is final. ioMu is held.
+func (l *logWriter) failLocked(err error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.mu.err == nil {
-		l.mu.err = err
+	if errors.Is(err, objstore.ErrExist) {
+		if l.mu.fatal == nil {
+			l.mu.fatal = fmt.Errorf("%w: %v", ErrFenced, err)
+		}
+		l.mu.space.Broadcast()
+		return l.mu.fatal
 	}
-	l.mu.space.Broadcast()
-	return l.mu.err
+	if l.w != nil {
+		_ = l.w.Close() // best effort; the object is abandoned either way
+		l.abandoned[l.wSeq] = append(l.abandoned[l.wSeq], l.attempts.name(l.vol, l.wSeq))
+		l.attempts.next(l.wSeq)
+		l.w = nil
+	}
+	l.mu.lastErr = err
+	l.backoff = min(max(2*l.backoff, 100*time.Millisecond), maxBackoff)
+	l.retryAt = time.Now().Add(l.backoff)
+	return err
+}
+
+// succeeded clears the backoff after a store operation worked. ioMu is held.
+func (l *logWriter) succeeded() {
+	l.backoff = 0
+	l.mu.Lock()
+	l.mu.lastErr = nil
+	l.mu.Unlock()
 }
 
 // close stops the pusher after making everything durable. The active
@@ -382,4 +473,36 @@ func (l *logWriter) close() error {
 		l.w = nil
 	}
 	return err
+}
+
+// attemptMap maps segment seqs written again after a failure to their
+// attempt number; safe for concurrent use.
+type attemptMap struct {
+	mu sync.Mutex
+	m  map[uint64]int
+}
+
+func newAttemptMap() *attemptMap { return &attemptMap{m: make(map[uint64]int)} }
+
+// name returns the object name of the current attempt of segment seq.
+func (a *attemptMap) name(vol string, seq uint64) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return segObjName(vol, seq, a.m[seq])
+}
+
+func (a *attemptMap) next(seq uint64) {
+	a.mu.Lock()
+	a.m[seq]++
+	a.mu.Unlock()
+}
+
+func (a *attemptMap) set(seq uint64, attempt int) {
+	a.mu.Lock()
+	if attempt == 0 {
+		delete(a.m, seq)
+	} else {
+		a.m[seq] = attempt
+	}
+	a.mu.Unlock()
 }

@@ -40,7 +40,16 @@ func superName(vol string) string           { return path.Join(vol, "super") }
 func segDir(vol string) string              { return path.Join(vol, "seg") }
 func ckptDir(vol string) string             { return path.Join(vol, "ckpt") }
 func ownerDir(vol string) string            { return path.Join(vol, "owner") }
-func segName(vol string, seq uint64) string { return path.Join(segDir(vol), fmt.Sprintf("%016x", seq)) }
+func segName(vol string, seq uint64) string { return segObjName(vol, seq, 0) }
+
+// segObjName names attempt attempt of segment seq: a segment whose object
+// failed is written again, whole, under the next attempt's name.
+func segObjName(vol string, seq uint64, attempt int) string {
+	if attempt == 0 {
+		return path.Join(segDir(vol), fmt.Sprintf("%016x", seq))
+	}
+	return path.Join(segDir(vol), fmt.Sprintf("%016x.%d", seq, attempt))
+}
 func ckptName(vol string, p logPos) string {
 	return path.Join(ckptDir(vol), fmt.Sprintf("%016x-%016x", p.seq, p.off))
 }

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"slices"
+	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/hlfs/hlfs/segment"
@@ -20,32 +23,94 @@ type volMeta struct {
 
 // replayed is the state rebuilt from the store.
 type replayed struct {
-	m        *extentMap
-	snaps    *snapTable
-	ckpt     logPos   // checkpoint the replay started from ((0,0): none)
-	end      logPos   // after the last valid record
-	discard  []uint64 // segments after the end of the log, to remove before writing
-	segments []uint64 // every segment object, oldest first
-	records  int      // records replayed
-	replayed int64    // log bytes replayed
-	skipped  []string // damaged checkpoints passed over
+	m       *extentMap
+	snaps   *snapTable
+	ckpt    logPos   // checkpoint the replay started from ((0,0): none)
+	end     logPos   // after the last valid record
+	discard []uint64 // segments after the end of the log, to remove before writing
+	// attempts is the attempt chosen for each replayed segment;
+	// discardObjects are the attempts that lost, to remove before writing.
+	attempts       map[uint64]int
+	discardObjects []string
+	allAttempts    map[uint64][]int // every segment object, by seq
+	segments       []uint64         // every segment object, oldest first
+	records        int              // records replayed
+	replayed       int64            // log bytes replayed
+	skipped        []string         // damaged checkpoints passed over
 }
 
 // listSegments returns the seqs of vol's segment objects in order.
 func listSegments(st objstore.Store, vol string) ([]uint64, error) {
+	seqs, _, err := segmentAttempts(st, vol)
+	return seqs, err
+}
+
+// segmentAttempts lists vol's segment objects: the seqs in order and, for
+// each, the attempt numbers present (attempt 0 is "<seq>", k is "<seq>.k").
+func segmentAttempts(st objstore.Store, vol string) ([]uint64, map[uint64][]int, error) {
 	names, err := st.List(segDir(vol))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	seqs := make([]uint64, 0, len(names))
+	attempts := make(map[uint64][]int)
+	var seqs []uint64
 	for _, n := range names {
-		seq, err := strconv.ParseUint(n, 16, 64)
-		if err != nil || len(n) != 16 || seq == 0 {
+		hex, att, hasAtt := strings.Cut(n, ".")
+		seq, err := strconv.ParseUint(hex, 16, 64)
+		if err != nil || len(hex) != 16 || seq == 0 {
 			continue
 		}
-		seqs = append(seqs, seq)
+		a := 0
+		if hasAtt {
+			if a, err = strconv.Atoi(att); err != nil || a <= 0 {
+				continue
+			}
+		}
+		if _, seen := attempts[seq]; !seen {
+			seqs = append(seqs, seq)
+		}
+		attempts[seq] = append(attempts[seq], a)
 	}
-	return seqs, nil // List is sorted and names are fixed-width hex
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	return seqs, attempts, nil
+}
+
+// readBestAttempt reads segment seq. When a failed object was written again
+// there are several attempts, all prefixes of the same bytes; the one with
+// the most valid records wins, the others go to r.discardObjects.
+func (r *replayed) readBestAttempt(st objstore.Store, vm volMeta, seq uint64, attempts []int) ([]byte, error) {
+	if len(attempts) == 1 {
+		r.attempts[seq] = attempts[0]
+		return readSegment(st, vm.name, vm.sb, seq, attempts[0])
+	}
+	var best []byte
+	bestEnd, bestAtt := -1, 0
+	var firstErr error
+	for _, a := range attempts {
+		buf, err := readSegment(st, vm.name, vm.sb, seq, a)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		sc := segment.NewScanner(buf, segment.SegmentHeaderLen)
+		for sc.Next() {
+		}
+		if sc.Offset() > bestEnd {
+			best, bestEnd, bestAtt = buf, sc.Offset(), a
+		}
+	}
+	if best == nil {
+		return nil, firstErr
+	}
+	for _, a := range attempts {
+		if a != bestAtt {
+			r.discardObjects = append(r.discardObjects, segObjName(vm.name, seq, a))
+		}
+	}
+	r.attempts[seq] = bestAtt
+	return best, nil
 }
 
 // replay rebuilds the block map: from the newest valid checkpoint when
@@ -61,7 +126,7 @@ func listSegments(st objstore.Store, vol string) ([]uint64, error) {
 func replay(st objstore.Store, vm volMeta, useCkpt bool, log *slog.Logger,
 	visit func(seq uint64, off int, h segment.Header)) (replayed, error) {
 	vol, sb := vm.name, vm.sb
-	r := replayed{m: newExtentMap(), snaps: newSnapTable()}
+	r := replayed{m: newExtentMap(), snaps: newSnapTable(), attempts: make(map[uint64]int)}
 	if useCkpt {
 		if err := r.loadCheckpoint(st, vol, sb, log); err != nil {
 			return r, err
@@ -77,11 +142,16 @@ func replay(st objstore.Store, vm volMeta, useCkpt bool, log *slog.Logger,
 		r.m = m
 		r.m.punch(sb.size, maxVolumeSize-sb.size)
 	}
-	segs, err := listSegments(st, vol)
+	segs, attempts, err := segmentAttempts(st, vol)
 	if err != nil {
 		return r, err
 	}
-	r.segments = segs
+	r.segments, r.allAttempts = segs, attempts
+	// Segments before the checkpoint were made durable by a flush after any
+	// rewrite, so their newest attempt is the one; replay decides for the rest.
+	for seq, as := range attempts {
+		r.attempts[seq] = slices.Max(as)
+	}
 	i := 0
 	for i < len(segs) && segs[i] < r.ckpt.seq {
 		i++
@@ -102,7 +172,7 @@ func replay(st objstore.Store, vm volMeta, useCkpt bool, log *slog.Logger,
 	}
 	var buf []byte
 	if i < len(segs) {
-		buf, err = readSegment(st, vol, sb, segs[i])
+		buf, err = r.readBestAttempt(st, vm, segs[i], attempts[segs[i]])
 		if err != nil && isTruncation(err) && r.ckpt.seq == 0 {
 			cut(i, err.Error()) // the first segment of the log never became durable
 		} else if err != nil {
@@ -121,7 +191,7 @@ func replay(st objstore.Store, vm volMeta, useCkpt bool, log *slog.Logger,
 		limit := len(buf)
 		var next []byte
 		if i+1 < len(segs) {
-			next, err = readSegment(st, vol, sb, segs[i+1])
+			next, err = r.readBestAttempt(st, vm, segs[i+1], attempts[segs[i+1]])
 			if err != nil && isTruncation(err) {
 				cut(i+1, err.Error())
 				next = nil
@@ -208,8 +278,8 @@ func (r *replayed) loadCheckpoint(st objstore.Store, vol string, sb superblock, 
 }
 
 // readSegment reads a whole segment object and verifies its header.
-func readSegment(st objstore.Store, vol string, sb superblock, seq uint64) ([]byte, error) {
-	name := segName(vol, seq)
+func readSegment(st objstore.Store, vol string, sb superblock, seq uint64, attempt int) ([]byte, error) {
+	name := segObjName(vol, seq, attempt)
 	buf, err := readObject(st, name)
 	if err != nil {
 		return nil, err

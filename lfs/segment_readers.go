@@ -1,7 +1,9 @@
 package lfs
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/hlfs/hlfs/internal/objstore"
@@ -10,8 +12,10 @@ import (
 // segmentReaders caches open readers of closed segments of every branch a
 // volume's maps may name.
 type segmentReaders struct {
-	st      objstore.Store
-	volumes map[uint16]string // branch → volume folder (lineage.volumes)
+	st       objstore.Store
+	volumes  map[uint16]string // branch → volume folder (lineage.volumes)
+	own      uint16
+	attempts *attemptMap // attempts of the volume's own segments
 	// mu guards open. Reads run under RLock so eviction (under Lock) never
 	// closes a reader in use; opening happens under Lock.
 	mu   sync.RWMutex
@@ -26,16 +30,38 @@ type segKey struct {
 
 const maxOpenSegments = 512
 
-func newSegmentReaders(st objstore.Store, volumes map[uint16]string) *segmentReaders {
-	return &segmentReaders{st: st, volumes: volumes, open: make(map[segKey]objstore.Reader)}
+func newSegmentReaders(st objstore.Store, lin lineage, attempts *attemptMap) *segmentReaders {
+	return &segmentReaders{st: st, volumes: lin.volumes, own: lin.branch, attempts: attempts,
+		open: make(map[segKey]objstore.Reader)}
 }
 
+// name returns the object name of segment k: for the volume's own segments
+// the attempt in use, for an ancestor's the plain name (see openForeign).
 func (s *segmentReaders) name(k segKey) string {
 	vol, ok := s.volumes[k.branch]
 	if !ok {
 		vol = fmt.Sprintf("<unknown branch %d>", k.branch)
 	}
+	if k.branch == s.own {
+		return s.attempts.name(vol, k.seq)
+	}
 	return segName(vol, k.seq)
+}
+
+// openSegment opens segment k. An ancestor's segment may have been written
+// again after a failure; its writer removed the failed attempt once the new
+// one was durable, so when "<seq>" is missing the highest attempt is it.
+func (s *segmentReaders) openSegment(k segKey) (objstore.Reader, error) {
+	r, err := s.st.Open(s.name(k))
+	if err == nil || k.branch == s.own || !errors.Is(err, objstore.ErrNotExist) {
+		return r, err
+	}
+	_, attempts, lerr := segmentAttempts(s.st, s.volumes[k.branch])
+	if lerr != nil || len(attempts[k.seq]) == 0 {
+		return nil, err
+	}
+	best := slices.Max(attempts[k.seq])
+	return s.st.Open(segObjName(s.volumes[k.branch], k.seq, best))
 }
 
 // readAt reads len(p) bytes at off of segment k.
@@ -55,7 +81,7 @@ func (s *segmentReaders) readAt(k segKey, p []byte, off int64) error {
 			return corruptf(s.name(k), off, "the map names branch %d, which is not in this volume's lineage", k.branch)
 		}
 		var err error
-		if r, err = s.st.Open(s.name(k)); err != nil {
+		if r, err = s.openSegment(k); err != nil {
 			s.mu.Unlock()
 			return fmt.Errorf("lfs: open segment %s: %w", s.name(k), err)
 		}

@@ -91,7 +91,7 @@ func TestSnapshotCrashAtEveryStoreOperation(t *testing.T) {
 			return nil
 		})
 		var o outcome
-		workload(st, &o)
+		workload(st.Session(), &o)
 		st.SetInjector(nil)
 		st.Crash()
 

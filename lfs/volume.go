@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path"
 	"sync"
 
 	"github.com/hlfs/hlfs/internal/objstore"
@@ -132,9 +133,13 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 	v.mu.m, v.mu.snaps = r.m, r.snaps
 	v.lastCkpt, v.lastCkptSnaps = r.ckpt, r.snaps.ids()
 	v.stats = recoveryStats{records: r.records, replayed: r.replayed}
-	v.readers = newSegmentReaders(st, lin.volumes)
+	attempts := newAttemptMap()
+	for seq, a := range r.attempts {
+		attempts.set(seq, a)
+	}
+	v.readers = newSegmentReaders(st, lin, attempts)
 	if !opts.ReadOnly {
-		v.lw = newLogWriter(st, name, sb.uid, epoch, sb.segmentSize, r.end)
+		v.lw = newLogWriter(st, name, sb.uid, epoch, sb.segmentSize, r.end, attempts)
 		v.ckptKick, v.snapKick, v.ckptDone = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
 		v.ckptWG.Add(1)
 		go v.checkpointLoop()
@@ -147,12 +152,27 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 // before a new segment records where it ended.
 func (v *Volume) repairTail(r replayed) error {
 	for k := len(r.discard) - 1; k >= 0; k-- { // newest first: what remains is a prefix
-		if err := v.st.Remove(segName(v.name, r.discard[k])); err != nil && !errors.Is(err, objstore.ErrNotExist) {
+		for _, a := range r.allAttempts[r.discard[k]] {
+			if err := v.st.Remove(segObjName(v.name, r.discard[k], a)); err != nil && !errors.Is(err, objstore.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	// Attempts that lost to a later one: the winner is made durable first.
+	for _, name := range r.discardObjects {
+		var seq uint64
+		if _, err := fmt.Sscanf(path.Base(name), "%016x", &seq); err != nil {
+			continue
+		}
+		if err := v.st.Persist(segObjName(v.name, seq, r.attempts[seq])); err != nil {
+			return err
+		}
+		if err := v.st.Remove(name); err != nil && !errors.Is(err, objstore.ErrNotExist) {
 			return err
 		}
 	}
 	if r.end.seq > 0 {
-		return v.st.Persist(segName(v.name, r.end.seq))
+		return v.st.Persist(segObjName(v.name, r.end.seq, r.attempts[r.end.seq]))
 	}
 	return nil
 }

@@ -345,3 +345,71 @@ func (r *memReader) ReadAt(p []byte, off int64) (int, error) {
 
 func (r *memReader) Size() int64  { return int64(len(r.data)) }
 func (r *memReader) Close() error { return nil }
+
+// Session returns a view of the store for one simulated process: after the
+// next Crash every operation through it fails with ErrCrashed, as a dead
+// process does nothing more. Crash tests open volumes through a session so
+// that goroutines of the "dead" process cannot touch the store afterwards.
+func (s *MemStore) Session() Store {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return &memSession{s: s, gen: s.mu.gen}
+}
+
+type memSession struct {
+	s   *MemStore
+	gen int
+}
+
+var _ Store = (*memSession)(nil)
+
+func (m *memSession) alive() error {
+	m.s.mu.Lock()
+	defer m.s.mu.Unlock()
+	if m.gen != m.s.mu.gen {
+		return ErrCrashed
+	}
+	return nil
+}
+
+func (m *memSession) Create(name string) (Writer, error) {
+	if err := m.alive(); err != nil {
+		return nil, err
+	}
+	return m.s.Create(name)
+}
+
+func (m *memSession) Open(name string) (Reader, error) {
+	if err := m.alive(); err != nil {
+		return nil, err
+	}
+	return m.s.Open(name)
+}
+
+func (m *memSession) List(dir string) ([]string, error) {
+	if err := m.alive(); err != nil {
+		return nil, err
+	}
+	return m.s.List(dir)
+}
+
+func (m *memSession) Remove(name string) error {
+	if err := m.alive(); err != nil {
+		return err
+	}
+	return m.s.Remove(name)
+}
+
+func (m *memSession) Rename(from, to string) error {
+	if err := m.alive(); err != nil {
+		return err
+	}
+	return m.s.Rename(from, to)
+}
+
+func (m *memSession) Persist(name string) error {
+	if err := m.alive(); err != nil {
+		return err
+	}
+	return m.s.Persist(name)
+}

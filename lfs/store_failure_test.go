@@ -1,0 +1,132 @@
+package lfs
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/hlfs/hlfs/internal/objstore"
+	"github.com/stretchr/testify/require"
+)
+
+// TestStoreOutageAbandonsAndRewrites fails every write-path store
+// operation for a while (as a DataNode pipeline failure or a NameNode
+// restart would): flushes fail cleanly meanwhile, writes go on in memory,
+// and once the store is back the segment is written again to a new attempt
+// object, the failed one is removed, and nothing acknowledged is lost.
+func TestStoreOutageAbandonsAndRewrites(t *testing.T) {
+	for _, noSync := range []bool{false, true} {
+		st := objstore.NewMemStore(noSync, 1)
+		require.NoError(t, Create(st, "o", Config{Size: 4 << 20, SegmentSize: 1 << 20}))
+		v, err := Open(st, "o", Options{CheckpointInterval: -1})
+		require.NoError(t, err)
+		model := make([]byte, 4<<20)
+		write := func(i int) {
+			p := bytes.Repeat([]byte{byte(i)}, 8192)
+			require.NoError(t, v.WriteAt(p, int64(i%400)*8192, false))
+			copy(model[(i%400)*8192:], p)
+		}
+		for i := 1; i <= 20; i++ {
+			write(i)
+		}
+		require.NoError(t, v.Flush())
+		var down atomic.Bool
+		down.Store(true)
+		st.SetInjector(func(op objstore.Op, name string) error {
+			if down.Load() && (op == objstore.OpWrite || op == objstore.OpSync || op == objstore.OpClose) {
+				return objstore.ErrInjected
+			}
+			return nil
+		})
+		for i := 21; i <= 60; i++ {
+			write(i)
+		}
+		err = v.Flush()
+		require.ErrorIs(t, err, objstore.ErrInjected, "noSync=%v: a flush during the outage fails", noSync)
+		got := make([]byte, len(model))
+		require.NoError(t, v.ReadAt(got, 0))
+		require.True(t, bytes.Equal(got, model), "reads are served from memory during the outage")
+		down.Store(false)
+		for i := 61; i <= 200; i++ { // crosses into the next segment
+			write(i)
+		}
+		require.NoError(t, v.Flush(), "noSync=%v: the store is back", noSync)
+		require.NoError(t, v.Close())
+		names, err := st.List(segDir("o"))
+		require.NoError(t, err)
+		retried := false
+		for _, n := range names {
+			retried = retried || strings.Contains(n, ".")
+		}
+		require.True(t, retried, "noSync=%v: a segment was written again under a new attempt: %v", noSync, names)
+		seqs, attempts, err := segmentAttempts(st, "o")
+		require.NoError(t, err)
+		for _, seq := range seqs {
+			require.Len(t, attempts[seq], 1, "noSync=%v: the failed attempt of segment %d was removed", noSync, seq)
+		}
+		v, err = Open(st, "o", Options{})
+		require.NoError(t, err)
+		require.NoError(t, v.ReadAt(got, 0))
+		require.True(t, bytes.Equal(got, model), "noSync=%v: nothing lost after reopen", noSync)
+		require.NoError(t, v.Close())
+		rep, err := Fsck(st, "o", nil)
+		require.NoError(t, err)
+		require.True(t, rep.OK(), "%v", rep.Problems)
+	}
+}
+
+// TestRecoveryPicksTheAttemptWithMostRecords: after a crash both the
+// failed attempt and its rewrite may exist; the one with more valid records
+// wins and the other is removed.
+func TestRecoveryPicksTheAttemptWithMostRecords(t *testing.T) {
+	simulateOwnDeath(t)
+	st := objstore.NewMemStore(false, 1)
+	require.NoError(t, Create(st, "a", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
+	v, err := Open(st.Session(), "a", Options{CheckpointInterval: -1})
+	require.NoError(t, err)
+	for i := 0; i < 10; i++ {
+		require.NoError(t, v.WriteAt(bytes.Repeat([]byte{byte(i + 1)}, 4096), int64(i)*4096, false))
+	}
+	require.NoError(t, v.Flush())
+	buf := v.lw.segmentBytes(1)
+	// A second attempt holding only part of the records, as a rewrite cut
+	// short by a crash would.
+	w, err := st.Create(segObjName("a", 1, 1))
+	require.NoError(t, err)
+	_, err = w.Write(buf[:len(buf)/2])
+	require.NoError(t, err)
+	require.NoError(t, w.Sync())
+	st.Crash()
+	v, err = Open(st.Session(), "a", Options{})
+	require.NoError(t, err)
+	got := make([]byte, 4096)
+	require.NoError(t, v.ReadAt(got, 9*4096))
+	require.Equal(t, bytes.Repeat([]byte{10}, 4096), got, "the longer attempt 0 won")
+	require.NoError(t, v.Close())
+	_, attempts, err := segmentAttempts(st, "a")
+	require.NoError(t, err)
+	require.Equal(t, []int{0}, attempts[1], "the losing attempt was removed")
+}
+
+// TestFencedWhenAnotherWriterTakesOver: a writer whose next segment name is
+// taken (another server recovered the volume and writes it) stops writing
+// for good.
+func TestFencedWhenAnotherWriterTakesOver(t *testing.T) {
+	st := objstore.NewMemStore(false, 1)
+	require.NoError(t, Create(st, "f", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
+	v, err := Open(st, "f", Options{CheckpointInterval: -1})
+	require.NoError(t, err)
+	require.NoError(t, v.WriteAt([]byte{1}, 0, true))
+	// The other writer, having recovered segment 1, creates segment 2.
+	w, err := st.Create(segName("f", 2))
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	v.lw.sealActive(v.lw.mu.segs[0])
+	require.NoError(t, v.WriteAt([]byte{2}, 1, false))
+	err = v.Flush()
+	require.True(t, errors.Is(err, ErrFenced), "got %v", err)
+	require.ErrorIs(t, v.WriteAt([]byte{3}, 2, false), ErrFenced)
+	require.Error(t, v.Close())
+}
