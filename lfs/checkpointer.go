@@ -1,9 +1,11 @@
 package lfs
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"strconv"
+	"time"
 )
 
 // maybeCheckpoint wakes the checkpointer once enough log was written.
@@ -142,6 +144,28 @@ func (v *Volume) removeUnreferencedSnapObjects(prevSnaps map[uint32]bool) {
 		}
 		if !live[uint32(id)] && !v.lastCkptSnaps[uint32(id)] && !prevSnaps[uint32(id)] {
 			_ = v.st.Remove(snapObject(v.name, uint32(id)))
+		}
+	}
+}
+
+// renewLoop renews the owner lock every third of the lease until Close. A
+// renewal that finds a newer owner fences the log writer.
+func (v *Volume) renewLoop() {
+	defer v.ckptWG.Done()
+	every := time.Duration(v.owner.rec.LeaseSeconds*float64(time.Second)) / 3
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-v.ckptDone:
+			return
+		case <-tick.C:
+			if err := v.owner.renew(); err != nil {
+				v.log.Error("renewing the owner lock failed", "err", err)
+				if errors.Is(err, ErrFenced) {
+					v.lw.fence(err)
+				}
+			}
 		}
 	}
 }

@@ -2,6 +2,7 @@ package lfs
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -166,7 +167,7 @@ func (v *Volume) commitAndMaybeFlush(b *recordBatch, fua bool) error {
 		return err
 	}
 	if fua {
-		return v.lw.flush(end)
+		return v.flushTo(end)
 	}
 	return nil
 }
@@ -202,6 +203,26 @@ func (v *Volume) Zero(off, length int64, punch, fua bool) error {
 	return nil
 }
 
+// flushTo makes the log durable up to end and confirms, before the caller
+// acknowledges anything, that this process still owns the volume: after a
+// pause longer than most of a lease another host may have taken over, so
+// the lease is renewed first (ErrFenced when someone else holds it now).
+func (v *Volume) flushTo(end logPos) error {
+	if err := v.lw.flush(end); err != nil {
+		return err
+	}
+	if v.owner == nil || v.owner.leaseHeld() {
+		return nil
+	}
+	if err := v.owner.renew(); err != nil {
+		if errors.Is(err, ErrFenced) {
+			v.lw.fence(err)
+		}
+		return fmt.Errorf("lfs: cannot confirm ownership of %s before acknowledging: %w", v.name, err)
+	}
+	return nil
+}
+
 // Flush makes every write that completed before it durable.
 func (v *Volume) Flush() error {
 	if err := v.checkOpen(false); err != nil {
@@ -210,7 +231,7 @@ func (v *Volume) Flush() error {
 	if v.lw == nil {
 		return nil
 	}
-	return v.lw.flush(v.lw.end())
+	return v.flushTo(v.lw.end())
 }
 
 // ReadAt fills p with the volume's bytes at off; holes read as zeros.

@@ -452,6 +452,16 @@ func (l *logWriter) failLocked(err error) error {
 	return err
 }
 
+// fence stops the writer for good: another owner holds the volume.
+func (l *logWriter) fence(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.fatal == nil {
+		l.mu.fatal = err
+	}
+	l.mu.space.Broadcast()
+}
+
 // succeeded clears the backoff after a store operation worked. ioMu is held.
 func (l *logWriter) succeeded() {
 	l.backoff = 0

@@ -8,6 +8,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -22,13 +23,37 @@ type OwnerRecord struct {
 	Epoch    uint64    `json:"epoch"`
 	Since    time.Time `json:"since"`
 	Admin    string    `json:"admin,omitempty"`
+	// Renewed is when the owner last confirmed it is alive; LeaseSeconds
+	// how long that confirmation holds. A process on another host is taken
+	// to be gone once its lease ran out.
+	Renewed      time.Time `json:"renewed"`
+	LeaseSeconds float64   `json:"lease_seconds"`
 }
+
+// DefaultLease is how long an owner's renewal holds when Options.Lease is 0.
+const DefaultLease = 30 * time.Second
 
 // ownership is a held owner lock.
 type ownership struct {
 	st    objstore.Store
 	vol   string
 	epoch uint64
+	rec   OwnerRecord
+
+	// mu guards lastRenew; renewals (store I/O) happen outside it.
+	mu        sync.Mutex
+	lastRenew time.Time
+}
+
+// hostname identifies this host in owner locks: $HLFS_HOSTNAME when set
+// (tests simulate a second host with it; containers sharing a hostname
+// need it), else the system's hostname.
+func hostname() string {
+	if h := os.Getenv("HLFS_HOSTNAME"); h != "" {
+		return h
+	}
+	h, _ := os.Hostname()
+	return h
 }
 
 func ownerObject(vol, state string, epoch uint64) string {
@@ -84,7 +109,7 @@ func liveOwner(st objstore.Store, vol string) (*OwnerRecord, uint64, error) {
 }
 
 // acquireOwner takes the owner lock of vol or returns an *InUseError.
-func acquireOwner(st objstore.Store, vol, admin string) (*ownership, error) {
+func acquireOwner(st objstore.Store, vol, admin string, lease time.Duration) (*ownership, error) {
 	owner, epoch, err := liveOwner(st, vol)
 	if err != nil {
 		return nil, fmt.Errorf("lfs: read owner of %s: %w", vol, err)
@@ -92,7 +117,7 @@ func acquireOwner(st objstore.Store, vol, admin string) (*ownership, error) {
 	if owner != nil {
 		return nil, &InUseError{Volume: vol, Owner: *owner}
 	}
-	rec := selfRecord(epoch+1, admin)
+	rec := selfRecord(epoch+1, admin, lease)
 	b, _ := json.Marshal(rec)
 	if err := writeObject(st, ownerObject(vol, "held", epoch+1), b); err != nil {
 		if errors.Is(err, objstore.ErrExist) {
@@ -112,7 +137,45 @@ func acquireOwner(st objstore.Store, vol, admin string) (*ownership, error) {
 			}
 		}
 	}
-	return &ownership{st: st, vol: vol, epoch: epoch + 1}, nil
+	return &ownership{st: st, vol: vol, epoch: epoch + 1, rec: rec, lastRenew: rec.Renewed}, nil
+}
+
+// renew confirms the lease: it fails with ErrFenced when a newer owner
+// exists, else rewrites the lock with a new renewal time (written aside,
+// renamed over it).
+func (o *ownership) renew() error {
+	epoch, _, err := ownerState(o.st, o.vol)
+	if err != nil {
+		return err
+	}
+	if epoch > o.epoch {
+		return fmt.Errorf("%w: %s has an owner with epoch %d, this process holds %d", ErrFenced, o.vol, epoch, o.epoch)
+	}
+	now := time.Now().UTC()
+	rec := o.rec
+	rec.Renewed = now
+	b, _ := json.Marshal(rec)
+	name := ownerObject(o.vol, "held", o.epoch)
+	tmp := fmt.Sprintf("%s.tmp-%016x", name, newUID())
+	if err := writeObject(o.st, tmp, b); err != nil {
+		return err
+	}
+	if err := o.st.Rename(tmp, name); err != nil {
+		_ = o.st.Remove(tmp)
+		return err
+	}
+	o.mu.Lock()
+	o.lastRenew = now
+	o.mu.Unlock()
+	return nil
+}
+
+// leaseHeld reports whether the last renewal is recent enough that no
+// other host may have taken the volume over.
+func (o *ownership) leaseHeld() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return time.Since(o.lastRenew) < time.Duration(o.rec.LeaseSeconds*float64(time.Second))*2/3
 }
 
 // release marks the lock free, keeping its epoch so the next owner's is higher.
@@ -120,22 +183,26 @@ func (o *ownership) release() error {
 	return o.st.Rename(ownerObject(o.vol, "held", o.epoch), ownerObject(o.vol, "free", o.epoch))
 }
 
-func selfRecord(epoch uint64, admin string) OwnerRecord {
-	host, _ := os.Hostname()
-	return OwnerRecord{Host: host, PID: os.Getpid(), PIDStart: pidStart(os.Getpid()),
-		Epoch: epoch, Since: time.Now().UTC(), Admin: admin}
+func selfRecord(epoch uint64, admin string, lease time.Duration) OwnerRecord {
+	if lease <= 0 {
+		lease = DefaultLease
+	}
+	now := time.Now().UTC()
+	return OwnerRecord{Host: hostname(), PID: os.Getpid(), PIDStart: pidStart(os.Getpid()),
+		Epoch: epoch, Since: now, Admin: admin, Renewed: now, LeaseSeconds: lease.Seconds()}
 }
 
 // processAlive reports whether rec's process may still run; a variable so
 // crash tests can declare their own, simulated-dead process gone.
 var processAlive = processAliveOS
 
-// processAliveOS: only a process on this host can be proven gone: no such
-// pid, or a pid reused by a process with another start time.
+// processAliveOS: a process on this host is gone when there is no such
+// pid, or the pid was reused by a process with another start time; one on
+// another host when its lease ran out without renewal.
 func processAliveOS(rec OwnerRecord) bool {
-	host, _ := os.Hostname()
-	if rec.Host != host {
-		return true
+	if rec.Host != hostname() {
+		lease := time.Duration(rec.LeaseSeconds * float64(time.Second))
+		return rec.Renewed.IsZero() || lease <= 0 || time.Since(rec.Renewed) < lease
 	}
 	if rec.PID <= 0 {
 		return false

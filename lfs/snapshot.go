@@ -92,7 +92,7 @@ func (v *Volume) appendMeta(op metaOp, apply func(t *snapTable, pos logPos)) err
 	if err != nil {
 		return err
 	}
-	if err := v.lw.flush(end); err != nil {
+	if err := v.flushTo(end); err != nil {
 		return err
 	}
 	select {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/stretchr/testify/require"
@@ -129,4 +130,39 @@ func TestFencedWhenAnotherWriterTakesOver(t *testing.T) {
 	require.True(t, errors.Is(err, ErrFenced), "got %v", err)
 	require.ErrorIs(t, v.WriteAt([]byte{3}, 2, false), ErrFenced)
 	require.Error(t, v.Close())
+}
+
+// TestLeaseTakeoverFencesTheZombie: an owner on another host that stopped
+// renewing (paused, not dead) loses the volume once its lease ran out; the
+// new owner writes, and the zombie's next flush fails instead of
+// acknowledging writes that nobody will ever read.
+func TestLeaseTakeoverFencesTheZombie(t *testing.T) {
+	st := objstore.NewMemStore(true, 1)
+	require.NoError(t, Create(st, "z", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
+	t.Setenv("HLFS_HOSTNAME", "host-a")
+	zombie, err := Open(st, "z", Options{Lease: 300 * time.Millisecond, CheckpointInterval: -1})
+	require.NoError(t, err)
+	require.NoError(t, zombie.WriteAt(bytes.Repeat([]byte{1}, 4096), 0, true))
+	close(zombie.ckptDone) // the process pauses: no more renewals
+	zombie.ckptWG.Wait()
+
+	t.Setenv("HLFS_HOSTNAME", "host-b")
+	_, err = Open(st, "z", Options{Lease: time.Minute})
+	require.ErrorIs(t, err, ErrInUse, "the lease still holds")
+	time.Sleep(350 * time.Millisecond)
+	v, err := Open(st, "z", Options{Lease: time.Minute, CheckpointInterval: -1})
+	require.NoError(t, err, "the lease ran out")
+	require.NoError(t, v.WriteAt(bytes.Repeat([]byte{2}, 4096), 4096, true))
+
+	err = zombie.WriteAt(bytes.Repeat([]byte{3}, 4096), 0, true)
+	require.True(t, errors.Is(err, ErrFenced), "the zombie's FUA write must not be acknowledged: %v", err)
+	require.ErrorIs(t, zombie.Flush(), ErrFenced)
+	require.NoError(t, v.Close())
+	v, err = Open(st, "z", Options{})
+	require.NoError(t, err)
+	got := make([]byte, 8192)
+	require.NoError(t, v.ReadAt(got, 0))
+	require.Equal(t, bytes.Repeat([]byte{1}, 4096), got[:4096], "the zombie's late write is not there")
+	require.Equal(t, bytes.Repeat([]byte{2}, 4096), got[4096:])
+	require.NoError(t, v.Close())
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path"
 	"sync"
+	"time"
 
 	"github.com/hlfs/hlfs/internal/objstore"
 )
@@ -24,6 +25,11 @@ type Options struct {
 	CheckpointInterval int64
 	// AdminSocket is recorded in the owner lock for other commands to find.
 	AdminSocket string
+	// Lease is how long the owner lock's renewal holds (0: DefaultLease). The
+	// lock is renewed every Lease/3 while open; another host may take the
+	// volume over once a lease ran out, and this process stops acknowledging
+	// flushes once it could not renew for 2/3 of a lease.
+	Lease time.Duration
 }
 
 const defaultCheckpointInterval = 256 << 20
@@ -117,7 +123,7 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 	v := &Volume{st: st, name: name, sb: sb, lin: lin, opts: opts, log: opts.Logger.With("volume", name)}
 	var epoch uint64
 	if !opts.ReadOnly {
-		if v.owner, err = acquireOwner(st, name, opts.AdminSocket); err != nil {
+		if v.owner, err = acquireOwner(st, name, opts.AdminSocket, opts.Lease); err != nil {
 			return nil, err
 		}
 		epoch = v.owner.epoch
@@ -141,8 +147,9 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 	if !opts.ReadOnly {
 		v.lw = newLogWriter(st, name, sb.uid, epoch, sb.segmentSize, r.end, attempts)
 		v.ckptKick, v.snapKick, v.ckptDone = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
-		v.ckptWG.Add(1)
+		v.ckptWG.Add(2)
 		go v.checkpointLoop()
+		go v.renewLoop()
 	}
 	return v, nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/stretchr/testify/require"
@@ -108,7 +109,7 @@ func TestOwnerLock(t *testing.T) {
 }
 
 func TestProcessAliveOS(t *testing.T) {
-	self := selfRecord(1, "")
+	self := selfRecord(1, "", time.Minute)
 	require.True(t, processAliveOS(self))
 	gone := self
 	gone.PID = 1 << 30 // beyond pid_max
@@ -118,7 +119,9 @@ func TestProcessAliveOS(t *testing.T) {
 	require.False(t, processAliveOS(reused), "same pid, other start time")
 	other := gone
 	other.Host = "another-host"
-	require.True(t, processAliveOS(other), "a process on another host cannot be proven gone")
+	require.True(t, processAliveOS(other), "a process on another host is alive while its lease holds")
+	other.Renewed = time.Now().Add(-2 * time.Minute)
+	require.False(t, processAliveOS(other), "a process on another host is gone once its lease ran out")
 }
 
 func TestListRemoveResize(t *testing.T) {
