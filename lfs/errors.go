@@ -34,6 +34,9 @@ var (
 	ErrReadOnly = errors.New("lfs: volume is read-only")
 	// ErrClosed is returned by every method after Close.
 	ErrClosed = errors.New("lfs: volume closed")
+	// ErrJournalPending is returned by Open while a write-back journal on
+	// some host holds segments of the volume not yet shipped to the store.
+	ErrJournalPending = errors.New("lfs: a write-back journal holds unshipped data of this volume")
 	// ErrOutOfRange is returned for I/O beyond the end of the volume.
 	ErrOutOfRange = errors.New("lfs: range beyond end of volume")
 )

@@ -120,6 +120,9 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkJournal(st, name); err != nil {
+		return nil, err
+	}
 	v := &Volume{st: st, name: name, sb: sb, lin: lin, opts: opts, log: opts.Logger.With("volume", name)}
 	var epoch uint64
 	if !opts.ReadOnly {
@@ -254,4 +257,27 @@ func (v *Volume) checkRange(off, length int64) error {
 		return fmt.Errorf("%w: %d bytes at %d, volume size %d", ErrOutOfRange, length, off, v.sb.size)
 	}
 	return nil
+}
+
+// Abandon stops using the volume at once, as a crash would: nothing more is
+// written or made durable (unflushed writes are lost), but the owner lock is
+// released so the volume can be opened again right away. For crash tests,
+// and for giving up on a volume after a fatal store error.
+func (v *Volume) Abandon() {
+	v.mu.Lock()
+	if v.mu.closed {
+		v.mu.Unlock()
+		return
+	}
+	v.mu.closed = true
+	v.mu.Unlock()
+	if v.lw != nil {
+		close(v.ckptDone)
+		v.ckptWG.Wait()
+		v.lw.fence(ErrClosed) // no more store I/O from the log writer
+		close(v.lw.done)
+		v.lw.wg.Wait()
+	}
+	v.readers.close()
+	v.releaseOwner()
 }

@@ -1,0 +1,379 @@
+// Package journal is a write-back journal for slow or remote stores (HDFS):
+// a Store decorator that keeps log segments on a local directory, where a
+// flush is one fdatasync, and ships each completed segment to the remote
+// store in the background, removing the local copy once the remote one is
+// durable. Every other object (superblocks, checkpoints, snapshot maps,
+// owner locks) goes to the remote store directly.
+//
+// The trade-off, stated plainly: data acknowledged by a flush may live only
+// on this host's disk until it is shipped (seconds, one segment at a time).
+// If the host is lost, that data is lost with it, and until this host
+// serves the volume again with the same journal, other hosts cannot open
+// it: a marker object VOL/journal names the host and directory holding
+// unshipped segments, and lfs refuses to open the volume elsewhere.
+//
+// A Journal is safe for concurrent use.
+package journal
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hlfs/hlfs/internal/objstore"
+)
+
+// Marker is the name, inside a volume's folder, of the object saying that a
+// journal holds segments of the volume not yet shipped to the store.
+const Marker = "journal"
+
+// MarkerRecord is the content of the marker object.
+type MarkerRecord struct {
+	Host  string    `json:"host"`
+	Dir   string    `json:"dir"`
+	PID   int       `json:"pid"`
+	Since time.Time `json:"since"`
+}
+
+// Journal is the decorator. Create it with New; Close ships everything left.
+type Journal struct {
+	local  objstore.Store // segments until shipped
+	remote objstore.Store
+	dir    string
+	log    *slog.Logger
+
+	// mu guards the fields below; no I/O happens under it.
+	mu struct {
+		sync.Mutex
+		queue   []string        // complete local segments to ship, oldest first
+		marked  map[string]bool // volumes whose marker this journal wrote
+		lastErr error
+	}
+	kick chan struct{}
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+var _ objstore.Store = (*Journal)(nil)
+
+// New returns a journal keeping segments under dir in front of remote and
+// starts shipping. Segments left in dir by a crash are shipped again.
+func New(dir string, remote objstore.Store, log *slog.Logger) (*Journal, error) {
+	local, err := objstore.NewDirStore(dir)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	j := &Journal{local: local, remote: remote, dir: local.Root(), log: log,
+		kick: make(chan struct{}, 1), done: make(chan struct{})}
+	j.mu.marked = make(map[string]bool)
+	j.wg.Add(1)
+	go j.shipLoop()
+	return j, nil
+}
+
+// isSegment reports whether name is a log segment: VOL/seg/<name>.
+func isSegment(name string) bool {
+	parts := strings.Split(name, "/")
+	return len(parts) == 3 && parts[1] == "seg"
+}
+
+// HasJournal reports whether this journal is the one a volume's marker names:
+// lfs opens a volume with a pending journal only through its own journal.
+func (j *Journal) HasJournal(vol string) bool {
+	b, err := readAll(j.remote, path.Join(vol, Marker))
+	if err != nil {
+		return false
+	}
+	var rec MarkerRecord
+	if json.Unmarshal(b, &rec) != nil {
+		return false
+	}
+	return rec.Dir == j.dir && rec.Host == hostname()
+}
+
+// Create implements objstore.Store: segments are created in the journal (and
+// must not exist in either place), everything else in the remote store.
+func (j *Journal) Create(name string) (objstore.Writer, error) {
+	if !isSegment(name) {
+		return j.remote.Create(name)
+	}
+	if err := j.mark(strings.Split(name, "/")[0]); err != nil {
+		return nil, err
+	}
+	if r, err := j.remote.Open(name); err == nil {
+		_ = r.Close()
+		return nil, fmt.Errorf("%w: %s (in the store)", objstore.ErrExist, name)
+	}
+	w, err := j.local.Create(name)
+	if err != nil {
+		return nil, err
+	}
+	return &journalWriter{Writer: w, j: j, name: name}, nil
+}
+
+// mark writes the volume's marker before its first journaled segment.
+func (j *Journal) mark(vol string) error {
+	j.mu.Lock()
+	done := j.mu.marked[vol]
+	j.mu.Unlock()
+	if done {
+		return nil
+	}
+	b, _ := json.Marshal(MarkerRecord{Host: hostname(), Dir: j.dir, PID: os.Getpid(), Since: time.Now().UTC()})
+	name := path.Join(vol, Marker)
+	tmp := fmt.Sprintf("%s.tmp-%d", name, time.Now().UnixNano())
+	if err := writeAll(j.remote, tmp, b); err != nil {
+		return fmt.Errorf("journal: write marker of %s: %w", vol, err)
+	}
+	if err := j.remote.Rename(tmp, name); err != nil {
+		return fmt.Errorf("journal: write marker of %s: %w", vol, err)
+	}
+	j.mu.Lock()
+	j.mu.marked[vol] = true
+	j.mu.Unlock()
+	return nil
+}
+
+type journalWriter struct {
+	objstore.Writer
+	j    *Journal
+	name string
+}
+
+// Close completes the local segment and queues it for shipping.
+func (w *journalWriter) Close() error {
+	if err := w.Writer.Close(); err != nil {
+		return err
+	}
+	w.j.enqueue(w.name)
+	return nil
+}
+
+func (j *Journal) enqueue(name string) {
+	j.mu.Lock()
+	j.mu.queue = append(j.mu.queue, name)
+	j.mu.Unlock()
+	select {
+	case j.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Open implements objstore.Store: the journal's copy first.
+func (j *Journal) Open(name string) (objstore.Reader, error) {
+	if isSegment(name) {
+		if r, err := j.local.Open(name); err == nil {
+			return r, nil
+		}
+	}
+	return j.remote.Open(name)
+}
+
+// List implements objstore.Store: the union of both places.
+func (j *Journal) List(dir string) ([]string, error) {
+	names, err := j.remote.List(dir)
+	if err != nil {
+		return nil, err
+	}
+	local, err := j.local.List(dir)
+	if err != nil {
+		return nil, err
+	}
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		seen[n] = true
+	}
+	for _, n := range local {
+		if !seen[n] {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// Remove implements objstore.Store: from both places.
+func (j *Journal) Remove(name string) error {
+	lerr := j.local.Remove(name)
+	rerr := j.remote.Remove(name)
+	if lerr == nil || rerr == nil {
+		return nil
+	}
+	if errors.Is(rerr, objstore.ErrNotExist) {
+		return lerr
+	}
+	return rerr
+}
+
+// Rename implements objstore.Store (never used for segments).
+func (j *Journal) Rename(from, to string) error { return j.remote.Rename(from, to) }
+
+// Persist implements objstore.Store.
+func (j *Journal) Persist(name string) error {
+	if isSegment(name) {
+		if err := j.local.Persist(name); err == nil {
+			return nil
+		}
+	}
+	return j.remote.Persist(name)
+}
+
+func (j *Journal) shipLoop() {
+	defer j.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-j.done:
+			return
+		case <-j.kick:
+		case <-tick.C:
+		}
+		_ = j.shipQueued()
+	}
+}
+
+// shipQueued ships queued segments in order, stopping at the first failure
+// (retried on the next tick).
+func (j *Journal) shipQueued() error {
+	for {
+		j.mu.Lock()
+		if len(j.mu.queue) == 0 {
+			j.mu.Unlock()
+			return nil
+		}
+		name := j.mu.queue[0]
+		j.mu.Unlock()
+		if err := j.ship(name); err != nil {
+			j.mu.Lock()
+			j.mu.lastErr = err
+			j.mu.Unlock()
+			j.log.Warn("shipping a journal segment failed; retrying", "segment", name, "err", err)
+			return err
+		}
+		j.mu.Lock()
+		j.mu.queue = j.mu.queue[1:]
+		j.mu.lastErr = nil
+		j.mu.Unlock()
+	}
+}
+
+// ship copies one complete local segment to the remote store, durably, then
+// removes the local copy. A partial remote copy left by a crash is replaced.
+func (j *Journal) ship(name string) error {
+	r, err := j.local.Open(name)
+	if errors.Is(err, objstore.ErrNotExist) {
+		return nil // removed meanwhile (volume removed)
+	}
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	w, err := j.remote.Create(name)
+	if errors.Is(err, objstore.ErrExist) {
+		if rerr := j.remote.Remove(name); rerr != nil {
+			return rerr
+		}
+		w, err = j.remote.Create(name)
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, io.NewSectionReader(r, 0, r.Size())); err != nil {
+		_ = w.Close()
+		return err
+	}
+	if err := objstore.CloseDurably(w); err != nil {
+		return err
+	}
+	return j.local.Remove(name)
+}
+
+// Recover queues the segments a crash left in the journal for volume vol,
+// all but the newest, which the volume's writer persists and continues
+// after (it is complete, since a writer never appends to a segment it did
+// not create); call it before opening the volume. The newest is queued too:
+// the writer never reopens it.
+func (j *Journal) Recover(vol string) error {
+	names, err := j.local.List(path.Join(vol, "seg"))
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		j.enqueue(path.Join(vol, "seg", n))
+	}
+	if len(names) > 0 {
+		j.mu.Lock()
+		j.mu.marked[vol] = true // the marker is still there
+		j.mu.Unlock()
+	}
+	return nil
+}
+
+// Close ships every queued segment, removes the markers of volumes with
+// nothing left in the journal, and stops. Segments still open (a volume not
+// closed) stay in the journal.
+func (j *Journal) Close() error {
+	close(j.done)
+	j.wg.Wait()
+	err := j.shipQueued()
+	j.mu.Lock()
+	vols := make([]string, 0, len(j.mu.marked))
+	for v := range j.mu.marked {
+		vols = append(vols, v)
+	}
+	j.mu.Unlock()
+	for _, vol := range vols {
+		left, lerr := j.local.List(path.Join(vol, "seg"))
+		if lerr == nil && len(left) == 0 {
+			_ = j.remote.Remove(path.Join(vol, Marker))
+		}
+	}
+	return err
+}
+
+func readAll(st objstore.Store, name string) ([]byte, error) {
+	r, err := st.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	b := make([]byte, r.Size())
+	if _, err := r.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return b, nil
+}
+
+func writeAll(st objstore.Store, name string, b []byte) error {
+	w, err := st.Create(name)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		_ = w.Close()
+		return err
+	}
+	return objstore.CloseDurably(w)
+}
+
+// hostname is $HLFS_HOSTNAME when set, else the system's (as lfs does for
+// owner locks).
+func hostname() string {
+	if h := os.Getenv("HLFS_HOSTNAME"); h != "" {
+		return h
+	}
+	h, _ := os.Hostname()
+	return h
+}
