@@ -9,7 +9,9 @@
 #
 # Environment: HLFS_HDFS_DIR (state: data, conf, log, pid; default
 # /tmp/hlfs-hdfs), HLFS_HDFS_PORT (default 9000), HLFS_HDFS_DATANODES
-# (default 3), HLFS_HDFS_BLOCKSIZE (default 4194304), HLFS_HDFS_JAVA_OPTS
+# (default 3), HLFS_HDFS_BLOCKSIZE (default 4194304), HLFS_HDFS_LEASE_SOFT_MS
+# (lease soft limit: how long a crashed writer's lease blocks recovery;
+# default 5000, Hadoop's is 60000), HLFS_HDFS_JAVA_OPTS
 # (default -Xmx1g), HLFS_HDFS_TIMEOUT (seconds to wait for READY, default 300).
 # Progress goes to stderr; stdout has only the export lines. Each start
 # formats a fresh file system. If a cluster from this state dir is already
@@ -22,6 +24,7 @@ dir=${HLFS_HDFS_DIR:-/tmp/hlfs-hdfs}
 port=${HLFS_HDFS_PORT:-9000}
 datanodes=${HLFS_HDFS_DATANODES:-3}
 blocksize=${HLFS_HDFS_BLOCKSIZE:-4194304}
+lease_soft_ms=${HLFS_HDFS_LEASE_SOFT_MS:-5000}
 java_opts=${HLFS_HDFS_JAVA_OPTS:--Xmx1g}
 timeout=${HLFS_HDFS_TIMEOUT:-300}
 main=org.hlfs.minihdfs.Launcher
@@ -58,7 +61,7 @@ if [ ! -f "$cls" ] || [ ! -f "$cpfile" ] || [ "$src/pom.xml" -nt "$cpfile" ] ||
 	[ -n "$(find "$src/src" -newer "$cls" -type f 2>/dev/null)" ]; then
 	need_build=1
 else
-	IFS=: read -ra jars <"$cpfile"
+	IFS=: read -ra jars <"$cpfile" || true # no final newline
 	for j in "${jars[@]}"; do [ -f "$j" ] || need_build=1; done
 fi
 if [ $need_build = 1 ]; then
@@ -72,11 +75,13 @@ fi
 mkdir -p "$dir"
 rm -rf "$dir/dfs" "$dir/conf" "$dir/uri" "$dir/control.port"
 log=$dir/launcher.log
+: >"$log" # a READY line from an earlier run must not count
 start=$(date +%s)
 # shellcheck disable=SC2086 # java_opts is a list of flags
 nohup java $java_opts -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
 	-cp "$src/target/classes:$(cat "$cpfile")" "$main" \
 	--dir "$dir" --port "$port" --datanodes "$datanodes" --block-size "$blocksize" \
+	--lease-soft-limit-ms "$lease_soft_ms" \
 	</dev/null >"$log" 2>&1 &
 pid=$!
 echo "$pid" >"$dir/pid"
