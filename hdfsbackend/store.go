@@ -72,11 +72,24 @@ type Store struct {
 	// sleep pauses between retries (time.Sleep; tests replace it).
 	sleep func(time.Duration)
 
-	// mu guards open; no I/O happens under it.
+	// mu guards open and replication; no I/O happens under it.
 	mu struct {
 		sync.Mutex
-		open map[string]int // names this Store is writing: open Writers per name
+		open        map[string]int // names this Store is writing: open Writers per name
+		replication map[string]int // top-level folder (volume) → replication factor
 	}
+}
+
+// SetReplication sets the replication factor of objects created from now on
+// under the top-level folder vol (a volume); n <= 0 goes back to the store's.
+func (s *Store) SetReplication(vol string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n <= 0 {
+		delete(s.mu.replication, vol)
+		return
+	}
+	s.mu.replication[vol] = n
 }
 
 var _ objstore.Store = (*Store)(nil)
@@ -132,6 +145,7 @@ func Open(uri string, opts Options) (*Store, error) {
 		sleep: time.Sleep,
 	}
 	s.mu.open = make(map[string]int)
+	s.mu.replication = make(map[string]int)
 	_, err = s.run("open store", uri, true, false, func(c *hdfs.Client) error {
 		return c.MkdirAll(root, 0o755)
 	})
@@ -254,6 +268,13 @@ func (s *Store) createFile(c *hdfs.Client, p string) (*hdfs.FileWriter, error) {
 		return nil, err
 	}
 	rep := s.opts.Replication
+	rel := strings.TrimPrefix(strings.TrimPrefix(p, s.root), "/")
+	vol, _, _ := strings.Cut(rel, "/")
+	s.mu.Lock()
+	if n, ok := s.mu.replication[vol]; ok {
+		rep = n
+	}
+	s.mu.Unlock()
 	if rep <= 0 {
 		rep = d.Replication
 	}

@@ -51,6 +51,7 @@ type Info struct {
 	BlockSize   int          `json:"block_size"`
 	Compress    bool         `json:"compress"`
 	SegmentSize int          `json:"segment_size"`
+	Replication int          `json:"replication,omitempty"`
 	Created     time.Time    `json:"created"`
 	Segments    int          `json:"segments"`
 	BytesStored int64        `json:"bytes_stored"`
@@ -72,7 +73,7 @@ func Stat(st objstore.Store, name string) (Info, error) {
 		return Info{}, err
 	}
 	info := Info{Name: name, Size: sb.size, BlockSize: sb.blockSize, Compress: sb.compress,
-		SegmentSize: sb.segmentSize, Created: sb.created}
+		SegmentSize: sb.segmentSize, Created: sb.created, Replication: sb.replication}
 	for _, dir := range []string{segDir(name), ckptDir(name)} {
 		names, err := st.List(dir)
 		if err != nil {

@@ -22,7 +22,8 @@ import (
 //	24  4  block size
 //	28  4  segment size
 //	32  8  created, Unix nanoseconds
-//	40 20  reserved
+//	40  2  replication factor (0: the store's default)
+//	42 18  reserved
 //	60  4  CRC-32C of bytes 0..60
 const (
 	superMagic    uint32 = 0x31564c48
@@ -48,6 +49,7 @@ type superblock struct {
 	segmentSize int
 	compress    bool
 	created     time.Time
+	replication int
 }
 
 // Config is what Create needs to make a volume.
@@ -60,6 +62,9 @@ type Config struct {
 	Compress bool
 	// SegmentSize target in bytes, 1 MiB to 1 GiB; zero means 32 MiB.
 	SegmentSize int
+	// Replication is the replication factor of the volume's objects on
+	// stores that replicate (HDFS), 0 to 32; zero means the store's default.
+	Replication int
 }
 
 func (c Config) withDefaults() Config {
@@ -78,6 +83,9 @@ func (c Config) validate() error {
 	}
 	if err := checkSize(c.Size, c.BlockSize); err != nil {
 		return err
+	}
+	if c.Replication < 0 || c.Replication > 32 {
+		return fmt.Errorf("%w: replication %d must be from 1 to 32 (0: the store's default)", ErrInvalidConfig, c.Replication)
 	}
 	if c.SegmentSize < minSegmentSize || c.SegmentSize > maxSegmentSize {
 		return fmt.Errorf("%w: segment size %d must be from 1M to 1G", ErrInvalidConfig, c.SegmentSize)
@@ -118,6 +126,7 @@ func (sb superblock) encode() []byte {
 	binary.LittleEndian.PutUint32(b[24:], uint32(sb.blockSize))
 	binary.LittleEndian.PutUint32(b[28:], uint32(sb.segmentSize))
 	binary.LittleEndian.PutUint64(b[32:], uint64(sb.created.UnixNano()))
+	binary.LittleEndian.PutUint16(b[40:], uint16(sb.replication))
 	binary.LittleEndian.PutUint32(b[60:], crc32.Checksum(b[:60], castagnoli))
 	return b
 }
@@ -142,8 +151,9 @@ func decodeSuperblock(object string, b []byte) (superblock, error) {
 		segmentSize: int(binary.LittleEndian.Uint32(b[28:])),
 		compress:    binary.LittleEndian.Uint16(b[6:])&flagCompress != 0,
 		created:     time.Unix(0, int64(binary.LittleEndian.Uint64(b[32:]))),
+		replication: int(binary.LittleEndian.Uint16(b[40:])),
 	}
-	cfg := Config{Size: sb.size, BlockSize: sb.blockSize, SegmentSize: sb.segmentSize}
+	cfg := Config{Size: sb.size, BlockSize: sb.blockSize, SegmentSize: sb.segmentSize, Replication: sb.replication}
 	if err := cfg.validate(); err != nil {
 		return superblock{}, corruptf(object, 0, "%v", err)
 	}

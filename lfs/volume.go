@@ -96,7 +96,8 @@ func Create(st objstore.Store, name string, cfg Config) error {
 		return fmt.Errorf("%w: %s (the store holds objects under %s/ without a superblock; remove them first)", ErrExists, name, name)
 	}
 	sb := superblock{uid: newUID(), size: cfg.Size, blockSize: cfg.BlockSize,
-		segmentSize: cfg.SegmentSize, compress: cfg.Compress, created: nowUTC()}
+		segmentSize: cfg.SegmentSize, compress: cfg.Compress, created: nowUTC(), replication: cfg.Replication}
+	applyReplication(st, name, sb)
 	return createSuperblock(st, name, sb)
 }
 
@@ -123,6 +124,7 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 	if err := checkJournal(st, name); err != nil {
 		return nil, err
 	}
+	applyReplication(st, name, sb)
 	v := &Volume{st: st, name: name, sb: sb, lin: lin, opts: opts, log: opts.Logger.With("volume", name)}
 	var epoch uint64
 	if !opts.ReadOnly {
@@ -155,6 +157,18 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 		go v.renewLoop()
 	}
 	return v, nil
+}
+
+// replicationSetter is implemented by stores that replicate objects (HDFS).
+type replicationSetter interface {
+	SetReplication(vol string, n int)
+}
+
+// applyReplication tells a replicating store the volume's factor.
+func applyReplication(st objstore.Store, vol string, sb superblock) {
+	if r, ok := st.(replicationSetter); ok && sb.replication > 0 {
+		r.SetReplication(vol, sb.replication)
+	}
 }
 
 // repairTail prepares the log for appending after a crash: segments after

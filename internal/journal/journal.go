@@ -82,6 +82,14 @@ func New(dir string, remote objstore.Store, log *slog.Logger) (*Journal, error) 
 	return j, nil
 }
 
+// SetReplication passes a volume's replication factor to the remote store
+// when it replicates (see lfs).
+func (j *Journal) SetReplication(vol string, n int) {
+	if r, ok := j.remote.(interface{ SetReplication(string, int) }); ok {
+		r.SetReplication(vol, n)
+	}
+}
+
 // isSegment reports whether name is a log segment: VOL/seg/<name>.
 func isSegment(name string) bool {
 	parts := strings.Split(name, "/")
