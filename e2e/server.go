@@ -59,6 +59,13 @@ type Server struct {
 	Dir     string // the store directory (hlfs) or image directory (qemu-nbd)
 	Addr    string // 127.0.0.1:PORT
 	Volumes []Volume
+	// Exports, when not nil, replaces the names of Volumes as the
+	// arguments of `hlfs serve` from the next Start on (VOLUME or
+	// VOLUME@SNAPSHOT); empty but not nil serves every volume and snapshot
+	// in the store. hlfs backend only.
+	Exports []string
+	// AdminSocket, when set, is passed to `hlfs serve --admin-socket`.
+	AdminSocket string
 
 	tb      testing.TB
 	bin     string
@@ -72,6 +79,15 @@ type Server struct {
 // and starts serving them. The server is killed when the test ends; on test
 // failure the tail of its log is printed.
 func NewServer(tb testing.TB, vols ...Volume) *Server {
+	tb.Helper()
+	s := newServer(tb, vols...)
+	s.Start()
+	return s
+}
+
+// newServer is NewServer without the Start, so that a test can set Exports
+// or AdminSocket before the first one.
+func newServer(tb testing.TB, vols ...Volume) *Server {
 	tb.Helper()
 	if len(vols) == 0 {
 		tb.Fatal("NewServer: no volumes")
@@ -120,7 +136,6 @@ func NewServer(tb testing.TB, vols ...Volume) *Server {
 	default:
 		tb.Fatalf("HLFS_E2E_SERVER=%q: want %q or %q", s.Backend, BackendHLFS, BackendQemuNBD)
 	}
-	s.Start()
 	return s
 }
 
@@ -158,7 +173,15 @@ func (s *Server) Start() {
 	name := s.bin
 	switch s.Backend {
 	case BackendHLFS:
-		args = append([]string{"--store", "file://" + s.Dir, "serve", "--listen", s.Addr}, s.names()...)
+		args = []string{"--store", "file://" + s.Dir, "serve", "--listen", s.Addr}
+		if s.AdminSocket != "" {
+			args = append(args, "--admin-socket", s.AdminSocket)
+		}
+		if s.Exports != nil {
+			args = append(args, s.Exports...)
+		} else {
+			args = append(args, s.names()...)
+		}
 	case BackendQemuNBD:
 		name, args = s.qemuArgs()
 	}

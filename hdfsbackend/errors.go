@@ -72,6 +72,9 @@ func (e *opError) Unwrap() []error {
 	var errs []error
 	if e.kind != nil {
 		errs = append(errs, e.kind)
+		if e.kind == ErrUnavailable || e.kind == ErrPipeline {
+			errs = append(errs, objstore.ErrTransient) // retrying may work
+		}
 	}
 	if e.cause != nil {
 		errs = append(errs, e.cause)

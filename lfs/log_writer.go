@@ -91,6 +91,10 @@ type logWriter struct {
 	retryAt   time.Time
 	backoff   time.Duration
 
+	// retryFor bounds how long a flush retries a failing store (abandoning
+	// and rewriting the object each time) before it reports the failure.
+	retryFor time.Duration
+
 	kick chan struct{} // wakes the background pusher
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -120,8 +124,8 @@ var ErrStoreUnavailable = errors.New("lfs: store unavailable")
 
 // newLogWriter starts appending after end, the last valid byte of segment
 // end.seq (seq 0 for an empty log).
-func newLogWriter(st objstore.Store, vol string, uid, epoch uint64, segSize int, end logPos, attempts *attemptMap) *logWriter {
-	l := &logWriter{st: st, vol: vol, uid: uid, epoch: epoch, segSize: segSize, attempts: attempts,
+func newLogWriter(st objstore.Store, vol string, uid, epoch uint64, segSize int, end logPos, attempts *attemptMap, retryFor time.Duration) *logWriter {
+	l := &logWriter{st: st, vol: vol, uid: uid, epoch: epoch, segSize: segSize, attempts: attempts, retryFor: retryFor,
 		abandoned: make(map[uint64][]string), kick: make(chan struct{}, 1), done: make(chan struct{})}
 	l.mu.space = sync.NewCond(&l.mu.Mutex)
 	l.mu.durable = end
@@ -286,7 +290,24 @@ func (l *logWriter) flush(target logPos) error {
 	if done, err := l.durableAt(target); done || err != nil {
 		return err
 	}
-	return l.pushLocked(true)
+	// A failed object is abandoned and rewritten from memory; on HDFS a new
+	// object usually gets a pipeline without the failed DataNode, and a
+	// restarting NameNode is back within seconds: retry transient failures
+	// for a while, so I/O stalls rather than fails.
+	deadline := time.Now().Add(l.retryFor)
+	pause := 50 * time.Millisecond
+	for {
+		err := l.pushLocked(true)
+		if err == nil || !errors.Is(err, objstore.ErrTransient) || !time.Now().Add(pause).Before(deadline) {
+			return err
+		}
+		select {
+		case <-l.done:
+			return err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, time.Second)
+	}
 }
 
 // durableAt reports whether target is durable, or the fatal error.

@@ -3,6 +3,7 @@ package lfs
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,7 +22,7 @@ func TestStoreOutageAbandonsAndRewrites(t *testing.T) {
 	for _, noSync := range []bool{false, true} {
 		st := objstore.NewMemStore(noSync, 1)
 		require.NoError(t, Create(st, "o", Config{Size: 4 << 20, SegmentSize: 1 << 20}))
-		v, err := Open(st, "o", Options{CheckpointInterval: -1})
+		v, err := Open(st, "o", Options{CheckpointInterval: -1, StoreRetry: -1})
 		require.NoError(t, err)
 		model := make([]byte, 4<<20)
 		write := func(i int) {
@@ -164,5 +165,33 @@ func TestLeaseTakeoverFencesTheZombie(t *testing.T) {
 	require.NoError(t, v.ReadAt(got, 0))
 	require.Equal(t, bytes.Repeat([]byte{1}, 4096), got[:4096], "the zombie's late write is not there")
 	require.Equal(t, bytes.Repeat([]byte{2}, 4096), got[4096:])
+	require.NoError(t, v.Close())
+}
+
+// TestFlushRidesOutAShortOutage: a flush during a store outage shorter than
+// StoreRetry stalls and then succeeds instead of failing.
+func TestFlushRidesOutAShortOutage(t *testing.T) {
+	st := objstore.NewMemStore(true, 1)
+	require.NoError(t, Create(st, "r", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
+	v, err := Open(st, "r", Options{CheckpointInterval: -1, StoreRetry: 5 * time.Second})
+	require.NoError(t, err)
+	var down atomic.Bool
+	down.Store(true)
+	st.SetInjector(func(op objstore.Op, name string) error {
+		if down.Load() && op != objstore.OpList && op != objstore.OpOpen {
+			return fmt.Errorf("%w: %w", objstore.ErrInjected, objstore.ErrTransient)
+		}
+		return nil
+	})
+	time.AfterFunc(300*time.Millisecond, func() { down.Store(false) })
+	start := time.Now()
+	require.NoError(t, v.WriteAt(bytes.Repeat([]byte{7}, 4096), 0, true), "the FUA write stalls, then succeeds")
+	require.GreaterOrEqual(t, time.Since(start), 250*time.Millisecond)
+	require.NoError(t, v.Close())
+	v, err = Open(st, "r", Options{})
+	require.NoError(t, err)
+	got := make([]byte, 4096)
+	require.NoError(t, v.ReadAt(got, 0))
+	require.Equal(t, bytes.Repeat([]byte{7}, 4096), got)
 	require.NoError(t, v.Close())
 }

@@ -25,6 +25,10 @@ type Options struct {
 	CheckpointInterval int64
 	// AdminSocket is recorded in the owner lock for other commands to find.
 	AdminSocket string
+	// StoreRetry is how long a flush keeps retrying a store failure marked
+	// objstore.ErrTransient before it reports it: 0 means 20 s, negative
+	// means no retry.
+	StoreRetry time.Duration
 	// Lease is how long the owner lock's renewal holds (0: DefaultLease). The
 	// lock is renewed every Lease/3 while open; another host may take the
 	// volume over once a lease ran out, and this process stops acknowledging
@@ -32,7 +36,10 @@ type Options struct {
 	Lease time.Duration
 }
 
-const defaultCheckpointInterval = 256 << 20
+const (
+	defaultCheckpointInterval = 256 << 20
+	defaultStoreRetry         = 20 * time.Second
+)
 
 // Volume is an open volume. All methods are safe for concurrent use.
 type Volume struct {
@@ -150,7 +157,11 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 	}
 	v.readers = newSegmentReaders(st, lin, attempts)
 	if !opts.ReadOnly {
-		v.lw = newLogWriter(st, name, sb.uid, epoch, sb.segmentSize, r.end, attempts)
+		retry := opts.StoreRetry
+		if retry == 0 {
+			retry = defaultStoreRetry
+		}
+		v.lw = newLogWriter(st, name, sb.uid, epoch, sb.segmentSize, r.end, attempts, retry)
 		v.ckptKick, v.snapKick, v.ckptDone = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
 		v.ckptWG.Add(2)
 		go v.checkpointLoop()

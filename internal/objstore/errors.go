@@ -20,6 +20,10 @@ var (
 	ErrBadName = errors.New("objstore: bad object name")
 	// ErrInjected is the error MemStore returns where a test injected a fault.
 	ErrInjected = errors.New("objstore: injected fault")
+	// ErrTransient is wrapped by store errors that may go away when the
+	// operation is tried again (a NameNode restarting, a DataNode pipeline
+	// failure: a new object gets a new pipeline). Callers may retry these.
+	ErrTransient = errors.New("objstore: transient failure")
 	// ErrCrashed is returned by handles opened before MemStore.Crash.
 	ErrCrashed = errors.New("objstore: store crashed")
 )
