@@ -52,6 +52,8 @@ type cli struct {
 
 	// store is the --store flag.
 	store string
+	// journalDir is serve's --journal flag.
+	journalDir string
 }
 
 func newCLI(ctx context.Context, stdout, stderr io.Writer, getenv func(string) string) *cli {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hlfs/hlfs/internal/admin"
 	"github.com/hlfs/hlfs/internal/cliutil"
+	"github.com/hlfs/hlfs/internal/journal"
 	"github.com/hlfs/hlfs/lfs"
 	"github.com/hlfs/hlfs/nbdserver"
 )
@@ -54,10 +55,12 @@ anything when a volume or snapshot cannot be opened.`,
 		listen := fs.String("listen", "127.0.0.1:10809", "TCP `ADDR` to listen on; \"\" for none, port 0 for any free port")
 		socket := fs.String("socket", "", "also listen on the Unix socket `PATH`")
 		adminSocket := fs.String("admin-socket", "", "admin socket `PATH` (default $XDG_RUNTIME_DIR/hlfs-PID.sock); \"none\" for none")
+		journalDir := fs.String("journal", "", "keep new log segments in the local write-back journal `DIR` and ship them to the store in the background (see README: durability)")
 		return func(c *cli, args []string) error {
 			if *listen == "" && *socket == "" {
 				return usageError("serve", "nothing to listen on: --listen is empty and --socket not given")
 			}
+			c.journalDir = *journalDir
 			return c.serve(*listen, *socket, *adminSocket, args)
 		}
 	},
@@ -109,6 +112,21 @@ func (c *cli) serve(listen, socket, adminSocket string, args []string) (err erro
 	if err != nil {
 		return err
 	}
+	logger := slog.New(slog.NewTextHandler(c.stderr, nil))
+	if c.journalDir != "" {
+		j, err := journal.New(c.journalDir, st, logger)
+		if err != nil {
+			return fmt.Errorf("cannot use journal %s: %w", c.journalDir, err)
+		}
+		defer func() {
+			// After the volumes closed: ship everything left, then drop the markers.
+			if jerr := j.Close(); jerr != nil {
+				logger.Error("shipping the journal failed; its segments stay in "+c.journalDir+" until the next serve with it", "err", jerr)
+				err = firstErr(err, fmt.Errorf("journal %s: %w", c.journalDir, jerr))
+			}
+		}()
+		st = j
+	}
 	all := len(args) == 0
 	if all {
 		if sa.vols, err = lfs.List(st); err != nil {
@@ -118,7 +136,6 @@ func (c *cli) serve(listen, socket, adminSocket string, args []string) (err erro
 			return fmt.Errorf("no volumes to serve in store %s (make one with 'hlfs create')", c.store)
 		}
 	}
-	logger := slog.New(slog.NewTextHandler(c.stderr, nil))
 	startPprof(logger)
 
 	cat := newVolumeCatalog(c, logger, all)
@@ -159,6 +176,11 @@ func (c *cli) serve(listen, socket, adminSocket string, args []string) (err erro
 
 	// Open every volume and named snapshot before serving any.
 	for _, name := range sa.vols {
+		if j, ok := st.(*journal.Journal); ok {
+			if err := j.Recover(name); err != nil {
+				return fmt.Errorf("cannot serve %s: journal: %w", name, err)
+			}
+		}
 		v, err := lfs.Open(st, name, lfs.Options{Logger: logger, AdminSocket: admPath})
 		if err != nil {
 			return fmt.Errorf("cannot serve %s: %s", name, cliutil.Message(c.volumeError(name, err)))

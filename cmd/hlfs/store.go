@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/hlfs/hlfs/hdfsbackend"
+	"github.com/hlfs/hlfs/internal/cliutil"
 	"github.com/hlfs/hlfs/internal/objstore"
 )
 
@@ -14,7 +16,7 @@ import (
 //	file://./rel/path   a directory relative to the working directory
 //	file://rel/path     the same
 //	/abs or rel/path    a plain path is a directory too
-//	hdfs://host:port/p  HDFS (not supported yet)
+//	hdfs://host:port/p  HDFS ($HADOOP_CONF_DIR, $HADOOP_USER_NAME apply)
 func openStore(uri string) (objstore.Store, error) {
 	if strings.TrimSpace(uri) == "" {
 		return nil, errors.New("empty store URI: want file:///path or a directory path")
@@ -30,9 +32,13 @@ func openStore(uri string) (objstore.Store, error) {
 		}
 		return openDirStore(uri, rest)
 	case "hdfs":
-		return nil, errors.New("hdfs stores are not supported yet")
+		st, err := hdfsbackend.Open(uri, hdfsbackend.Options{})
+		if err != nil {
+			return nil, errors.New(cliutil.Message(err)) // names the store and the reason
+		}
+		return st, nil
 	}
-	return nil, fmt.Errorf("store %s: unsupported scheme %q: want file:// or a directory path", uri, scheme)
+	return nil, fmt.Errorf("store %s: unsupported scheme %q: want file://, hdfs:// or a directory path", uri, scheme)
 }
 
 // openDirStore opens the directory dir as a store; uri names it in errors.

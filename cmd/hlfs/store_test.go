@@ -52,8 +52,7 @@ func TestOpenStoreErrors(t *testing.T) {
 	for _, tc := range []struct{ uri, msg string }{
 		{"", "empty store URI"},
 		{"  ", "empty store URI"},
-		{"hdfs://namenode:8020/hlfs", "hdfs stores are not supported yet"},
-		{"HDFS://nn/x", "hdfs stores are not supported yet"},
+		{"hdfs://127.0.0.1:1/hlfs", "namenode unreachable"},
 		{"s3://bucket/x", `unsupported scheme "s3"`},
 		{"file://", "no path after file://"},
 		{"file://" + file, "not a directory"},
@@ -67,6 +66,6 @@ func TestOpenStoreErrors(t *testing.T) {
 
 // The store errors reach the user as one line.
 func TestStoreErrorsOnCommandLine(t *testing.T) {
-	wantError(t, hlfs(t, "hdfs://nn:8020/x", "ls"), 1, "hdfs stores are not supported yet")
+	wantError(t, hlfs(t, "hdfs://127.0.0.1:1/x", "ls"), 1, "hdfs://127.0.0.1:1/x", "namenode unreachable")
 	wantError(t, hlfs(t, "s3://b", "info", "v"), 1, `unsupported scheme "s3"`)
 }
