@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/hlfs/hlfs/internal/cliutil"
 )
@@ -52,8 +53,9 @@ type cli struct {
 
 	// store is the --store flag.
 	store string
-	// journalDir is serve's --journal flag.
+	// journalDir and lease are serve's --journal and --lease flags.
 	journalDir string
+	lease      time.Duration
 }
 
 func newCLI(ctx context.Context, stdout, stderr io.Writer, getenv func(string) string) *cli {

@@ -55,12 +55,16 @@ anything when a volume or snapshot cannot be opened.`,
 		listen := fs.String("listen", "127.0.0.1:10809", "TCP `ADDR` to listen on; \"\" for none, port 0 for any free port")
 		socket := fs.String("socket", "", "also listen on the Unix socket `PATH`")
 		adminSocket := fs.String("admin-socket", "", "admin socket `PATH` (default $XDG_RUNTIME_DIR/hlfs-PID.sock); \"none\" for none")
+		lease := fs.Duration("lease", lfs.DefaultLease, "owner lease `DURATION`: renewed every third of it; another host may take a volume over once a lease ran out")
 		journalDir := fs.String("journal", "", "keep new log segments in the local write-back journal `DIR` and ship them to the store in the background (see README: durability)")
 		return func(c *cli, args []string) error {
 			if *listen == "" && *socket == "" {
 				return usageError("serve", "nothing to listen on: --listen is empty and --socket not given")
 			}
-			c.journalDir = *journalDir
+			if *lease < time.Second {
+				return usageError("serve", "--lease %s: want at least 1s", *lease)
+			}
+			c.journalDir, c.lease = *journalDir, *lease
 			return c.serve(*listen, *socket, *adminSocket, args)
 		}
 	},
@@ -181,7 +185,7 @@ func (c *cli) serve(listen, socket, adminSocket string, args []string) (err erro
 				return fmt.Errorf("cannot serve %s: journal: %w", name, err)
 			}
 		}
-		v, err := lfs.Open(st, name, lfs.Options{Logger: logger, AdminSocket: admPath})
+		v, err := lfs.Open(st, name, lfs.Options{Logger: logger, AdminSocket: admPath, Lease: c.lease})
 		if err != nil {
 			return fmt.Errorf("cannot serve %s: %s", name, cliutil.Message(c.volumeError(name, err)))
 		}
