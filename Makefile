@@ -9,7 +9,7 @@ DEMO_SIZE ?= 1G
 FUZZTIME  ?= 10s
 UNIT_PKGS := ./internal/... ./segment/... ./lfs/... ./nbdserver/... ./cmd/...
 
-.PHONY: all build run test deps unit e2e fuzz-short fuzz bench lint fmt-check clean
+.PHONY: all build run test deps unit e2e hdfs-test fuzz-short fuzz bench bench-hdfs hdfs-up hdfs-down lint fmt-check clean
 
 all: build
 
@@ -23,13 +23,32 @@ run: build
 
 # Installs what the tests need (Debian packages, as root), then runs every
 # test: unit, model, crash and fuzz-seed tests with the race detector, short
-# fuzzing, and the real-client end-to-end tests (qemu-io, nbdinfo, nbdcopy,
-# a QEMU guest, kill -9 of the server).
+# fuzzing, then, with a real HDFS mini-cluster up, the store contract and
+# fault tests on HDFS and the real-client end-to-end tests (qemu-io,
+# nbdinfo, nbdcopy, a QEMU guest, kill -9 of the server) on the local store
+# and on HDFS. HLFS_SKIP_HDFS=1 shortens a local edit-test loop; CI never
+# sets it.
 test: deps fmt-check build
 	$(GO) vet ./...
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 	$(MAKE) fuzz-short
-	$(GO) test -count=1 -timeout 20m ./e2e/...
+	$(MAKE) hdfs-test
+
+hdfs-test: build
+ifeq ($(HLFS_SKIP_HDFS),1)
+	HLFS_SKIP_HDFS=1 $(GO) test -count=1 -p 1 -timeout 25m ./hdfsbackend/... ./e2e/...
+else
+	./scripts/with-hdfs.sh $(GO) test -count=1 -p 1 -timeout 25m ./hdfsbackend/... ./e2e/...
+endif
+
+# A real HDFS (Hadoop MiniDFSCluster) in the background: NameNode on
+# 127.0.0.1:$${HLFS_HDFS_PORT:-9000}, 3 DataNodes. Prints the hdfs:// URI and
+# the Hadoop configuration directory.
+hdfs-up:
+	@./scripts/hdfs-up.sh
+
+hdfs-down:
+	@./scripts/hdfs-down.sh
 
 deps:
 	./scripts/install-test-deps.sh
@@ -57,6 +76,11 @@ fuzz:
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./lfs/
 	python3 bench/bench.py
+	python3 bench/snapshots.py
+
+# The HDFS report: through NBD on HDFS against raw HDFS writes, both journal modes.
+bench-hdfs: deps build
+	./scripts/with-hdfs.sh python3 bench/hdfs.py
 
 lint: fmt-check
 	$(GO) vet ./...

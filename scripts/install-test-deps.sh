@@ -31,7 +31,8 @@ for pair in \
 	nbdinfo:libnbd-bin nbdcopy:libnbd-bin \
 	fio:fio nbdkit:nbdkit cpio:cpio \
 	mkfs.ext4:e2fsprogs mke2fs:e2fsprogs e2fsck:e2fsprogs \
-	python3:python3 xz:xz-utils ldd:libc-bin; do
+	python3:python3 xz:xz-utils ldd:libc-bin \
+	java:openjdk-17-jdk-headless javac:openjdk-17-jdk-headless mvn:maven; do
 	have "${pair%%:*}" || need "${pair#*:}" "${pair%%:*}"
 done
 
