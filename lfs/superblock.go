@@ -209,28 +209,9 @@ func writeSuperblock(st objstore.Store, vol string, sb superblock) error {
 }
 
 // readObject reads a whole object.
-func readObject(st objstore.Store, name string) ([]byte, error) {
-	r, err := st.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	b := make([]byte, r.Size())
-	if _, err := r.ReadAt(b, 0); err != nil && !(errors.Is(err, io.EOF) && len(b) == 0) {
-		return nil, fmt.Errorf("lfs: read %s: %w", name, err)
-	}
-	return b, nil
-}
+func readObject(st objstore.Store, name string) ([]byte, error) { return objstore.ReadAll(st, name) }
 
 // writeObject creates name with contents b, durably.
 func writeObject(st objstore.Store, name string, b []byte) error {
-	w, err := st.Create(name)
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(b); err != nil {
-		_ = w.Close()
-		return err
-	}
-	return objstore.CloseDurably(w)
+	return objstore.WriteAll(st, name, b)
 }

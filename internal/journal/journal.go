@@ -99,7 +99,7 @@ func isSegment(name string) bool {
 // HasJournal reports whether this journal is the one a volume's marker names:
 // lfs opens a volume with a pending journal only through its own journal.
 func (j *Journal) HasJournal(vol string) bool {
-	b, err := readAll(j.remote, path.Join(vol, Marker))
+	b, err := objstore.ReadAll(j.remote, path.Join(vol, Marker))
 	if err != nil {
 		return false
 	}
@@ -141,7 +141,7 @@ func (j *Journal) mark(vol string) error {
 	b, _ := json.Marshal(MarkerRecord{Host: hostname(), Dir: j.dir, PID: os.Getpid(), Since: time.Now().UTC()})
 	name := path.Join(vol, Marker)
 	tmp := fmt.Sprintf("%s.tmp-%d", name, time.Now().UnixNano())
-	if err := writeAll(j.remote, tmp, b); err != nil {
+	if err := objstore.WriteAll(j.remote, tmp, b); err != nil {
 		return fmt.Errorf("journal: write marker of %s: %w", vol, err)
 	}
 	if err := j.remote.Rename(tmp, name); err != nil {
@@ -349,31 +349,6 @@ func (j *Journal) Close() error {
 		}
 	}
 	return err
-}
-
-func readAll(st objstore.Store, name string) ([]byte, error) {
-	r, err := st.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	b := make([]byte, r.Size())
-	if _, err := r.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	return b, nil
-}
-
-func writeAll(st objstore.Store, name string, b []byte) error {
-	w, err := st.Create(name)
-	if err != nil {
-		return err
-	}
-	if _, err := w.Write(b); err != nil {
-		_ = w.Close()
-		return err
-	}
-	return objstore.CloseDurably(w)
 }
 
 // hostname is $HLFS_HOSTNAME when set, else the system's (as lfs does for

@@ -2,6 +2,7 @@ package objstore
 
 import (
 	"errors"
+	"fmt"
 	"io"
 )
 
@@ -69,4 +70,31 @@ func CloseDurably(w Writer) error {
 		err = cerr
 	}
 	return err
+}
+
+// ReadAll reads a whole object.
+func ReadAll(st Store, name string) ([]byte, error) {
+	r, err := st.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	b := make([]byte, r.Size())
+	if _, err := r.ReadAt(b, 0); err != nil && !(errors.Is(err, io.EOF) && len(b) == 0) {
+		return nil, fmt.Errorf("objstore: read %s: %w", name, err)
+	}
+	return b, nil
+}
+
+// WriteAll creates name holding b, durably (CloseDurably).
+func WriteAll(st Store, name string, b []byte) error {
+	w, err := st.Create(name)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		_ = w.Close()
+		return err
+	}
+	return CloseDurably(w)
 }
