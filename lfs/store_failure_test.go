@@ -141,7 +141,7 @@ func TestLeaseTakeoverFencesTheZombie(t *testing.T) {
 	st := objstore.NewMemStore(true, 1)
 	require.NoError(t, Create(st, "z", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
 	t.Setenv("HLFS_HOSTNAME", "host-a")
-	zombie, err := Open(st, "z", Options{Lease: 300 * time.Millisecond, CheckpointInterval: -1})
+	zombie, err := Open(st, "z", Options{Lease: 2 * time.Second, CheckpointInterval: -1})
 	require.NoError(t, err)
 	require.NoError(t, zombie.WriteAt(bytes.Repeat([]byte{1}, 4096), 0, true))
 	close(zombie.ckptDone) // the process pauses: no more renewals
@@ -150,7 +150,7 @@ func TestLeaseTakeoverFencesTheZombie(t *testing.T) {
 	t.Setenv("HLFS_HOSTNAME", "host-b")
 	_, err = Open(st, "z", Options{Lease: time.Minute})
 	require.ErrorIs(t, err, ErrInUse, "the lease still holds")
-	time.Sleep(350 * time.Millisecond)
+	time.Sleep(2100 * time.Millisecond)
 	v, err := Open(st, "z", Options{Lease: time.Minute, CheckpointInterval: -1})
 	require.NoError(t, err, "the lease ran out")
 	require.NoError(t, v.WriteAt(bytes.Repeat([]byte{2}, 4096), 4096, true))
