@@ -309,12 +309,8 @@ func (v *Volume) readExtent(dst []byte, e extent) error {
 // the store.
 func (v *Volume) readSegment(k segKey, p []byte, off int64) error {
 	if v.lw != nil && k.branch == v.lin.branch {
-		if buf := v.lw.segmentBytes(k.seq); buf != nil {
-			if off+int64(len(p)) > int64(len(buf)) {
-				return corruptf(segName(v.name, k.seq), off, "read past the in-memory segment end %d", len(buf))
-			}
-			copy(p, buf[off:])
-			return nil
+		if ok, err := v.lw.readMem(k.seq, p, off); ok {
+			return err
 		}
 	}
 	return v.readers.readAt(k, p, off)

@@ -76,6 +76,7 @@ type logWriter struct {
 		written int64         // bytes appended since open
 		kicked  int           // len of the active segment at the last kick
 		space   *sync.Cond    // signalled when sealed segments are closed
+		free    [][]byte      // buffers of closed segments, for reuse
 	}
 
 	// ioMu serializes store I/O. It guards the fields below.
@@ -135,8 +136,16 @@ func newLogWriter(st objstore.Store, vol string, uid, epoch uint64, segSize int,
 	return l
 }
 
+// newSegment starts the segment after prev, reusing a closed segment's
+// buffer when there is one. mu is held (or l is not shared yet).
 func (l *logWriter) newSegment(prev logPos) *memSegment {
-	s := &memSegment{seq: prev.seq + 1, prev: prev, buf: make([]byte, 0, l.segSize+segment.HeaderSize+segment.MaxPayloadLen)}
+	var buf []byte
+	if n := len(l.mu.free); n > 0 {
+		buf, l.mu.free = l.mu.free[n-1][:0], l.mu.free[:n-1]
+	} else {
+		buf = make([]byte, 0, l.segSize+segment.HeaderSize+segment.MaxPayloadLen)
+	}
+	s := &memSegment{seq: prev.seq + 1, prev: prev, buf: buf}
 	s.buf = segment.AppendSegmentHeader(s.buf, segment.SegmentHeader{
 		VolumeUID: l.uid, Seq: s.seq, Epoch: l.epoch,
 		PrevSeq: prev.seq, PrevEnd: uint64(prev.off), Created: time.Now().UnixNano(),
@@ -243,8 +252,27 @@ func (l *logWriter) bytesWritten() int64 {
 	return l.mu.written
 }
 
+// readMem copies bytes of segment seq at off into p while the segment is
+// held in memory; ok is false when the store has it. The copy happens under
+// mu because closed segments' buffers are reused.
+func (l *logWriter) readMem(seq uint64, p []byte, off int64) (ok bool, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range l.mu.segs {
+		if s.seq != seq {
+			continue
+		}
+		if off < 0 || off+int64(len(p)) > int64(len(s.buf)) {
+			return true, corruptf(segName(l.vol, seq), off, "read past the in-memory segment end %d", len(s.buf))
+		}
+		copy(p, s.buf[off:])
+		return true, nil
+	}
+	return false, nil
+}
+
 // segmentBytes returns the in-memory bytes of segment seq, or nil when the
-// store has it.
+// store has it. For tests: the buffer is reused once the segment is closed.
 func (l *logWriter) segmentBytes(seq uint64) []byte {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -442,6 +470,12 @@ func (l *logWriter) closeLocked(seg *memSegment) error {
 	l.closed = append(l.closed, seg.seq)
 	l.mu.Lock()
 	l.mu.segs = l.mu.segs[1:]
+	if len(l.mu.free) < maxSealed && cap(seg.buf) == l.segSize+segment.HeaderSize+segment.MaxPayloadLen {
+		// Nobody holds it: readers copy under mu and the pusher is done
+		// with it (ioMu is held).
+		l.mu.free = append(l.mu.free, seg.buf)
+	}
+	seg.buf = nil
 	l.mu.space.Broadcast()
 	l.mu.Unlock()
 	return nil
