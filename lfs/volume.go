@@ -21,7 +21,7 @@ type Options struct {
 	// Logger receives recovery warnings and background errors; nil discards.
 	Logger *slog.Logger
 	// CheckpointInterval is the number of log bytes after which a checkpoint
-	// is written in the background; 0 means 256 MiB, negative disables.
+	// is written in the background; 0 means 1 GiB, negative disables.
 	CheckpointInterval int64
 	// AdminSocket is recorded in the owner lock for other commands to find.
 	AdminSocket string
@@ -37,7 +37,7 @@ type Options struct {
 }
 
 const (
-	defaultCheckpointInterval = 256 << 20
+	defaultCheckpointInterval = 1 << 30
 	defaultStoreRetry         = 20 * time.Second
 )
 
