@@ -66,6 +66,16 @@ type Server struct {
 	Exports []string
 	// AdminSocket, when set, is passed to `hlfs serve --admin-socket`.
 	AdminSocket string
+	// Store, when set, is the store URI of the hlfs backend (e.g.
+	// hdfs://127.0.0.1:9000/dir) instead of file://Dir; set it with
+	// NewServerOn so that the volumes are created there.
+	Store string
+	// ServeArgs are extra `hlfs serve` arguments (e.g. --journal DIR),
+	// placed before the export names; read by every Start.
+	ServeArgs []string
+	// Env is extra KEY=VALUE environment of the server process and of the
+	// hlfs commands run on its store (e.g. HLFS_HOSTNAME=other-host).
+	Env []string
 
 	tb      testing.TB
 	bin     string
@@ -89,6 +99,20 @@ func NewServer(tb testing.TB, vols ...Volume) *Server {
 // or AdminSocket before the first one.
 func newServer(tb testing.TB, vols ...Volume) *Server {
 	tb.Helper()
+	return newServerOn(tb, "", nil, vols...)
+}
+
+// NewServerOn is NewServer on the hlfs store at storeURI (e.g. an HDFS
+// folder; "" for a fresh file:// store), creating the volumes there with
+// the extra `hlfs create` arguments createArgs (e.g. --replication 2). It
+// does not start the server: set ServeArgs or Env first, then Start.
+func NewServerOn(tb testing.TB, storeURI string, createArgs []string, vols ...Volume) *Server {
+	tb.Helper()
+	return newServerOn(tb, storeURI, createArgs, vols...)
+}
+
+func newServerOn(tb testing.TB, storeURI string, createArgs []string, vols ...Volume) *Server {
+	tb.Helper()
 	if len(vols) == 0 {
 		tb.Fatal("NewServer: no volumes")
 	}
@@ -98,8 +122,12 @@ func newServer(tb testing.TB, vols ...Volume) *Server {
 		Dir:     filepath.Join(base, "store"),
 		Addr:    "127.0.0.1:" + strconv.Itoa(freePort(tb)),
 		Volumes: vols,
+		Store:   storeURI,
 		tb:      tb,
 		logPath: filepath.Join(base, "server.log"),
+	}
+	if storeURI != "" && s.Backend != BackendHLFS {
+		tb.Fatalf("store %s: only the hlfs backend serves a store URI (HLFS_E2E_SERVER=%s)", storeURI, s.Backend)
 	}
 	if err := os.MkdirAll(s.Dir, 0o755); err != nil {
 		tb.Fatal(err)
@@ -119,7 +147,7 @@ func newServer(tb testing.TB, vols ...Volume) *Server {
 	case BackendHLFS:
 		s.bin = hlfsBinary(tb)
 		for _, v := range vols {
-			s.hlfs("create", v.Name, "--size", sizeArg(v.Size))
+			s.hlfs(append([]string{"create", v.Name, "--size", sizeArg(v.Size)}, createArgs...)...)
 		}
 	case BackendQemuNBD:
 		for _, v := range vols {
@@ -173,10 +201,11 @@ func (s *Server) Start() {
 	name := s.bin
 	switch s.Backend {
 	case BackendHLFS:
-		args = []string{"--store", "file://" + s.Dir, "serve", "--listen", s.Addr}
+		args = []string{"--store", s.StoreURI(), "serve", "--listen", s.Addr}
 		if s.AdminSocket != "" {
 			args = append(args, "--admin-socket", s.AdminSocket)
 		}
+		args = append(args, s.ServeArgs...)
 		if s.Exports != nil {
 			args = append(args, s.Exports...)
 		} else {
@@ -192,6 +221,9 @@ func (s *Server) Start() {
 	fmt.Fprintf(logf, "=== %s start: %s %s\n", time.Now().Format(time.RFC3339Nano), name, strings.Join(args, " "))
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if len(s.Env) > 0 {
+		cmd.Env = append(os.Environ(), s.Env...)
+	}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		s.tb.Fatalf("starting %s: %v", name, err)
@@ -334,10 +366,27 @@ func (s *Server) names() []string {
 
 func (s *Server) image(vol string) string { return filepath.Join(s.Dir, vol+".img") }
 
-// hlfs runs one hlfs subcommand on the store and fails the test if it fails.
+// StoreURI returns the store the hlfs backend serves: Store, else file://Dir.
+func (s *Server) StoreURI() string {
+	if s.Store != "" {
+		return s.Store
+	}
+	return "file://" + s.Dir
+}
+
+// hlfs runs one hlfs subcommand on the store (with Env) and fails the test
+// if it fails.
 func (s *Server) hlfs(args ...string) string {
 	s.tb.Helper()
-	return run(s.tb, s.bin, append([]string{"--store", "file://" + s.Dir}, args...)...)
+	cmd := exec.Command(s.bin, append([]string{"--store", s.StoreURI()}, args...)...)
+	if len(s.Env) > 0 {
+		cmd.Env = append(os.Environ(), s.Env...)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		s.tb.Fatalf("hlfs --store %s %s: %v\n%s", s.StoreURI(), strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
 
 func (s *Server) qemuArgs() (string, []string) {

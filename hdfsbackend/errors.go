@@ -19,6 +19,10 @@ var (
 	// the NameNode (refused, reset, timed out). The Store reconnects by
 	// itself; the caller may retry later.
 	ErrUnavailable = errors.New("hdfsbackend: namenode unreachable")
+	// ErrNotReady is wrapped by the error of a call the NameNode refused
+	// for now: in safe mode after a restart, standby, or asking for a retry.
+	// The call did not happen; the caller may retry later.
+	ErrNotReady = errors.New("hdfsbackend: namenode not ready")
 	// ErrLeaseHeld is returned by Persist when the object is still open by a
 	// live writer (another process renews its lease) after
 	// Options.LeaseRecoveryTimeout.
@@ -61,7 +65,7 @@ func (e *opError) Error() string {
 	case e.kind != nil && e.cause != nil:
 		fmt.Fprintf(&b, "%s: %s", strings.TrimPrefix(e.kind.Error(), "hdfsbackend: "), describe(e.cause))
 	case e.kind != nil:
-		b.WriteString(e.kind.Error())
+		b.WriteString(strings.TrimPrefix(e.kind.Error(), "hdfsbackend: "))
 	default:
 		b.WriteString(describe(e.cause))
 	}
@@ -72,7 +76,7 @@ func (e *opError) Unwrap() []error {
 	var errs []error
 	if e.kind != nil {
 		errs = append(errs, e.kind)
-		if e.kind == ErrUnavailable || e.kind == ErrPipeline {
+		if e.kind == ErrUnavailable || e.kind == ErrPipeline || e.kind == ErrNotReady {
 			errs = append(errs, objstore.ErrTransient) // retrying may work
 		}
 	}
@@ -142,8 +146,22 @@ func wrap(op, name string, err error) error {
 		e.kind, e.cause = os.ErrPermission, nil
 	case isConnErr(err):
 		e.kind = ErrUnavailable
+	case isRetriableException(remoteException(err)):
+		e.kind = ErrNotReady
 	}
 	return e
+}
+
+// isRetriableException reports whether a NameNode exception says "not now":
+// a NameNode restarting (safe mode), a standby one, or one asking for a
+// retry. The operation did not happen and may work when tried again.
+func isRetriableException(class string) bool {
+	for _, c := range []string{"SafeModeException", "StandbyException", "RetriableException", "ObserverRetryOnActiveException"} {
+		if strings.HasSuffix(class, c) {
+			return true
+		}
+	}
+	return false
 }
 
 // isConnErr reports whether err is a failure of the connection to the

@@ -43,6 +43,10 @@ func TestWrap(t *testing.T) {
 		{"namenode down", fmt.Errorf("no available namenodes: %w", syscall.ECONNREFUSED),
 			[]error{ErrUnavailable}, true, "hdfsbackend: open a: namenode unreachable: no available namenodes: connection refused"},
 		{"connection lost", io.EOF, []error{ErrUnavailable, io.EOF}, true, "hdfsbackend: open a: namenode unreachable: connection closed by the peer (EOF)"},
+		{"safe mode", &os.PathError{Op: "create", Path: "/r/a", Err: remoteErr{"org.apache.hadoop.hdfs.server.namenode.SafeModeException", "Name node is in safe mode."}},
+			[]error{ErrNotReady, objstore.ErrTransient}, false, "hdfsbackend: open a: namenode not ready: SafeModeException: Name node is in safe mode."},
+		{"pipeline is transient", &opError{op: "write", name: "a", kind: ErrPipeline},
+			[]error{ErrPipeline, objstore.ErrTransient}, false, "hdfsbackend: write a: datanode write pipeline failed"},
 		{"reset", &os.PathError{Op: "create", Path: "/r/a", Err: syscall.ECONNRESET},
 			[]error{ErrUnavailable}, true, "hdfsbackend: open a: namenode unreachable: connection reset by peer"},
 	} {
