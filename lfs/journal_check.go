@@ -1,6 +1,7 @@
 package lfs
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
@@ -34,5 +35,14 @@ func checkJournal(st objstore.Store, vol string) error {
 	if j, ok := st.(journalHolder); ok && j.HasJournal(vol) {
 		return nil
 	}
-	return fmt.Errorf("%w: %s: %s (serve it with that journal to ship the data, then open it anywhere)", ErrJournalPending, vol, b)
+	var m struct {
+		Host string `json:"host"`
+		Dir  string `json:"dir"`
+		PID  int    `json:"pid"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil || m.Dir == "" {
+		return fmt.Errorf("%w: %s (unreadable marker %s)", ErrJournalPending, vol, path.Join(vol, journalMarker))
+	}
+	return fmt.Errorf("%w: %s: the journal %s on host %s (last served by pid %d) holds data not yet in the store; serve %s there with --journal %s to ship it, then open it anywhere",
+		ErrJournalPending, vol, m.Dir, m.Host, m.PID, vol, m.Dir)
 }

@@ -26,6 +26,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hlfs/hlfs/internal/objstore"
@@ -57,10 +58,14 @@ type Journal struct {
 		marked  map[string]bool // volumes whose marker this journal wrote
 		lastErr error
 	}
+	lock *os.File // holds an exclusive flock on dir: one process per journal
 	kick chan struct{}
 	done chan struct{}
 	wg   sync.WaitGroup
 }
+
+// ErrLocked is returned by New when another process uses the directory.
+var ErrLocked = errors.New("journal: directory in use by another process")
 
 var _ objstore.Store = (*Journal)(nil)
 
@@ -71,10 +76,18 @@ func New(dir string, remote objstore.Store, log *slog.Logger) (*Journal, error) 
 	if err != nil {
 		return nil, err
 	}
+	lock, err := os.OpenFile(path.Join(local.Root(), ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("journal: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("%w: %s", ErrLocked, local.Root())
+	}
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	j := &Journal{local: local, remote: remote, dir: local.Root(), log: log,
+	j := &Journal{local: local, remote: remote, dir: local.Root(), log: log, lock: lock,
 		kick: make(chan struct{}, 1), done: make(chan struct{})}
 	j.mu.marked = make(map[string]bool)
 	j.wg.Add(1)
@@ -348,7 +361,16 @@ func (j *Journal) Close() error {
 			_ = j.remote.Remove(path.Join(vol, Marker))
 		}
 	}
+	j.lock.Close()
 	return err
+}
+
+// Abandon stops shipping at once, as a crash would, and releases the
+// directory: what is in the journal stays there for the next New.
+func (j *Journal) Abandon() {
+	close(j.done)
+	j.wg.Wait()
+	j.lock.Close()
 }
 
 // hostname is $HLFS_HOSTNAME when set, else the system's (as lfs does for
