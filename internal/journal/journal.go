@@ -58,7 +58,7 @@ type Journal struct {
 		marked  map[string]bool // volumes whose marker this journal wrote
 		lastErr error
 	}
-	lock *os.File // holds an exclusive flock on dir: one process per journal
+	lock *os.File // dir, open, holding an exclusive flock: one process per journal
 	kick chan struct{}
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -76,7 +76,9 @@ func New(dir string, remote objstore.Store, log *slog.Logger) (*Journal, error) 
 	if err != nil {
 		return nil, err
 	}
-	lock, err := os.OpenFile(path.Join(local.Root(), ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	// The lock is on the directory itself, so the journal holds no file of
+	// its own: empty means everything was shipped.
+	lock, err := os.Open(local.Root())
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
