@@ -134,13 +134,17 @@ func (j *Journal) Create(name string) (objstore.Writer, error) {
 	if err := j.mark(strings.Split(name, "/")[0]); err != nil {
 		return nil, err
 	}
-	if r, err := j.remote.Open(name); err == nil {
-		_ = r.Close()
-		return nil, fmt.Errorf("%w: %s (in the store)", objstore.ErrExist, name)
-	}
+	// Local first, then the store: a segment leaves the journal only after
+	// the store has it, so one of the two checks always sees it.
 	w, err := j.local.Create(name)
 	if err != nil {
 		return nil, err
+	}
+	if r, err := j.remote.Open(name); err == nil {
+		_ = r.Close()
+		_ = w.Close()
+		_ = j.local.Remove(name)
+		return nil, fmt.Errorf("%w: %s (in the store)", objstore.ErrExist, name)
 	}
 	return &journalWriter{Writer: w, j: j, name: name}, nil
 }
