@@ -52,20 +52,29 @@ func (r *reader) ReadAt(p []byte, off int64) (int, error) {
 	if rest := r.size - off; int64(len(p)) > rest {
 		want = p[:rest]
 	}
-	h, err := r.take()
-	if err != nil {
-		return 0, err
-	}
-	n, err := h.f.ReadAt(want, off)
-	if err != nil && err != io.EOF {
-		nnConn := r.s.pool.namenodeConnErr(err)
-		if nnConn {
-			r.s.pool.retire(h.pc, err)
+	var n int
+	for attempt := 0; ; attempt++ {
+		h, err := r.take()
+		if err != nil {
+			return 0, err
 		}
-		r.drop(h)
-		return n, wrapIO("read", r.name, err, nnConn, nil)
+		n, err = h.f.ReadAt(want, off)
+		if err != nil && err != io.EOF {
+			nnConn := r.s.pool.namenodeConnErr(err)
+			if nnConn {
+				r.s.pool.retire(h.pc, err)
+			}
+			r.drop(h)
+			// A read is idempotent: after a NameNode restart the handle's
+			// connection is dead, and one retry on a new one works.
+			if nnConn && attempt == 0 {
+				continue
+			}
+			return n, wrapIO("read", r.name, err, nnConn, nil)
+		}
+		r.give(h)
+		break
 	}
-	r.give(h)
 	if n < len(p) {
 		return n, io.EOF
 	}
