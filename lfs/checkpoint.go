@@ -23,10 +23,11 @@ import (
 //	  payload length u32, skip u32, flags u8, branch u16, reserved 1
 //	CRC-32C of all extent bytes
 //	snapshot table (snapshot_table.go)
+const ckptMagic uint32 = 0x31434c48
+
 const (
-	ckptMagic     uint32 = 0x31434c48
-	ckptHeaderLen        = 64
-	ckptExtentLen        = 32
+	ckptHeaderLen = 64
+	ckptExtentLen = 32
 )
 
 // checkpoint is a decoded checkpoint. Snapshot map objects (VOL/snap/<id>)

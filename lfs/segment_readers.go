@@ -75,13 +75,13 @@ func (s *segmentReaders) readAt(k segKey, p []byte, off int64) error {
 	s.mu.RUnlock()
 
 	s.mu.Lock()
-	if r, ok = s.open[k]; !ok {
+	if _, ok = s.open[k]; !ok {
 		if _, known := s.volumes[k.branch]; !known {
 			s.mu.Unlock()
 			return corruptf(s.name(k), off, "the map names branch %d, which is not in this volume's lineage", k.branch)
 		}
-		var err error
-		if r, err = s.openSegment(k); err != nil {
+		r, err := s.openSegment(k)
+		if err != nil {
 			s.mu.Unlock()
 			return fmt.Errorf("lfs: open segment %s: %w", s.name(k), err)
 		}
