@@ -49,7 +49,6 @@ Configuration (environment):
 import json
 import os
 import random
-import shlex
 import shutil
 import signal
 import socket
@@ -59,7 +58,8 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import REPO, free_port, human, log, parse_size, run  # noqa: E402
 
 # job -> fio parameters; systems measured per job
 JOBS = {
@@ -82,38 +82,6 @@ TARGETS = [
     ("randwrite", "hlfs-hdfs", "hlfs-local", "iops", 0.8),
 ]
 VOL = "benchvol"
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def parse_size(s):
-    s = s.strip().upper().rstrip("B").rstrip("I")
-    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    if s and s[-1] in mult:
-        return int(float(s[:-1]) * mult[s[-1]])
-    return int(s)
-
-
-def human(n):
-    for unit, m in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-        if n % m == 0:
-            return "%d%s" % (n // m, unit)
-    return str(n)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run(cmd, **kw):
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
-    if r.returncode != 0:
-        raise RuntimeError("%s: exit %d\n%s" % (" ".join(map(shlex.quote, cmd)), r.returncode, r.stdout))
-    return r.stdout
 
 
 class HLFS:

@@ -168,26 +168,33 @@ func TestGuestExt4WriteThenVerify(t *testing.T) {
 			}
 			s.Start()
 
-			c2 := BootGuest(t, s.URI("guestvol"), guestVerifyScript)
-			if !strings.Contains(c2, "VERIFY-PASS") {
-				t.Fatalf("checksums did not verify:\n%s", tail(c2, 60))
-			}
-			if !strings.Contains(c2, "FSCK-CLEAN") {
-				t.Errorf("e2fsck -fn found problems after the journal replay:\n%s", tail(c2, 60))
-			}
-			gotMore := moreSums(c2, "MORESUM")
-			for f, sum := range wantMore {
-				if gotMore[f] != sum {
-					t.Errorf("%s: fsync returned in boot 1 with sum %.16s, boot 2 reads %.16q", f, sum, gotMore[f])
-				}
-			}
-			got := consoleSums(t, c2)
-			if strings.Join(got, "\n") != strings.Join(want, "\n") {
-				t.Errorf("file sums differ between boots:\nboot 1:\n%s\nboot 2:\n%s",
-					strings.Join(want, "\n"), strings.Join(got, "\n"))
-			}
+			verifyGuestBoot(t, BootGuest(t, s.URI("guestvol"), guestVerifyScript), want, wantMore)
 			s.Stop()
 			s.Fsck("guestvol")
 		})
+	}
+}
+
+// verifyGuestBoot checks the console of a verifying boot: every checksum of
+// the writing boot verifies, e2fsck finds nothing after the journal replay,
+// the file sums match boot 1's (want), and every file whose fsync returned
+// in boot 1 (wantMore) reads back with the same sum.
+func verifyGuestBoot(t *testing.T, console string, want []string, wantMore map[string]string) {
+	t.Helper()
+	if !strings.Contains(console, "VERIFY-PASS") {
+		t.Fatalf("checksums did not verify:\n%s", tail(console, 60))
+	}
+	if !strings.Contains(console, "FSCK-CLEAN") {
+		t.Errorf("e2fsck -fn found problems after the journal replay:\n%s", tail(console, 60))
+	}
+	gotMore := moreSums(console, "MORESUM")
+	for f, sum := range wantMore {
+		if gotMore[f] != sum {
+			t.Errorf("%s: fsync returned in boot 1 with sum %.16s, boot 2 reads %.16q", f, sum, gotMore[f])
+		}
+	}
+	if got := consoleSums(t, console); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("file sums differ between boots:\nboot 1:\n%s\nboot 2:\n%s",
+			strings.Join(want, "\n"), strings.Join(got, "\n"))
 	}
 }

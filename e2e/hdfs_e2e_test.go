@@ -163,23 +163,7 @@ func TestHDFSGuestExt4(t *testing.T) {
 			t0 := time.Now()
 			s.Start()
 			t.Logf("restart took %v", time.Since(t0).Round(time.Millisecond))
-			c2 := BootGuest(t, s.URI("guestvol"), guestVerifyScript)
-			if !strings.Contains(c2, "VERIFY-PASS") {
-				t.Fatalf("checksums did not verify:\n%s", tail(c2, 60))
-			}
-			if !strings.Contains(c2, "FSCK-CLEAN") {
-				t.Errorf("e2fsck -fn found problems:\n%s", tail(c2, 60))
-			}
-			gotMore := moreSums(c2, "MORESUM")
-			for f, sum := range wantMore {
-				if gotMore[f] != sum {
-					t.Errorf("%s: fsync returned in boot 1 with sum %.16s, boot 2 reads %.16q", f, sum, gotMore[f])
-				}
-			}
-			if got := consoleSums(t, c2); strings.Join(got, "\n") != strings.Join(want, "\n") {
-				t.Errorf("file sums differ between boots:\nboot 1:\n%s\nboot 2:\n%s",
-					strings.Join(want, "\n"), strings.Join(got, "\n"))
-			}
+			verifyGuestBoot(t, BootGuest(t, s.URI("guestvol"), guestVerifyScript), want, wantMore)
 			s.Stop()
 			s.Fsck("guestvol")
 		})
