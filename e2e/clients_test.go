@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 type nbdinfoExport struct {
@@ -283,24 +284,8 @@ func TestNbdcopyRoundTrip(t *testing.T) {
 	)
 	s := NewServer(t, Volume{Name: "copyvol", Size: size})
 	uri := s.URI("copyvol")
+	src := nbdcopyRoundTrip(t, s, "copyvol", size, payload, 42)
 	dir := t.TempDir()
-
-	src := make([]byte, payload)
-	rand.New(rand.NewSource(42)).Read(src)
-	// A zero run inside the payload: copies must keep it zero.
-	clear(src[20<<20 : 24<<20])
-	in := filepath.Join(dir, "in.img")
-	if err := os.WriteFile(in, src, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	run(t, "nbdcopy", "--flush", in, uri)
-	s.Stop()
-	s.Fsck("copyvol")
-	s.Start()
-
-	out := filepath.Join(dir, "out.img")
-	run(t, "nbdcopy", uri, out)
-	checkImage(t, out, src, size)
 
 	conv := filepath.Join(dir, "conv.img")
 	run(t, "qemu-img", "convert", "-f", "raw", "-O", "raw", uri, conv)
@@ -314,6 +299,35 @@ func TestNbdcopyRoundTrip(t *testing.T) {
 	if alloc > payload+(4<<20) {
 		t.Errorf("qemu-img convert output allocates %d bytes for %d bytes of data: holes not reported", alloc, payload)
 	}
+}
+
+// nbdcopyRoundTrip copies a random image of payload bytes, with a zero run
+// inside, into the running server's volume vol with nbdcopy, restarts the
+// server (fsck in between), copies the volume out and compares. It returns
+// the image copied in.
+func nbdcopyRoundTrip(t *testing.T, s *Server, vol string, size int64, payload int, seed int64) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	src := make([]byte, payload)
+	rand.New(rand.NewSource(seed)).Read(src)
+	// A zero run inside the payload: copies must keep it zero.
+	clear(src[20<<20 : 24<<20])
+	in := filepath.Join(dir, "in.img")
+	if err := os.WriteFile(in, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	run(t, "nbdcopy", "--flush", in, s.URI(vol))
+	t.Logf("nbdcopy of %d MiB in: %v", payload>>20, time.Since(t0).Round(time.Millisecond))
+	s.Stop()
+	s.Fsck(vol)
+	s.Start()
+	out := filepath.Join(dir, "out.img")
+	t0 = time.Now()
+	run(t, "nbdcopy", s.URI(vol), out)
+	t.Logf("nbdcopy out: %v", time.Since(t0).Round(time.Millisecond))
+	checkImage(t, out, src, size)
+	return src
 }
 
 // checkImage compares a copied-out volume image with the data copied in,

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"math/rand"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -87,25 +86,7 @@ func TestHDFSNbdcopyRoundTrip(t *testing.T) {
 	)
 	s := newHDFSServer(t, nil, Volume{Name: "copyvol", Size: size})
 	s.Start()
-	dir := t.TempDir()
-	src := make([]byte, payload)
-	rand.New(rand.NewSource(7)).Read(src)
-	clear(src[20<<20 : 24<<20])
-	in := filepath.Join(dir, "in.img")
-	if err := os.WriteFile(in, src, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Now()
-	run(t, "nbdcopy", "--flush", in, s.URI("copyvol"))
-	t.Logf("nbdcopy of 64 MiB into HDFS: %v", time.Since(t0).Round(time.Millisecond))
-	s.Stop()
-	s.Fsck("copyvol")
-	s.Start()
-	out := filepath.Join(dir, "out.img")
-	t0 = time.Now()
-	run(t, "nbdcopy", s.URI("copyvol"), out)
-	t.Logf("nbdcopy out of HDFS: %v", time.Since(t0).Round(time.Millisecond))
-	checkImage(t, out, src, size)
+	nbdcopyRoundTrip(t, s, "copyvol", size, payload, 7)
 	s.Stop()
 }
 
