@@ -28,6 +28,9 @@ const ckptMagic uint32 = 0x31434c48
 const (
 	ckptHeaderLen = 64
 	ckptExtentLen = 32
+	// ckptVersion is the checkpoint format this binary writes; version 1
+	// (no space books, no map generations) is read too.
+	ckptVersion = 2
 )
 
 // checkpoint is a decoded checkpoint. Snapshot map objects (VOL/snap/<id>)
@@ -37,6 +40,10 @@ type checkpoint struct {
 	size  int64
 	m     *extentMap
 	snaps *snapTable // nil writes an empty table
+	// live and exact are the space books (books.live); a version 1
+	// checkpoint has none (exact false).
+	live  map[uint64]int64
+	exact bool
 }
 
 func putExtent(b []byte, e extent) {
@@ -81,7 +88,7 @@ func writeCheckpoint(st objstore.Store, name string, uid uint64, c checkpoint) e
 	bw := bufio.NewWriterSize(w, 1<<20)
 	var h [ckptHeaderLen]byte
 	binary.LittleEndian.PutUint32(h[0:], ckptMagic)
-	binary.LittleEndian.PutUint16(h[4:], formatVersion)
+	binary.LittleEndian.PutUint16(h[4:], ckptVersion)
 	binary.LittleEndian.PutUint64(h[8:], uid)
 	binary.LittleEndian.PutUint64(h[16:], c.pos.seq)
 	binary.LittleEndian.PutUint64(h[24:], uint64(c.pos.off))
@@ -101,6 +108,7 @@ func writeCheckpoint(st objstore.Store, name string, uid uint64, c checkpoint) e
 	var tb [4]byte
 	binary.LittleEndian.PutUint32(tb[:], crc)
 	_, _ = bw.Write(tb[:])
+	_, _ = bw.Write(encodeBooks(c.live, c.exact))
 	snaps := c.snaps
 	if snaps == nil {
 		snaps = &snapTable{}
@@ -131,8 +139,9 @@ func decodeCheckpoint(name string, uid uint64, b []byte) (checkpoint, error) {
 	if crc32.Checksum(h[:60], castagnoli) != binary.LittleEndian.Uint32(h[60:]) {
 		return checkpoint{}, corruptf(name, 60, "checkpoint header checksum mismatch")
 	}
-	if v := binary.LittleEndian.Uint16(h[4:]); v > formatVersion {
-		return checkpoint{}, fmt.Errorf("%w: checkpoint %s has version %d", ErrNewerFormat, name, v)
+	ver := binary.LittleEndian.Uint16(h[4:])
+	if ver > ckptVersion {
+		return checkpoint{}, fmt.Errorf("%w: checkpoint %s has version %d", ErrNewerFormat, name, ver)
 	}
 	if binary.LittleEndian.Uint64(h[8:]) != uid {
 		return checkpoint{}, corruptf(name, 8, "checkpoint belongs to another volume")
@@ -151,9 +160,17 @@ func decodeCheckpoint(name string, uid uint64, b []byte) (checkpoint, error) {
 	if crc32.Checksum(ext, castagnoli) != binary.LittleEndian.Uint32(body[len(ext):]) {
 		return checkpoint{}, corruptf(name, int64(ckptHeaderLen+len(ext)), "checkpoint extents checksum mismatch")
 	}
-	snaps, err := decodeSnapTable(body[len(ext)+4:])
+	rest, restOff := body[len(ext)+4:], int64(ckptHeaderLen+len(ext)+4)
+	if ver >= 2 {
+		n, err := c.decodeBooks(rest)
+		if err != nil {
+			return checkpoint{}, corruptf(name, restOff, "%v", err)
+		}
+		rest, restOff = rest[n:], restOff+int64(n)
+	}
+	snaps, err := decodeSnapTable(rest, ver)
 	if err != nil {
-		return checkpoint{}, corruptf(name, int64(ckptHeaderLen+len(ext)+4), "%v", err)
+		return checkpoint{}, corruptf(name, restOff, "%v", err)
 	}
 	c.snaps = snaps
 	prevEnd := int64(0)
@@ -186,4 +203,54 @@ func listCheckpoints(st objstore.Store, vol string) ([]logPos, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[j].less(out[i]) })
 	return out, nil
+}
+
+// Space books section (version 2), between the extents and the snapshot
+// table: exact u8, count N u32, N × (segment seq u64, live bytes u64) in
+// ascending seq, CRC-32C of the section.
+func encodeBooks(live map[uint64]int64, exact bool) []byte {
+	seqs := make([]uint64, 0, len(live))
+	for seq, n := range live {
+		if n > 0 {
+			seqs = append(seqs, seq)
+		}
+	}
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	b := make([]byte, 5, 9+16*len(seqs))
+	if exact {
+		b[0] = 1
+	}
+	binary.LittleEndian.PutUint32(b[1:], uint32(len(seqs)))
+	for _, seq := range seqs {
+		b = binary.LittleEndian.AppendUint64(b, seq)
+		b = binary.LittleEndian.AppendUint64(b, uint64(live[seq]))
+	}
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+// decodeBooks decodes the books section at the start of b into c and
+// returns its length.
+func (c *checkpoint) decodeBooks(b []byte) (int, error) {
+	if len(b) < 9 || b[0] > 1 {
+		return 0, fmt.Errorf("space books section missing or bad")
+	}
+	n := uint64(binary.LittleEndian.Uint32(b[1:]))
+	size := 5 + 16*n + 4
+	if uint64(len(b)) < size {
+		return 0, fmt.Errorf("space books section cut short")
+	}
+	if crc32.Checksum(b[:size-4], castagnoli) != binary.LittleEndian.Uint32(b[size-4:]) {
+		return 0, fmt.Errorf("space books checksum mismatch")
+	}
+	c.exact, c.live = b[0] == 1, make(map[uint64]int64, n)
+	prev := uint64(0)
+	for i := uint64(0); i < n; i++ {
+		e := b[5+16*i:]
+		seq, live := binary.LittleEndian.Uint64(e), int64(binary.LittleEndian.Uint64(e[8:]))
+		if seq <= prev || live <= 0 {
+			return 0, fmt.Errorf("space books entry %d out of order or not positive", i)
+		}
+		c.live[seq], prev = live, seq
+	}
+	return int(size), nil
 }

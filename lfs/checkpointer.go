@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"strconv"
+	"strings"
 	"time"
+
+	"github.com/hlfs/hlfs/segment"
 )
 
 // maybeCheckpoint wakes the checkpointer once enough log was written.
@@ -36,7 +38,7 @@ func (v *Volume) checkpointLoop() {
 			}
 		case <-v.snapKick:
 			v.ckptMu.Lock()
-			err := v.materializeSnapshots()
+			err := v.materializeCurrent()
 			v.ckptMu.Unlock()
 			if err != nil {
 				v.log.Error("writing a snapshot map failed; it stays in memory and is retried at the next checkpoint", "err", err)
@@ -45,21 +47,37 @@ func (v *Volume) checkpointLoop() {
 	}
 }
 
-// checkpoint writes the map and the snapshot tree as of the current log
-// end, once the log is durable up to there and every snapshot's map has its
-// own object; then it removes older checkpoints and snapshot objects that
-// neither of the two newest checkpoints names.
+// checkpoint writes the map, the space books and the snapshot tree as of
+// the current log end, once the log is durable up to there and every
+// snapshot's map has its own object; then it removes older checkpoints and
+// snapshot map objects that neither of the two newest checkpoints names.
 func (v *Volume) checkpoint() error {
 	v.ckptMu.Lock()
 	defer v.ckptMu.Unlock()
+	return v.checkpointLocked(false)
+}
+
+// checkpointLocked is checkpoint with ckptMu held. With force it writes one
+// even when nothing was appended since the last (the cleaner needs a newer
+// checkpoint before it may delete): it appends an empty hole record first.
+func (v *Volume) checkpointLocked(force bool) error {
 	// A consistent cut: no append can run between reading the end and
 	// cloning the map, because appends update the map under lw.mu.
 	v.lw.mu.Lock()
 	pos := v.lw.mu.segs[len(v.lw.mu.segs)-1].endPos()
+	v.lw.mu.Unlock()
+	if pos == v.lastCkpt && force {
+		if _, err := v.lw.append(nopRecord, []int{len(nopRecord)}, func(int, placed) {}); err != nil {
+			return err
+		}
+	}
+	v.lw.mu.Lock()
+	pos = v.lw.mu.segs[len(v.lw.mu.segs)-1].endPos()
 	v.ckptAt = v.lw.mu.written
 	v.mu.Lock()
 	m := v.mu.m.clone()
-	snaps := v.mu.snaps.copyMeta()
+	snaps := v.mu.snaps.copyWithMaps()
+	live, exact := v.mu.books.copyCounts(), v.mu.books.exact
 	v.mu.Unlock()
 	v.lw.mu.Unlock()
 	if pos == v.lastCkpt {
@@ -68,14 +86,17 @@ func (v *Volume) checkpoint() error {
 	if err := v.lw.flush(pos); err != nil {
 		return err
 	}
-	if err := v.materializeSnapshots(); err != nil {
+	// The cut's own copies get the generations written for them.
+	if err := v.materializeSnapshots(snaps); err != nil {
 		return err
 	}
-	if err := writeCheckpoint(v.st, ckptName(v.name, pos), v.sb.uid, checkpoint{pos: pos, size: v.sb.size, m: m, snaps: snaps}); err != nil {
+	if err := writeCheckpoint(v.st, ckptName(v.name, pos), v.sb.uid,
+		checkpoint{pos: pos, size: v.sb.size, m: m, snaps: snaps, live: live, exact: exact}); err != nil {
 		return err
 	}
 	prev, prevSnaps := v.lastCkpt, v.lastCkptSnaps
-	v.lastCkpt, v.lastCkptSnaps = pos, snaps.ids()
+	v.lastCkpt, v.lastCkptSnaps = pos, snaps.gens()
+	v.ckptCount++
 	positions, err := listCheckpoints(v.st, v.name)
 	if err != nil {
 		return nil // the new checkpoint is in place; cleanup waits for the next one
@@ -89,61 +110,75 @@ func (v *Volume) checkpoint() error {
 	return nil
 }
 
-// materializeSnapshots writes VOL/snap/<id> for every snapshot whose map is
-// only in memory, then lets the map go: it is loaded again on demand.
-func (v *Volume) materializeSnapshots() error {
-	v.mu.RLock()
-	var todo []*snapshot
-	for _, s := range v.mu.snaps.list {
-		if !s.durable && s.m != nil {
-			todo = append(todo, s)
+// nopRecord moves the log end and changes nothing: a copy record (never
+// applied by replay) of one byte.
+var nopRecord = segment.Append(nil, segment.Header{Type: segment.TypeCopy, LogicalLen: 1}, []byte{0})
+
+// materializeSnapshots writes a map object for every snapshot of t whose
+// map is only in memory, as the next generation, and lets the volume's own
+// record of it drop the map (it is loaded again on demand) unless the
+// cleaner changed it meanwhile. t is a copy (copyWithMaps); its entries get
+// the generations written. ckptMu is held.
+func (v *Volume) materializeSnapshots(t *snapTable) error {
+	for _, s := range t.list {
+		if s.durable || s.m == nil {
+			continue
 		}
-	}
-	v.mu.RUnlock()
-	for _, s := range todo {
 		if err := v.lw.flush(s.pos); err != nil {
 			return err
 		}
 		// Written aside and renamed into place: once the name exists the
 		// map is complete (Clone waits for the name).
-		tmp := fmt.Sprintf("%s.tmp-%016x", snapObject(v.name, s.id), newUID())
+		gen := s.nextGen
+		final := snapObject(v.name, s.id, gen)
+		tmp := fmt.Sprintf("%s.tmp-%016x", final, newUID())
 		err := writeCheckpoint(v.st, tmp, v.sb.uid, checkpoint{pos: s.pos, size: v.sb.size, m: s.m})
 		if err == nil {
-			err = v.st.Rename(tmp, snapObject(v.name, s.id))
+			err = v.st.Rename(tmp, final)
 		}
 		if err != nil {
 			_ = v.st.Remove(tmp)
 			return fmt.Errorf("lfs: write snapshot %s of %s: %w", s.name, v.name, err)
 		}
+		s.durable, s.gen, s.nextGen = true, gen, gen+1
 		v.mu.Lock()
-		s.durable, s.m = true, nil
+		if live := v.mu.snaps.byID(s.id); live != nil && live.m == s.m {
+			live.durable, live.m, live.gen, live.nextGen = true, nil, gen, gen+1
+		}
 		v.mu.Unlock()
 	}
 	return nil
 }
 
-// removeUnreferencedSnapObjects deletes snapshot objects that neither the
-// newest checkpoint nor the previous one (a recovery fallback) names, and
-// that no snapshot in memory still needs.
-func (v *Volume) removeUnreferencedSnapObjects(prevSnaps map[uint32]bool) {
+// materializeCurrent writes the map objects of the current snapshots.
+func (v *Volume) materializeCurrent() error {
+	v.mu.RLock()
+	t := v.mu.snaps.copyWithMaps()
+	v.mu.RUnlock()
+	return v.materializeSnapshots(t)
+}
+
+// removeUnreferencedSnapObjects deletes snapshot map objects that neither
+// the newest checkpoint nor the previous one (a recovery fallback) names,
+// and that no snapshot in memory still uses, and temporaries a crash left.
+func (v *Volume) removeUnreferencedSnapObjects(prevSnaps map[snapGen]bool) {
 	names, err := v.st.List(snapDir(v.name))
 	if err != nil {
 		return
 	}
 	v.mu.RLock()
-	live := v.mu.snaps.ids()
+	live := v.mu.snaps.gens()
 	v.mu.RUnlock()
 	for _, n := range names {
-		id, err := strconv.ParseUint(n[:min(8, len(n))], 16, 32)
-		if err != nil || len(n) < 8 {
+		g, ok := parseSnapObject(n)
+		if !ok {
+			if strings.Contains(n, ".tmp-") { // left by a crash while materializing (ckptMu excludes a running one)
+				_ = v.st.Remove(path.Join(snapDir(v.name), n))
+			}
 			continue
 		}
-		if len(n) > 8 { // a temporary left by a crash while materializing (ckptMu excludes a running one)
-			_ = v.st.Remove(path.Join(snapDir(v.name), n))
-			continue
-		}
-		if !live[uint32(id)] && !v.lastCkptSnaps[uint32(id)] && !prevSnaps[uint32(id)] {
-			_ = v.st.Remove(snapObject(v.name, uint32(id)))
+		if !live[g] && !v.lastCkptSnaps[g] && !prevSnaps[g] {
+			_ = v.st.Remove(snapObject(v.name, g.id, g.gen))
 		}
 	}
 }

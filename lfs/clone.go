@@ -44,7 +44,7 @@ func Clone(st objstore.Store, srcVol, snap, newVol string) error {
 	if err != nil {
 		return err
 	}
-	if err := waitForObject(st, snapObject(srcVol, id), snapshotWait); err != nil {
+	if err := waitForSnapObject(st, srcVol, id, snapshotWait); err != nil {
 		return fmt.Errorf("lfs: the map of %s@%s is not written yet: %w", srcVol, snap, err)
 	}
 	branch, err := allocateBranch(st, srcLin.root, newVol)
@@ -89,12 +89,14 @@ func findSnapshot(st objstore.Store, vol, snap string) (uint32, error) {
 	return s.id, nil
 }
 
-func waitForObject(st objstore.Store, name string, limit time.Duration) error {
+// waitForSnapObject waits until some generation of snapshot id's map
+// object exists.
+func waitForSnapObject(st objstore.Store, vol string, id uint32, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
-		r, err := st.Open(name)
+		_, err := latestSnapObject(st, vol, id)
 		if err == nil {
-			return r.Close()
+			return nil
 		}
 		if !errors.Is(err, objstore.ErrNotExist) || time.Now().After(deadline) {
 			return err

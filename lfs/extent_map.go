@@ -1,6 +1,9 @@
 package lfs
 
-import "github.com/google/btree"
+import (
+	"github.com/google/btree"
+	"github.com/hlfs/hlfs/segment"
+)
 
 // extent maps volume bytes [off, off+length) to bytes of a record in the log:
 // the record's payload is at [payOff, payOff+payLen) of segment seq of
@@ -18,6 +21,27 @@ type extent struct {
 	branch uint16
 }
 
+// flagCopy marks an extent whose record is a copy record (segment.TypeCopy);
+// bit 0 of flags is segment.FlagSnappy.
+const flagCopy uint8 = 2
+
+// snappy reports whether the record's payload is compressed.
+func (e extent) snappy() bool { return e.flags&segment.FlagSnappy != 0 }
+
+// recordFlags are the flags of the record header the extent names.
+func (e extent) recordFlags() uint8 { return e.flags & segment.FlagSnappy }
+
+// recordType is the type of the record the extent names.
+func (e extent) recordType() segment.Type {
+	if e.flags&flagCopy != 0 {
+		return segment.TypeCopy
+	}
+	return segment.TypeData
+}
+
+// base is the volume offset of the record's first byte.
+func (e extent) base() int64 { return e.off - int64(e.skip) }
+
 // sameRecord reports whether two extents name the same record.
 func (e extent) sameRecord(o extent) bool {
 	return e.branch == o.branch && e.seq == o.seq && e.payOff == o.payOff
@@ -30,7 +54,7 @@ func (e extent) key() segKey { return segKey{branch: e.branch, seq: uint64(e.seq
 // wholeRecord reports whether the extent still covers its entire record, so
 // reading it can verify the record checksum.
 func (e extent) wholeRecord() bool {
-	return e.skip == 0 && (e.flags != 0 || e.length == e.payLen)
+	return e.skip == 0 && (e.snappy() || e.length == e.payLen)
 }
 
 // dropFront removes the first d bytes of the extent.
@@ -63,13 +87,20 @@ func (m *extentMap) clone() *extentMap { return &extentMap{t: m.t.Clone()} }
 func (m *extentMap) len() int { return m.t.Len() }
 
 // set maps e, replacing whatever was mapped under it.
-func (m *extentMap) set(e extent) {
-	m.punch(e.off, int64(e.length))
+func (m *extentMap) set(e extent) { m.setFn(e, nil) }
+
+// setFn is set; removed, when not nil, sees each piece of an extent that e
+// replaces.
+func (m *extentMap) setFn(e extent, removed func(extent)) {
+	m.punchFn(e.off, int64(e.length), removed)
 	m.t.ReplaceOrInsert(e)
 }
 
 // punch unmaps [off, off+length).
-func (m *extentMap) punch(off, length int64) {
+func (m *extentMap) punch(off, length int64) { m.punchFn(off, length, nil) }
+
+// punchFn is punch; removed, when not nil, sees each unmapped piece.
+func (m *extentMap) punchFn(off, length int64, removed func(extent)) {
 	if length <= 0 {
 		return
 	}
@@ -84,6 +115,9 @@ func (m *extentMap) punch(off, length int64) {
 	})
 	for _, e := range head {
 		m.t.Delete(e)
+		if removed != nil {
+			removed(clip(e, off, end))
+		}
 		if e.off < off {
 			left := e
 			left.length = uint32(off - e.off)
@@ -139,3 +173,35 @@ func (m *extentMap) mappedBytes() int64 {
 	m.t.Ascend(func(e extent) bool { n += int64(e.length); return true })
 	return n
 }
+
+// redirect points every extent that names bytes [lo, hi) of record old (by
+// its first extent's identity: branch, seq, payOff; base is the record's
+// volume offset) at the same bytes of record to instead, whose data starts
+// at volume offset base+lo. Extents of old outside [lo, hi) and extents of
+// other records are left alone. It returns the volume ranges it redirected.
+func (m *extentMap) redirect(old extent, base int64, lo, hi uint32, to extent, moved []span) []span {
+	start, end := base+int64(lo), base+int64(hi)
+	var hits []extent
+	m.visit(start, end-start, func(e extent) bool {
+		if e.sameRecord(old) && e.base() == base {
+			hits = append(hits, e)
+		}
+		return true
+	})
+	for _, e := range hits {
+		// visit clips; the cleaner's ranges are unions of whole extents, so
+		// a hit is a whole extent unless the map changed under a bug.
+		whole, ok := m.floor(e.off)
+		if !ok || whole != e {
+			continue
+		}
+		n := to
+		n.off, n.length, n.skip = e.off, e.length, uint32(e.off-start)
+		m.t.ReplaceOrInsert(n)
+		moved = append(moved, span{e.off, e.end()})
+	}
+	return moved
+}
+
+// span is a half-open range of volume bytes.
+type span struct{ lo, hi int64 }

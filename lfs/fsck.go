@@ -147,8 +147,8 @@ func verifyExtents(st objstore.Store, lin lineage, attempts *attemptMap, m *exte
 		if err == nil {
 			h, err = segment.DecodeHeader(hdr)
 		}
-		if err == nil && (h.Type != segment.TypeData || int64(h.Addr)+int64(e.skip) != e.off ||
-			e.skip+e.length > h.LogicalLen || h.PayloadLen != e.payLen || h.Flags != e.flags) {
+		if err == nil && (h.Type != e.recordType() || int64(h.Addr)+int64(e.skip) != e.off ||
+			e.skip+e.length > h.LogicalLen || h.PayloadLen != e.payLen || h.Flags != e.recordFlags()) {
 			err = fmt.Errorf("record %+v does not cover the extent", h)
 		}
 		if err != nil {

@@ -130,10 +130,12 @@ func (v *Volume) commit(b *recordBatch) (logPos, error) {
 		h := b.hdrs[i]
 		v.mu.Lock()
 		if h.Type == segment.TypeHole {
-			v.mu.m.punch(int64(h.Addr), int64(h.LogicalLen))
+			v.mu.m.punchFn(int64(h.Addr), int64(h.LogicalLen), v.mu.books.removed)
 		} else {
-			v.mu.m.set(extent{off: int64(h.Addr), length: h.LogicalLen, seq: uint32(p.seq),
-				payOff: uint32(p.recOff + segment.HeaderSize), payLen: h.PayloadLen, flags: h.Flags, branch: v.lin.branch})
+			e := extent{off: int64(h.Addr), length: h.LogicalLen, seq: uint32(p.seq),
+				payOff: uint32(p.recOff + segment.HeaderSize), payLen: h.PayloadLen, flags: h.Flags, branch: v.lin.branch}
+			v.mu.m.setFn(e, v.mu.books.removed)
+			v.mu.books.added(e)
 		}
 		v.mu.Unlock()
 	})
@@ -280,7 +282,7 @@ func (v *Volume) readMap(m *extentMap, mu *sync.RWMutex, p []byte, off int64) er
 // read whole.
 func (v *Volume) readExtent(dst []byte, e extent) error {
 	recOff := int64(e.payOff) - segment.HeaderSize
-	if !e.wholeRecord() && e.flags == 0 {
+	if !e.wholeRecord() && !e.snappy() {
 		return v.readSegment(e.key(), dst, int64(e.payOff)+int64(e.skip))
 	}
 	rec := make([]byte, segment.HeaderSize+int(e.payLen))
@@ -288,14 +290,14 @@ func (v *Volume) readExtent(dst []byte, e extent) error {
 		return err
 	}
 	h, payload, err := segment.Decode(rec)
-	if err == nil && (h.Type != segment.TypeData || h.Flags != e.flags) {
+	if err == nil && (h.Type != e.recordType() || h.Flags != e.recordFlags()) {
 		err = fmt.Errorf("map points at a record of type %d", h.Type)
 	}
 	if err != nil {
 		return corruptf(v.readers.name(e.key()), recOff, "%v", err)
 	}
 	data := payload
-	if e.flags&segment.FlagSnappy != 0 {
+	if e.snappy() {
 		if data, err = snappy.Decode(nil, payload); err != nil || len(data) != int(h.LogicalLen) {
 			return corruptf(v.readers.name(e.key()), recOff, "snappy payload does not decode to %d bytes", h.LogicalLen)
 		}

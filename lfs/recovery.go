@@ -25,7 +25,10 @@ type volMeta struct {
 type replayed struct {
 	m       *extentMap
 	snaps   *snapTable
+	books   *books
 	ckpt    logPos   // checkpoint the replay started from ((0,0): none)
+	// ckptSnaps are the snapshot map objects the checkpoint names.
+	ckptSnaps map[snapGen]bool
 	end     logPos   // after the last valid record
 	discard []uint64 // segments after the end of the log, to remove before writing
 	// attempts is the attempt chosen for each replayed segment;
@@ -126,16 +129,17 @@ func (r *replayed) readBestAttempt(st objstore.Store, vm volMeta, seq uint64, at
 func replay(st objstore.Store, vm volMeta, useCkpt bool, log *slog.Logger,
 	visit func(seq uint64, off int, h segment.Header)) (replayed, error) {
 	vol, sb := vm.name, vm.sb
-	r := replayed{m: newExtentMap(), snaps: newSnapTable(), attempts: make(map[uint64]int)}
+	r := replayed{m: newExtentMap(), snaps: newSnapTable(), books: newBooks(vm.lin.branch),
+		attempts: make(map[uint64]int), ckptSnaps: map[snapGen]bool{}}
 	if useCkpt {
-		if err := r.loadCheckpoint(st, vol, sb, log); err != nil {
+		if err := r.loadCheckpoint(st, vm, log); err != nil {
 			return r, err
 		}
 	}
 	if r.ckpt == (logPos{}) && vm.lin.source() != "" {
 		// A clone starts as its source snapshot's map.
 		src := vm.lin.source()
-		m, err := loadSnapMap(st, src, vm.lin.sourceUID, vm.lin.sourceSnap)
+		m, err := loadLatestSnapMap(st, src, vm.lin.sourceUID, vm.lin.sourceSnap)
 		if err != nil {
 			return r, fmt.Errorf("lfs: clone %s: load source snapshot of %s: %w", vol, src, err)
 		}
@@ -247,7 +251,8 @@ var errTruncated = errors.New("segment has no valid header or records")
 func isTruncation(err error) bool { return errors.Is(err, errTruncated) }
 
 // loadCheckpoint loads the newest valid checkpoint into r.
-func (r *replayed) loadCheckpoint(st objstore.Store, vol string, sb superblock, log *slog.Logger) error {
+func (r *replayed) loadCheckpoint(st objstore.Store, vm volMeta, log *slog.Logger) error {
+	vol, sb := vm.name, vm.sb
 	positions, err := listCheckpoints(st, vol)
 	if err != nil {
 		return err
@@ -270,8 +275,9 @@ func (r *replayed) loadCheckpoint(st objstore.Store, vol string, sb superblock, 
 			r.skipped = append(r.skipped, err.Error())
 			continue
 		}
-		r.m, r.ckpt, r.snaps = c.m, c.pos, c.snaps
+		r.m, r.ckpt, r.snaps, r.ckptSnaps = c.m, c.pos, c.snaps, c.snaps.gens()
 		r.m.punch(sb.size, maxVolumeSize-sb.size) // a shrink since then
+		r.books = loadedBooks(vm.lin.branch, c, c.snaps)
 		return nil
 	}
 	return nil
@@ -308,7 +314,9 @@ func (r *replayed) apply(st objstore.Store, vm volMeta, seq uint64, off int, h s
 	addr, length := int64(h.Addr), int64(h.LogicalLen)
 	switch h.Type {
 	case segment.TypeHole:
-		r.m.punch(addr, length)
+		r.m.punchFn(addr, length, r.books.removed)
+	case segment.TypeCopy:
+		// Reachable only through maps written after it (segment.TypeCopy).
 	case segment.TypeData:
 		if addr >= vm.sb.size {
 			return nil
@@ -318,7 +326,8 @@ func (r *replayed) apply(st objstore.Store, vm volMeta, seq uint64, off int, h s
 		if e.end() > vm.sb.size {
 			e.length = uint32(vm.sb.size - addr)
 		}
-		r.m.set(e)
+		r.m.setFn(e, r.books.removed)
+		r.books.added(e)
 	case segment.TypeMeta:
 		op, err := decodeMetaOp(payload)
 		if err != nil {
@@ -339,11 +348,13 @@ func (r *replayed) applyMeta(st objstore.Store, vm volMeta, op metaOp, pos logPo
 		}
 		t.list = append(t.list, &snapshot{id: op.id, parent: op.parent, name: op.name, created: op.created, pos: pos, m: r.m.clone()})
 		t.next, t.head = op.id+1, op.id
+		r.books.snapshotsChanged(t, op.op)
 	case metaSnapshotDelete:
 		if t.byID(op.id) == nil {
 			return fmt.Errorf("snapshot delete record names unknown snapshot %d", op.id)
 		}
 		t.remove(op.id)
+		r.books.snapshotsChanged(t, op.op)
 	case metaRollback:
 		s := t.byID(op.id)
 		if s == nil {
@@ -352,20 +363,34 @@ func (r *replayed) applyMeta(st objstore.Store, vm volMeta, op metaOp, pos logPo
 		m := s.m
 		if m == nil {
 			var err error
-			if m, err = loadSnapMap(st, vm.name, vm.sb.uid, s.id); err != nil {
+			if m, err = loadSnapMap(st, vm.name, vm.sb.uid, s.id, s.gen); err != nil {
 				return fmt.Errorf("rollback to snapshot %s: %w", s.name, err)
 			}
 		}
 		r.m = m.clone()
 		r.m.punch(vm.sb.size, maxVolumeSize-vm.sb.size)
-		t.head = op.id
+		t.head, t.rollback = op.id, pos
+		r.books.snapshotsChanged(t, op.op)
 	}
 	return nil
 }
 
-// loadSnapMap reads the map of snapshot id of volume vol (whose uid is uid).
-func loadSnapMap(st objstore.Store, vol string, uid uint64, id uint32) (*extentMap, error) {
-	name := snapObject(vol, id)
+// loadSnapMap reads generation gen of the map of snapshot id of volume vol
+// (whose uid is uid).
+func loadSnapMap(st objstore.Store, vol string, uid uint64, id, gen uint32) (*extentMap, error) {
+	return loadMapObject(st, snapObject(vol, id, gen), uid)
+}
+
+// loadLatestSnapMap reads the newest generation of a snapshot's map.
+func loadLatestSnapMap(st objstore.Store, vol string, uid uint64, id uint32) (*extentMap, error) {
+	name, err := latestSnapObject(st, vol, id)
+	if err != nil {
+		return nil, err
+	}
+	return loadMapObject(st, name, uid)
+}
+
+func loadMapObject(st objstore.Store, name string, uid uint64) (*extentMap, error) {
 	b, err := readObject(st, name)
 	if err != nil {
 		return nil, err

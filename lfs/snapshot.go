@@ -76,6 +76,7 @@ func (v *Volume) CreateSnapshot(name string) error {
 		t.list = append(t.list, &snapshot{id: op.id, parent: op.parent, name: name,
 			created: op.created, pos: pos, m: v.mu.m.clone()})
 		t.next, t.head = op.id+1, op.id
+		v.mu.books.snapshotsChanged(t, op.op)
 	})
 }
 
@@ -125,7 +126,10 @@ func (v *Volume) DeleteSnapshot(name string) error {
 		return fmt.Errorf("%w: cannot remove %s@%s: clones %s depend on it (flatten or remove them first)",
 			ErrHasClones, v.name, name, strings.Join(clones, ", "))
 	}
-	return v.appendMeta(metaOp{op: metaSnapshotDelete, id: s.id}, func(t *snapTable, _ logPos) { t.remove(s.id) })
+	return v.appendMeta(metaOp{op: metaSnapshotDelete, id: s.id}, func(t *snapTable, _ logPos) {
+		t.remove(s.id)
+		v.mu.books.snapshotsChanged(t, metaSnapshotDelete)
+	})
 }
 
 // rollback makes the live volume the snapshot's content again. The volume
@@ -140,9 +144,10 @@ func (v *Volume) rollback(name string) error {
 	if err != nil {
 		return err
 	}
-	return v.appendMeta(metaOp{op: metaRollback, id: s.id}, func(t *snapTable, _ logPos) {
+	return v.appendMeta(metaOp{op: metaRollback, id: s.id}, func(t *snapTable, pos logPos) {
 		v.mu.m = m.clone()
-		t.head = s.id
+		t.head, t.rollback = s.id, pos
+		v.mu.books.snapshotsChanged(t, metaRollback)
 	})
 }
 
@@ -150,10 +155,11 @@ func (v *Volume) rollback(name string) error {
 // is not in memory.
 func (v *Volume) snapshotMap(name string) (*extentMap, *snapshot, error) {
 	v.mu.RLock()
-	s := v.mu.snaps.byName(name)
 	var m *extentMap
+	s := v.mu.snaps.byName(name)
 	if s != nil {
-		m = s.m
+		cs := *s // the cleaner may change the map and generation under mu
+		m, s = cs.m, &cs
 	}
 	v.mu.RUnlock()
 	if s == nil {
@@ -162,7 +168,7 @@ func (v *Volume) snapshotMap(name string) (*extentMap, *snapshot, error) {
 	if m != nil {
 		return m, s, nil
 	}
-	m, err := loadSnapMap(v.st, v.name, v.sb.uid, s.id)
+	m, err := loadSnapMap(v.st, v.name, v.sb.uid, s.id, s.gen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("lfs: load snapshot %s@%s: %w", v.name, name, err)
 	}
@@ -229,7 +235,6 @@ func (v *Volume) Snapshots() ([]SnapshotInfo, error) {
 func exclusiveBytes(m *extentMap, others []*extentMap) int64 {
 	var total int64
 	m.ascend(func(e extent) bool {
-		type span struct{ lo, hi int64 }
 		var shared []span
 		for _, o := range others {
 			o.visit(e.off, int64(e.length), func(oe extent) bool {

@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"hash/crc32"
 	"path"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/hlfs/hlfs/internal/objstore"
 
 	"github.com/hlfs/hlfs/segment"
 )
@@ -17,8 +21,10 @@ type snapshot struct {
 	name    string
 	created time.Time
 	pos     logPos     // where its meta record starts in the log
-	m       *extentMap // its map while in memory; nil once in VOL/snap/<id>
-	durable bool       // VOL/snap/<id> is written
+	m       *extentMap // its map while in memory; nil once in its map object
+	durable bool       // the map object of generation gen holds m
+	gen     uint32     // generation of the newest map object written
+	nextGen uint32     // generation the next map object gets
 }
 
 // snapTable is the snapshot tree of a volume. Not safe for concurrent use;
@@ -30,6 +36,9 @@ type snapTable struct {
 	next uint32 // next id to give out; ids start at 1
 	head uint32 // the snapshot the live volume descends from; 0: none
 	list []*snapshot
+	// rollback is the last rollback's meta record (zero: none); the space
+	// books need it (books.removed).
+	rollback logPos
 }
 
 func newSnapTable() *snapTable { return &snapTable{next: 1} }
@@ -84,20 +93,83 @@ func (t *snapTable) ids() map[uint32]bool {
 	return out
 }
 
-// copyMeta copies the table without maps (for a checkpoint cut).
+// copyMeta copies the table without maps.
 func (t *snapTable) copyMeta() *snapTable {
-	c := &snapTable{next: t.next, head: t.head}
+	c := t.copyWithMaps()
+	for _, s := range c.list {
+		s.m = nil
+	}
+	return c
+}
+
+// copyWithMaps copies the table; the copies share the (immutable) maps.
+func (t *snapTable) copyWithMaps() *snapTable {
+	c := &snapTable{next: t.next, head: t.head, rollback: t.rollback}
 	for _, s := range t.list {
 		cs := *s
-		cs.m = nil
 		c.list = append(c.list, &cs)
 	}
 	return c
 }
 
+// snapGen names one map object of a snapshot.
+type snapGen struct{ id, gen uint32 }
+
+// gens returns the map objects the table names.
+func (t *snapTable) gens() map[snapGen]bool {
+	out := make(map[snapGen]bool, len(t.list))
+	for _, s := range t.list {
+		out[snapGen{s.id, s.gen}] = true
+	}
+	return out
+}
+
 func snapDir(vol string) string { return path.Join(vol, "snap") }
-func snapObject(vol string, id uint32) string {
-	return path.Join(snapDir(vol), fmt.Sprintf("%08x", id))
+
+// snapObject names generation gen of snapshot id's map object.
+func snapObject(vol string, id, gen uint32) string {
+	if gen == 0 {
+		return path.Join(snapDir(vol), fmt.Sprintf("%08x", id))
+	}
+	return path.Join(snapDir(vol), fmt.Sprintf("%08x.%d", id, gen))
+}
+
+// parseSnapObject parses a name in VOL/snap/: ok is false for temporaries
+// and foreign names.
+func parseSnapObject(n string) (g snapGen, ok bool) {
+	hex, rest, hasGen := strings.Cut(n, ".")
+	id, err := strconv.ParseUint(hex, 16, 32)
+	if err != nil || len(hex) != 8 {
+		return g, false
+	}
+	g.id = uint32(id)
+	if hasGen {
+		gen, err := strconv.ParseUint(rest, 10, 32)
+		if err != nil || gen == 0 || strconv.FormatUint(gen, 10) != rest {
+			return g, false
+		}
+		g.gen = uint32(gen)
+	}
+	return g, true
+}
+
+// latestSnapObject names the newest generation of snapshot id's map object
+// (what a clone starts from: a snapshot with clones is never moved again).
+func latestSnapObject(st objstore.Store, vol string, id uint32) (string, error) {
+	names, err := st.List(snapDir(vol))
+	if err != nil {
+		return "", err
+	}
+	best, found := uint32(0), false
+	for _, n := range names {
+		if g, ok := parseSnapObject(n); ok && g.id == id && (!found || g.gen > best) {
+			best, found = g.gen, true
+		}
+	}
+	if !found {
+		return "", fmt.Errorf("%w: %s", objstore.ErrNotExist, snapObject(vol, id, 0))
+	}
+	return snapObject(vol, id, best), nil
 }
 
 // Meta record payload (part of the format, never change; docs/format.md):
@@ -173,8 +245,11 @@ func metaRecord(o metaOp) []byte {
 //	 4  4  next id
 //	 8  4  count N
 //	12     N entries: id u32, parent u32, created i64, position seq u64,
-//	       position offset u64, name length u16, name
+//	       position offset u64, [v2: generation u32,] name length u16, name
+//	       [v2: last rollback position seq u64, offset u64]
 //	       CRC-32C of the section
+//
+// encode writes checkpoint version 2.
 func (t *snapTable) encode() []byte {
 	b := make([]byte, 12)
 	binary.LittleEndian.PutUint32(b[0:], t.head)
@@ -186,13 +261,17 @@ func (t *snapTable) encode() []byte {
 		b = binary.LittleEndian.AppendUint64(b, uint64(s.created.UnixNano()))
 		b = binary.LittleEndian.AppendUint64(b, s.pos.seq)
 		b = binary.LittleEndian.AppendUint64(b, uint64(s.pos.off))
+		b = binary.LittleEndian.AppendUint32(b, s.gen)
 		b = binary.LittleEndian.AppendUint16(b, uint16(len(s.name)))
 		b = append(b, s.name...)
 	}
+	b = binary.LittleEndian.AppendUint64(b, t.rollback.seq)
+	b = binary.LittleEndian.AppendUint64(b, uint64(t.rollback.off))
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
-func decodeSnapTable(b []byte) (*snapTable, error) {
+// decodeSnapTable decodes the table of a checkpoint of version ver.
+func decodeSnapTable(b []byte, ver uint16) (*snapTable, error) {
 	if len(b) < 16 {
 		return nil, fmt.Errorf("snapshot table of %d bytes is too short", len(b))
 	}
@@ -203,9 +282,25 @@ func decodeSnapTable(b []byte) (*snapTable, error) {
 	t := &snapTable{head: binary.LittleEndian.Uint32(body[0:]), next: binary.LittleEndian.Uint32(body[4:])}
 	n := int(binary.LittleEndian.Uint32(body[8:]))
 	rest := body[12:]
-	for i := 0; i < n; i++ {
-		if len(rest) < 34 {
+	if ver >= 2 {
+		if len(rest) < 16 {
 			return nil, fmt.Errorf("snapshot table cut short")
+		}
+		tail := rest[len(rest)-16:]
+		t.rollback = logPos{binary.LittleEndian.Uint64(tail), int64(binary.LittleEndian.Uint64(tail[8:]))}
+		rest = rest[:len(rest)-16]
+	}
+	for i := 0; i < n; i++ {
+		fixed := 34 // through the name length
+		if ver >= 2 {
+			fixed = 38
+		}
+		if len(rest) < fixed {
+			return nil, fmt.Errorf("snapshot table cut short")
+		}
+		var gen uint32
+		if ver >= 2 {
+			gen = binary.LittleEndian.Uint32(rest[32:])
 		}
 		s := &snapshot{
 			id:      binary.LittleEndian.Uint32(rest[0:]),
@@ -213,13 +308,15 @@ func decodeSnapTable(b []byte) (*snapTable, error) {
 			created: time.Unix(0, int64(binary.LittleEndian.Uint64(rest[8:]))).UTC(),
 			pos:     logPos{binary.LittleEndian.Uint64(rest[16:]), int64(binary.LittleEndian.Uint64(rest[24:]))},
 			durable: true,
+			gen:     gen,
+			nextGen: gen + 1,
 		}
-		k := int(binary.LittleEndian.Uint16(rest[32:]))
-		if len(rest) < 34+k {
+		k := int(binary.LittleEndian.Uint16(rest[fixed-2:]))
+		if len(rest) < fixed+k {
 			return nil, fmt.Errorf("snapshot table cut short")
 		}
-		s.name = string(rest[34 : 34+k])
-		rest = rest[34+k:]
+		s.name = string(rest[fixed : fixed+k])
+		rest = rest[fixed+k:]
 		if ValidateName(s.name) != nil || s.id == 0 || s.id >= t.next || t.byID(s.id) != nil {
 			return nil, fmt.Errorf("snapshot table entry %d is invalid", i)
 		}

@@ -60,6 +60,7 @@ type Volume struct {
 		sync.RWMutex
 		m      *extentMap
 		snaps  *snapTable
+		books  *books
 		closed bool
 	}
 	// snapMu serializes snapshot operations (check, append, apply).
@@ -68,7 +69,8 @@ type Volume struct {
 	// ckptMu serializes checkpoints; it guards lastCkpt and prevCkptSnaps.
 	ckptMu        sync.Mutex
 	lastCkpt      logPos
-	lastCkptSnaps map[uint32]bool // snapshot ids in the newest checkpoint
+	lastCkptSnaps map[snapGen]bool // snapshot map objects the newest checkpoint names
+	ckptCount     int              // checkpoints written since open
 	ckptAt        int64           // log bytes written when the last checkpoint started
 	ckptKick      chan struct{}
 	snapKick      chan struct{} // a snapshot waits to be materialized
@@ -148,8 +150,8 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 		v.releaseOwner()
 		return nil, err
 	}
-	v.mu.m, v.mu.snaps = r.m, r.snaps
-	v.lastCkpt, v.lastCkptSnaps = r.ckpt, r.snaps.ids()
+	v.mu.m, v.mu.snaps, v.mu.books = r.m, r.snaps, r.books
+	v.lastCkpt, v.lastCkptSnaps = r.ckpt, r.ckptSnaps
 	v.stats = recoveryStats{records: r.records, replayed: r.replayed}
 	attempts := newAttemptMap()
 	for seq, a := range r.attempts {

@@ -10,8 +10,11 @@ import (
 const (
 	// Magic starts every record: "HLR1" little-endian.
 	Magic uint32 = 0x31524c48
-	// Version is the record format version this binary writes and reads.
-	Version = 1
+	// Version is the newest record format version this binary reads.
+	// Records are written with version 1, except copy records (version 2),
+	// so binaries that predate the cleaner refuse a cleaned log as newer
+	// rather than misread it.
+	Version = 2
 	// HeaderSize is the size of a record header.
 	HeaderSize = 32
 	// MaxDataLen bounds the logical length of a data record.
@@ -33,6 +36,12 @@ const (
 	// TypeMeta carries a volume metadata operation (snapshot create and
 	// delete, rollback); the payload format belongs to package lfs.
 	TypeMeta Type = 4
+	// TypeCopy holds live data the cleaner copied forward out of an old
+	// segment. It is laid out like TypeData, but replay never applies it to
+	// the map by address: it becomes reachable only through a checkpoint or
+	// snapshot map written after the copy (a later write to the same
+	// address must win, whatever the log order).
+	TypeCopy Type = 5
 )
 
 // MaxMetaLen bounds the payload of a meta record.
@@ -63,7 +72,10 @@ func Append(dst []byte, h Header, payload []byte) []byte {
 	dst = append(dst, make([]byte, HeaderSize)...)
 	hdr := dst[start:]
 	binary.LittleEndian.PutUint32(hdr[0:], Magic)
-	hdr[4] = Version
+	hdr[4] = 1
+	if h.Type == TypeCopy {
+		hdr[4] = 2
+	}
 	hdr[5] = byte(h.Type)
 	hdr[6] = h.Flags
 	binary.LittleEndian.PutUint64(hdr[8:], h.Addr)
@@ -114,7 +126,7 @@ func (h Header) validate() error {
 		if h.PayloadLen != SegmentHeaderPayloadLen || h.LogicalLen != 0 || h.Flags != 0 {
 			return bad("segment header lengths")
 		}
-	case TypeData:
+	case TypeData, TypeCopy:
 		if h.LogicalLen == 0 || h.LogicalLen > MaxDataLen || h.PayloadLen > MaxPayloadLen {
 			return bad("data lengths")
 		}
