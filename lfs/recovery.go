@@ -23,14 +23,14 @@ type volMeta struct {
 
 // replayed is the state rebuilt from the store.
 type replayed struct {
-	m       *extentMap
-	snaps   *snapTable
-	books   *books
-	ckpt    logPos   // checkpoint the replay started from ((0,0): none)
+	m     *extentMap
+	snaps *snapTable
+	books *books
+	ckpt  logPos // checkpoint the replay started from ((0,0): none)
 	// ckptSnaps are the snapshot map objects the checkpoint names.
 	ckptSnaps map[snapGen]bool
-	end     logPos   // after the last valid record
-	discard []uint64 // segments after the end of the log, to remove before writing
+	end       logPos   // after the last valid record
+	discard   []uint64 // segments after the end of the log, to remove before writing
 	// attempts is the attempt chosen for each replayed segment;
 	// discardObjects are the attempts that lost, to remove before writing.
 	attempts       map[uint64]int

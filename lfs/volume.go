@@ -71,7 +71,7 @@ type Volume struct {
 	lastCkpt      logPos
 	lastCkptSnaps map[snapGen]bool // snapshot map objects the newest checkpoint names
 	ckptCount     int              // checkpoints written since open
-	ckptAt        int64           // log bytes written when the last checkpoint started
+	ckptAt        int64            // log bytes written when the last checkpoint started
 	ckptKick      chan struct{}
 	snapKick      chan struct{} // a snapshot waits to be materialized
 	ckptDone      chan struct{}
