@@ -116,3 +116,14 @@ func (s *segmentReaders) close() {
 		delete(s.open, k)
 	}
 }
+
+// forget closes and drops the cached reader of segment k (deleted by the
+// cleaner).
+func (s *segmentReaders) forget(k segKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.open[k]; ok {
+		_ = r.Close()
+		delete(s.open, k)
+	}
+}

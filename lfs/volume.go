@@ -78,6 +78,11 @@ type Volume struct {
 	ckptWG        sync.WaitGroup
 
 	stats recoveryStats
+
+	// gcMu serializes cleaning; it guards gc. Lock order: gcMu before
+	// snapMu.
+	gcMu sync.Mutex
+	gc   cleanerState
 }
 
 type recoveryStats struct {

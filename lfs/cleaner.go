@@ -1,0 +1,696 @@
+package lfs
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/hlfs/hlfs/internal/objstore"
+	"github.com/hlfs/hlfs/segment"
+)
+
+// The cleaner (docs/design.md §3) frees the space of old segments: it
+// copies the bytes some map still names into copy records at the log's
+// end, points every map that named them (the live map and every snapshot's)
+// at the copies, and deletes an old segment only after two checkpoints
+// written after that, so both checkpoints recovery may start from, and the
+// snapshot map generations they name, know only the copies. Copy records
+// are never replayed by address, so a crash before those checkpoints leaves
+// the old segment named and in place, and the copies as garbage.
+//
+// Segments at or after the oldest kept checkpoint are never cleaned (replay
+// reads them), nor are segments a snapshot with clones names: the clones'
+// maps point into them and this process cannot rewrite those.
+
+// GCOptions tune a cleaning run.
+type GCOptions struct {
+	// Rate bounds the bytes copied per second; 0 means no bound.
+	Rate int64
+	// MaxCopy bounds the live bytes one pass copies; 0 means no bound.
+	MaxCopy int64
+	// MaxUtilization: segments whose share of live bytes is higher are
+	// left alone (copying them frees little). 0 means 0.95.
+	MaxUtilization float64
+	// Progress, when not nil, is told the bytes copied so far and the
+	// bytes the run plans to copy.
+	Progress func(done, total int64)
+}
+
+// GCStats describe what cleaning did.
+type GCStats struct {
+	Passes          int   `json:"passes"`
+	SegmentsCleaned int   `json:"segments_cleaned"` // segments whose live bytes were copied
+	SegmentsDeleted int   `json:"segments_deleted"`
+	BytesCopied     int64 `json:"bytes_copied"`
+	BytesDeleted    int64 `json:"bytes_deleted"` // sizes of the deleted segment objects
+	// SegmentsKept are segments a clone made during cleaning may name;
+	// they stay until the snapshot it was made from is gone.
+	SegmentsKept int `json:"segments_kept,omitempty"`
+}
+
+func (s *GCStats) add(o GCStats) {
+	s.Passes += o.Passes
+	s.SegmentsCleaned += o.SegmentsCleaned
+	s.SegmentsDeleted += o.SegmentsDeleted
+	s.BytesCopied += o.BytesCopied
+	s.BytesDeleted += o.BytesDeleted
+	s.SegmentsKept += o.SegmentsKept
+}
+
+// cleanerState is owned by whoever holds gcMu.
+type cleanerState struct {
+	sizes   map[uint64]int64 // sizes of closed segment objects (they never change)
+	pending map[uint64]pendingDelete
+}
+
+// pendingDelete is a segment no map names any more, waiting for two
+// checkpoints written after that before it may go.
+type pendingDelete struct {
+	readyAt int      // ckptCount at which it may be deleted
+	snaps   []uint32 // snapshots that named it before it was copied
+}
+
+// GC cleans the volume now: every segment whose share of live bytes is at
+// most opts.MaxUtilization is copied forward and deleted, and segments
+// nothing names are deleted, before it returns.
+func (v *Volume) GC(opts GCOptions) (GCStats, error) {
+	if err := v.checkOpen(true); err != nil {
+		return GCStats{}, err
+	}
+	v.gcMu.Lock()
+	defer v.gcMu.Unlock()
+	var total GCStats
+	// Two checkpoints first: recovery then starts near the log's end, and
+	// every older segment may be cleaned.
+	if err := v.forceCheckpoints(); err != nil {
+		return total, err
+	}
+	st, err := v.cleanPass(opts, nil)
+	total.add(st)
+	if err != nil {
+		return total, err
+	}
+	// Two checkpoints make everything copied or freed so far deletable.
+	if err := v.forceCheckpoints(); err != nil {
+		return total, err
+	}
+	st, err = v.deleteReady()
+	total.add(st)
+	return total, err
+}
+
+// forceCheckpoints writes two checkpoints, even when nothing was written.
+func (v *Volume) forceCheckpoints() error {
+	for i := 0; i < 2; i++ {
+		v.ckptMu.Lock()
+		err := v.checkpointLocked(true)
+		v.ckptMu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// passPlan is what one pass decided after counting.
+type passPlan struct {
+	victims []uint64            // segments to copy, oldest first
+	ranges  map[uint64][]recRange // live ranges of each victim
+	named   map[uint64][]uint32 // snapshots naming each victim or free segment
+	copy    int64               // live bytes to copy
+}
+
+// cleanPass recounts the books, queues segments nothing names for
+// deletion, copies the chosen victims forward and writes a checkpoint.
+// stop, when closed, ends the pass early (between batches).
+func (v *Volume) cleanPass(opts GCOptions, stop <-chan struct{}) (GCStats, error) {
+	var stats GCStats
+	if v.gc.sizes == nil {
+		v.gc.sizes, v.gc.pending = make(map[uint64]int64), make(map[uint64]pendingDelete)
+	}
+	live, snapMaps, err := v.recount()
+	if err != nil {
+		return stats, err
+	}
+	if stats, err = v.deleteReady(); err != nil {
+		return stats, err
+	}
+	plan, err := v.planPass(opts, live, snapMaps)
+	if err != nil || len(plan.victims) == 0 {
+		return stats, err
+	}
+	stats.Passes = 1
+	var done int64
+	for _, seq := range plan.victims {
+		n, err := v.copyForward(seq, plan.ranges[seq], snapMaps, opts, stop, func(k int64) {
+			done += k
+			if opts.Progress != nil {
+				opts.Progress(done, plan.copy)
+			}
+		})
+		stats.BytesCopied += n
+		if err != nil {
+			return stats, err
+		}
+		stats.SegmentsCleaned++
+		v.gc.pending[seq] = pendingDelete{readyAt: v.ckptCountNow() + 2, snaps: plan.named[seq]}
+		if isClosed(stop) {
+			break
+		}
+	}
+	// The copies become what recovery finds once a checkpoint names them.
+	return stats, v.checkpoint()
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+func (v *Volume) ckptCountNow() int {
+	v.ckptMu.Lock()
+	defer v.ckptMu.Unlock()
+	return v.ckptCount
+}
+
+// recount counts the books from scratch over the live map and every
+// snapshot's map, and installs the result. It returns the counts and the
+// snapshot maps it used (by id).
+func (v *Volume) recount() (map[uint64]int64, map[uint32]*extentMap, error) {
+	// A cut in log order: appends change the map under lw.mu.
+	if v.lw != nil {
+		v.lw.mu.Lock()
+	}
+	v.mu.Lock()
+	live := v.mu.m.clone()
+	t := v.mu.snaps.copyWithMaps()
+	v.mu.books.startRecount()
+	v.mu.Unlock()
+	if v.lw != nil {
+		v.lw.mu.Unlock()
+	}
+	maps, err := v.loadSnapshotMaps(t)
+	if err != nil {
+		v.mu.Lock()
+		v.mu.books.recount = nil
+		v.mu.Unlock()
+		return nil, nil, err
+	}
+	all := make([]*extentMap, 0, len(maps))
+	for _, m := range maps {
+		all = append(all, m)
+	}
+	counts := countLive(v.lin.branch, live, all)
+	v.mu.Lock()
+	v.mu.books.finishRecount(counts)
+	counts = v.mu.books.copyCounts()
+	v.mu.Unlock()
+	return counts, maps, nil
+}
+
+// loadSnapshotMaps returns the map of every snapshot of t by id.
+func (v *Volume) loadSnapshotMaps(t *snapTable) (map[uint32]*extentMap, error) {
+	out := make(map[uint32]*extentMap, len(t.list))
+	for _, s := range t.list {
+		m := s.m
+		if m == nil {
+			var err error
+			if m, err = loadSnapMap(v.st, v.name, v.sb.uid, s.id, s.gen); err != nil {
+				return nil, fmt.Errorf("lfs: load snapshot %s@%s: %w", v.name, s.name, err)
+			}
+		}
+		out[s.id] = m
+	}
+	return out, nil
+}
+
+// planPass picks the segments to delete and to copy.
+func (v *Volume) planPass(opts GCOptions, live map[uint64]int64, snapMaps map[uint32]*extentMap) (passPlan, error) {
+	plan := passPlan{ranges: map[uint64][]recRange{}, named: map[uint64][]uint32{}}
+	limit, err := v.cleanLimit()
+	if err != nil || limit <= 1 {
+		return plan, err
+	}
+	keep, err := v.keptSegments()
+	if err != nil {
+		return plan, err
+	}
+	pinnedSnaps, err := v.snapshotsWithClones()
+	if err != nil {
+		return plan, err
+	}
+	// Which snapshots name which segments: clone pins, and the re-check
+	// before deleting.
+	namedBy := make(map[uint64][]uint32)
+	pinned := make(map[uint64]bool)
+	for id, m := range snapMaps {
+		seen := map[uint64]bool{}
+		m.ascend(func(e extent) bool {
+			if e.branch == v.lin.branch && !seen[uint64(e.seq)] {
+				seen[uint64(e.seq)] = true
+				namedBy[uint64(e.seq)] = append(namedBy[uint64(e.seq)], id)
+				if pinnedSnaps[id] {
+					pinned[uint64(e.seq)] = true
+				}
+			}
+			return true
+		})
+	}
+	seqs, err := listSegments(v.st, v.name)
+	if err != nil {
+		return plan, err
+	}
+	maxU := opts.MaxUtilization
+	if maxU == 0 {
+		maxU = 0.95
+	}
+	type candidate struct {
+		seq   uint64
+		score float64
+	}
+	var cands []candidate
+	last := limit
+	for _, seq := range seqs {
+		if seq >= limit || keep[seq] || pinned[seq] {
+			continue
+		}
+		if _, ok := v.gc.pending[seq]; ok {
+			continue
+		}
+		n := live[seq]
+		if n == 0 {
+			v.gc.pending[seq] = pendingDelete{readyAt: v.ckptCountNow() + 2, snaps: namedBy[seq]}
+			continue
+		}
+		size, err := v.segmentSize(seq)
+		if err != nil {
+			return plan, err
+		}
+		u := float64(n) / float64(max(size, 1))
+		if u > maxU {
+			continue
+		}
+		// Rosenblum and Ousterhout's cost-benefit: free space gained
+		// times its age, per byte read and written. Age is in segments.
+		age := float64(last - seq)
+		cands = append(cands, candidate{seq, (1 - u) * age / (1 + u)})
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].score > cands[j].score })
+	for _, c := range cands {
+		if opts.MaxCopy > 0 && plan.copy > 0 && plan.copy+live[c.seq] > opts.MaxCopy {
+			break
+		}
+		plan.victims = append(plan.victims, c.seq)
+		plan.copy += live[c.seq]
+	}
+	slices.Sort(plan.victims)
+	if len(plan.victims) == 0 {
+		return plan, nil
+	}
+	set := make(map[uint64]bool, len(plan.victims))
+	for _, seq := range plan.victims {
+		set[seq] = true
+		plan.named[seq] = namedBy[seq]
+	}
+	v.mu.RLock()
+	maps := []*extentMap{v.mu.m.clone()}
+	v.mu.RUnlock()
+	for _, m := range snapMaps {
+		maps = append(maps, m)
+	}
+	for _, r := range rangesIn(v.lin.branch, maps, set) {
+		plan.ranges[uint64(r.seq)] = append(plan.ranges[uint64(r.seq)], r)
+	}
+	return plan, nil
+}
+
+// cleanLimit is the first segment the cleaner must not touch: recovery
+// replays from the oldest checkpoint kept on, so that segment and every
+// later one stay. 0 means no checkpoint exists yet.
+func (v *Volume) cleanLimit() (uint64, error) {
+	ps, err := listCheckpoints(v.st, v.name)
+	if err != nil || len(ps) == 0 {
+		return 0, err
+	}
+	return ps[len(ps)-1].seq, nil
+}
+
+func (v *Volume) segmentSize(seq uint64) (int64, error) {
+	if n, ok := v.gc.sizes[seq]; ok {
+		return n, nil
+	}
+	r, err := v.st.Open(v.lw.attempts.name(v.name, seq))
+	if err != nil {
+		return 0, err
+	}
+	n := r.Size()
+	_ = r.Close()
+	v.gc.sizes[seq] = n
+	return n, nil
+}
+
+// snapshotsWithClones returns the snapshots a clone registration names,
+// including registrations of clones being made (no superblock yet) and
+// ones a crash left: a clone's map may point into what they name.
+func (v *Volume) snapshotsWithClones() (map[uint32]bool, error) {
+	names, err := v.st.List(clonesDir(v.name))
+	if err != nil {
+		return nil, err
+	}
+	out := map[uint32]bool{}
+	if len(names) == 0 {
+		return out, nil
+	}
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	for _, n := range names {
+		b, err := readObject(v.st, path.Join(clonesDir(v.name), n))
+		if errors.Is(err, objstore.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if s := v.mu.snaps.byName(string(b)); s != nil {
+			out[s.id] = true
+		}
+	}
+	return out, nil
+}
+
+func gcDir(vol string) string { return path.Join(vol, "gc") }
+func keepName(vol string, seq uint64) string {
+	return path.Join(gcDir(vol), fmt.Sprintf("keep-%016x", seq))
+}
+
+// keptSegments returns the segments a keep object holds, and removes keep
+// objects whose snapshots are all gone.
+func (v *Volume) keptSegments() (map[uint64]bool, error) {
+	names, err := v.st.List(gcDir(v.name))
+	if err != nil {
+		return nil, err
+	}
+	out := map[uint64]bool{}
+	for _, n := range names {
+		hex, ok := strings.CutPrefix(n, "keep-")
+		seq, err := strconv.ParseUint(hex, 16, 64)
+		if !ok || err != nil || len(hex) != 16 {
+			continue
+		}
+		b, err := readObject(v.st, path.Join(gcDir(v.name), n))
+		if err != nil {
+			return nil, err
+		}
+		held := false
+		v.mu.RLock()
+		for i := 0; i+4 <= len(b); i += 4 {
+			held = held || v.mu.snaps.byID(binary.LittleEndian.Uint32(b[i:])) != nil
+		}
+		v.mu.RUnlock()
+		if held {
+			out[seq] = true
+		} else {
+			_ = v.st.Remove(path.Join(gcDir(v.name), n))
+		}
+	}
+	return out, nil
+}
+
+// copyBatch bounds the copy records appended under the cleaner's locks at
+// once, so snapshots and checkpoints wait little.
+const copyBatch = 1 << 20
+
+// copyForward copies the live ranges of segment seq into copy records and
+// points every map at them. It returns the bytes copied.
+//
+// maps caches the snapshot maps by id as this pass last left them.
+func (v *Volume) copyForward(seq uint64, ranges []recRange, maps map[uint32]*extentMap, opts GCOptions, stop <-chan struct{}, progress func(int64)) (int64, error) {
+	k := segKey{branch: v.lin.branch, seq: seq}
+	buf, err := readObject(v.st, v.readers.name(k))
+	if err != nil {
+		return 0, fmt.Errorf("lfs: clean segment %s: %w", v.readers.name(k), err)
+	}
+	var copied int64
+	start := time.Now()
+	b := &recordBatch{}
+	var olds []recRange
+	flush := func() error {
+		if len(b.lens) == 0 {
+			return nil
+		}
+		err := v.applyCopies(seq, b, olds, maps)
+		n := int64(0)
+		for _, h := range b.hdrs {
+			n += int64(h.LogicalLen)
+		}
+		copied += n
+		progress(n)
+		b.reset()
+		olds = olds[:0]
+		if err == nil && opts.Rate > 0 {
+			// Stay under the rate: foreground I/O shares the log and the store.
+			if want := time.Duration(float64(copied) / float64(opts.Rate) * float64(time.Second)); want > time.Since(start) {
+				select {
+				case <-time.After(want - time.Since(start)):
+				case <-stop:
+				}
+			}
+		}
+		return err
+	}
+	for _, r := range ranges {
+		recOff := int(r.payOff) - segment.HeaderSize
+		if recOff < 0 || recOff >= len(buf) {
+			return copied, corruptf(v.readers.name(k), int64(recOff), "a map names a record beyond the segment's end")
+		}
+		h, payload, err := segment.Decode(buf[recOff:])
+		if err == nil && (h.Type != r.ext.recordType() || int64(h.Addr) != r.base || r.hi > h.LogicalLen) {
+			err = fmt.Errorf("record %+v does not hold the bytes a map names", h)
+		}
+		if err != nil {
+			return copied, corruptf(v.readers.name(k), int64(recOff), "%v", err)
+		}
+		data := payload
+		if h.Flags&segment.FlagSnappy != 0 {
+			if data, err = snappy.Decode(nil, payload); err != nil || len(data) != int(h.LogicalLen) {
+				return copied, corruptf(v.readers.name(k), int64(recOff), "snappy payload does not decode to %d bytes", h.LogicalLen)
+			}
+		}
+		ch := segment.Header{Type: segment.TypeCopy, Addr: uint64(r.base) + uint64(r.lo), LogicalLen: r.hi - r.lo}
+		out := data[r.lo:r.hi]
+		if r.lo == 0 && r.hi == h.LogicalLen {
+			ch.Flags, out = h.Flags, payload // the whole record: its payload as it is
+		} else if v.sb.compress {
+			if c := snappy.Encode(nil, out); len(c) <= len(out)-len(out)/8 {
+				ch.Flags, out = segment.FlagSnappy, c
+			}
+		}
+		b.add(ch, out)
+		olds = append(olds, r)
+		if len(b.buf) >= copyBatch {
+			if err := flush(); err != nil {
+				return copied, err
+			}
+		}
+	}
+	return copied, flush()
+}
+
+// applyCopies appends a batch of copy records of segment seq (olds[i] is
+// what record i copies) and points the live map and every snapshot's map
+// at them. No snapshot operation or checkpoint runs meanwhile. cache holds
+// snapshot maps by id as the pass last left them; it is updated.
+func (v *Volume) applyCopies(seq uint64, b *recordBatch, olds []recRange, cache map[uint32]*extentMap) error {
+	v.snapMu.Lock()
+	defer v.snapMu.Unlock()
+	v.ckptMu.Lock()
+	defer v.ckptMu.Unlock()
+	// Every snapshot's map, copied on write: readers and the map objects
+	// being written keep the maps they hold.
+	v.mu.RLock()
+	t := v.mu.snaps.copyWithMaps()
+	v.mu.RUnlock()
+	for _, s := range t.list {
+		if s.m == nil && cache[s.id] != nil {
+			s.m = cache[s.id] // a map object the pass has read, or written
+		}
+	}
+	maps, err := v.loadSnapshotMaps(t)
+	if err != nil {
+		return err
+	}
+	work := make(map[uint32]*extentMap, len(maps))
+	for id, m := range maps {
+		work[id] = m.clone()
+		cache[id] = m
+	}
+	changed := map[uint32]bool{}
+	_, err = v.lw.append(b.buf, b.lens, func(i int, p placed) {
+		h, r := b.hdrs[i], olds[i]
+		to := extent{seq: uint32(p.seq), payOff: uint32(p.recOff + segment.HeaderSize), payLen: h.PayloadLen,
+			flags: h.Flags | flagCopy, branch: v.lin.branch}
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		moved := v.mu.m.redirect(r.ext, r.base, r.lo, r.hi, to, nil)
+		for id, m := range work {
+			before := len(moved)
+			if moved = m.redirect(r.ext, r.base, r.lo, r.hi, to, moved); len(moved) > before {
+				changed[id] = true
+			}
+		}
+		n := unionLen(moved)
+		v.mu.books.add(seq, -n)
+		v.mu.books.add(p.seq, n)
+	})
+	if err != nil {
+		return err
+	}
+	// The changed snapshot maps wait in memory for their next generation,
+	// written before the next checkpoint.
+	v.mu.Lock()
+	for id := range changed {
+		if s := v.mu.snaps.byID(id); s != nil {
+			s.m, s.durable = work[id], false
+		}
+		cache[id] = work[id]
+	}
+	v.mu.Unlock()
+	return nil
+}
+
+// unionLen is the number of bytes the spans cover together.
+func unionLen(spans []span) int64 {
+	sort.Slice(spans, func(i, j int) bool { return spans[i].lo < spans[j].lo })
+	var n int64
+	reach := int64(-1) << 62
+	for _, s := range spans {
+		lo := max(s.lo, reach)
+		if s.hi > lo {
+			n += s.hi - lo
+			reach = s.hi
+		}
+	}
+	return n
+}
+
+// deleteReady deletes the pending segments that two checkpoints have passed,
+// unless a clone was made meanwhile from a snapshot that named them.
+func (v *Volume) deleteReady() (GCStats, error) {
+	var stats GCStats
+	count := v.ckptCountNow()
+	var ready []uint64
+	for seq, p := range v.gc.pending {
+		if p.readyAt <= count {
+			ready = append(ready, seq)
+		}
+	}
+	if len(ready) == 0 {
+		return stats, nil
+	}
+	slices.Sort(ready)
+	pinned, err := v.snapshotsWithClones()
+	if err != nil {
+		return stats, err
+	}
+	_, attempts, err := segmentAttempts(v.st, v.name)
+	if err != nil {
+		return stats, err
+	}
+	for _, seq := range ready {
+		p := v.gc.pending[seq]
+		var holders []uint32
+		for _, id := range p.snaps {
+			if pinned[id] {
+				holders = append(holders, id)
+			}
+		}
+		if len(holders) > 0 {
+			// A clone made while this segment was being copied may have
+			// loaded the snapshot map that named it.
+			var b []byte
+			for _, id := range holders {
+				b = binary.LittleEndian.AppendUint32(b, id)
+			}
+			if err := writeObject(v.st, keepName(v.name, seq), b); err != nil && !errors.Is(err, objstore.ErrExist) {
+				return stats, err
+			}
+			delete(v.gc.pending, seq)
+			stats.SegmentsKept++
+			continue
+		}
+		size, err := v.segmentSize(seq)
+		if err != nil && !errors.Is(err, objstore.ErrNotExist) {
+			return stats, err
+		}
+		v.readers.forget(segKey{branch: v.lin.branch, seq: seq})
+		for _, a := range attempts[seq] {
+			if err := v.st.Remove(segObjName(v.name, seq, a)); err != nil && !errors.Is(err, objstore.ErrNotExist) {
+				return stats, fmt.Errorf("lfs: delete cleaned segment %s: %w", segObjName(v.name, seq, a), err)
+			}
+		}
+		delete(v.gc.pending, seq)
+		delete(v.gc.sizes, seq)
+		stats.SegmentsDeleted++
+		stats.BytesDeleted += size
+	}
+	return stats, nil
+}
+
+// verifyBooks recounts the books from every map and compares them with the
+// volume's, when those claim to be exact. Fsck and tests call it.
+func (v *Volume) verifyBooks() error {
+	v.mu.RLock()
+	exact, have := v.mu.books.exact, v.mu.books.copyCounts()
+	live := v.mu.m.clone()
+	t := v.mu.snaps.copyWithMaps()
+	v.mu.RUnlock()
+	if !exact {
+		return nil
+	}
+	maps, err := v.loadSnapshotMaps(t)
+	if err != nil {
+		return err
+	}
+	all := make([]*extentMap, 0, len(maps))
+	for _, m := range maps {
+		all = append(all, m)
+	}
+	if d := diffCounts(have, countLive(v.lin.branch, live, all)); d != "" {
+		return fmt.Errorf("%w: space books of %s differ from a recount: %s", ErrCorrupt, v.name, d)
+	}
+	return nil
+}
+
+// diffCounts describes the first difference between two books, "" when
+// equal.
+func diffCounts(have, want map[uint64]int64) string {
+	seqs := map[uint64]bool{}
+	for s := range have {
+		seqs[s] = true
+	}
+	for s := range want {
+		seqs[s] = true
+	}
+	sorted := make([]uint64, 0, len(seqs))
+	for s := range seqs {
+		sorted = append(sorted, s)
+	}
+	slices.Sort(sorted)
+	for _, s := range sorted {
+		if have[s] != want[s] {
+			return fmt.Sprintf("segment %d: %d live bytes booked, %d counted", s, have[s], want[s])
+		}
+	}
+	return ""
+}
