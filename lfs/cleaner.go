@@ -121,10 +121,10 @@ func (v *Volume) forceCheckpoints() error {
 
 // passPlan is what one pass decided after counting.
 type passPlan struct {
-	victims []uint64            // segments to copy, oldest first
+	victims []uint64              // segments to copy, oldest first
 	ranges  map[uint64][]recRange // live ranges of each victim
-	named   map[uint64][]uint32 // snapshots naming each victim or free segment
-	copy    int64               // live bytes to copy
+	named   map[uint64][]uint32   // snapshots naming each victim or free segment
+	copy    int64                 // live bytes to copy
 }
 
 // cleanPass recounts the books, queues segments nothing names for
