@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/hlfs/hlfs/internal/cliutil"
+
+	"github.com/hlfs/hlfs/lfs"
 )
 
 func main() {
@@ -56,6 +58,8 @@ type cli struct {
 	// journalDir and lease are serve's --journal and --lease flags.
 	journalDir string
 	lease      time.Duration
+	// cleaner is serve's background cleaner configuration; nil: --no-gc.
+	cleaner *lfs.CleanerOptions
 }
 
 func newCLI(ctx context.Context, stdout, stderr io.Writer, getenv func(string) string) *cli {

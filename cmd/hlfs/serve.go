@@ -57,7 +57,28 @@ anything when a volume or snapshot cannot be opened.`,
 		adminSocket := fs.String("admin-socket", "", "admin socket `PATH` (default $XDG_RUNTIME_DIR/hlfs-PID.sock); \"none\" for none")
 		lease := fs.Duration("lease", lfs.DefaultLease, "owner lease `DURATION`: renewed every third of it; another host may take a volume over once a lease ran out")
 		journalDir := fs.String("journal", "", "keep new log segments in the local write-back journal `DIR` and ship them to the store in the background (see README: durability)")
+		noGC := fs.Bool("no-gc", false, "do not clean volumes in the background (\"hlfs gc\" still works through the admin socket)")
+		gcRate := fs.String("gc-rate", "32M", "bound the background cleaner's copying to `SIZE` bytes per second; 0 for no bound")
+		gcTrigger := fs.Float64("gc-trigger", 0.25, "start cleaning when this `FRACTION` of the cleanable segment bytes is garbage")
+		gcInterval := fs.Duration("gc-interval", time.Second, "check for garbage every `DURATION`")
+		gcMaxUtil := fs.Float64("gc-max-utilization", 0.8, "leave segments alone whose live share is above `FRACTION`")
 		return func(c *cli, args []string) error {
+			if !*noGC {
+				rate, err := cliutil.ParseSize(*gcRate)
+				if err != nil {
+					return usageError("serve", "--gc-rate %q: %v", *gcRate, err)
+				}
+				if rate == 0 {
+					rate = -1 // no bound
+				}
+				if *gcTrigger <= 0 || *gcTrigger >= 1 || *gcMaxUtil <= 0 || *gcMaxUtil >= 1 {
+					return usageError("serve", "--gc-trigger and --gc-max-utilization take a fraction between 0 and 1")
+				}
+				if *gcInterval < 10*time.Millisecond {
+					return usageError("serve", "--gc-interval %s: want at least 10ms", *gcInterval)
+				}
+				c.cleaner = &lfs.CleanerOptions{Interval: *gcInterval, Trigger: *gcTrigger, Rate: rate, MaxUtilization: *gcMaxUtil}
+			}
 			if *listen == "" && *socket == "" {
 				return usageError("serve", "nothing to listen on: --listen is empty and --socket not given")
 			}
@@ -190,6 +211,9 @@ func (c *cli) serve(listen, socket, adminSocket string, args []string) (err erro
 			return fmt.Errorf("cannot serve %s: %s", name, cliutil.Message(c.volumeError(name, err)))
 		}
 		cat.add(v, all || sa.exported[name])
+		if c.cleaner != nil {
+			v.StartCleaner(*c.cleaner)
+		}
 	}
 	for _, name := range sa.named {
 		if vol, snap, err := lfs.ParseSnapshotRef(name); err == nil {
