@@ -1,10 +1,12 @@
 package lfs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"sort"
 
 	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/hlfs/hlfs/segment"
@@ -12,21 +14,29 @@ import (
 
 // FsckReport is what Fsck found.
 type FsckReport struct {
-	Segments     int      `json:"segments"`
-	Records      int      `json:"records"`
-	Extents      int      `json:"extents"`
-	MappedBytes  int64    `json:"mapped_bytes"`
-	BytesChecked int64    `json:"bytes_checked"`
-	Problems     []string `json:"problems"`
+	Segments     int   `json:"segments"`
+	Records      int   `json:"records"`
+	Extents      int   `json:"extents"`
+	MappedBytes  int64 `json:"mapped_bytes"`
+	BytesChecked int64 `json:"bytes_checked"`
+	// LiveBytes is the recount of the space books; BooksExact tells
+	// whether the volume's own books claimed to be exact (then they were
+	// compared with the recount).
+	LiveBytes  int64    `json:"live_bytes"`
+	BooksExact bool     `json:"books_exact"`
+	Problems   []string `json:"problems"`
 }
 
 // OK reports whether no problem was found.
 func (r FsckReport) OK() bool { return len(r.Problems) == 0 }
 
 // Fsck checks a volume without changing it: every record checksum in every
-// segment, the log chain, every checkpoint, and that the map recovered from
-// the newest checkpoint equals the map rebuilt from the whole log. Damage is
-// listed in the report; the error is for failures to check at all.
+// segment, the log chain, that recovery from every checkpoint kept works
+// and yields the same content as the whole log (or, once the cleaner has
+// deleted the log's start, as the newest checkpoint), that every extent of
+// the live map and of every snapshot's map points at a record that holds
+// it, and the space books against a recount. Damage is listed in the
+// report; the error is for failures to check at all.
 func Fsck(st objstore.Store, name string, progress func(done, total int64)) (FsckReport, error) {
 	var rep FsckReport
 	if err := ValidateName(name); err != nil {
@@ -54,49 +64,179 @@ func Fsck(st objstore.Store, name string, progress func(done, total int64)) (Fsc
 	}
 	vm := volMeta{name, sb, lin}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	problem := func(err error) bool {
+		if err == nil {
+			return false
+		}
+		rep.Problems = append(rep.Problems, err.Error())
+		return true
+	}
+	fatal := func(err error) bool { return err != nil && !IsCorruption(err) && !errors.Is(err, ErrNewerFormat) }
+
+	fast, err := replay(st, vm, true, quiet, nil)
+	if fatal(err) {
+		return rep, err
+	}
+	if problem(err) {
+		return rep, nil
+	}
+	rep.Problems = append(rep.Problems, fast.skipped...)
+	attempts := newAttemptMap()
+	for seq, a := range fast.attempts {
+		attempts.set(seq, a)
+	}
+	// A volume-shaped reader of the store, for comparing maps by content.
+	rv := &Volume{st: st, name: name, sb: sb, lin: lin, readers: newSegmentReaders(st, lin, attempts)}
+	defer rv.readers.close()
+
 	var done int64
 	lastSeq := uint64(0)
-	full, err := replay(st, vm, false, quiet, func(seq uint64, off int, h segment.Header) {
+	count := func(seq uint64, off int, h segment.Header) {
 		done += int64(h.RecordLen())
+		rep.Records++
 		if progress != nil && seq != lastSeq {
 			progress(done, info.BytesStored)
 		}
 		lastSeq = seq
-	})
-	rep.BytesChecked = done
-	rep.Segments = len(full.segments)
-	rep.Records = full.records
-	if err != nil {
-		if !IsCorruption(err) && !errors.Is(err, ErrNewerFormat) {
+	}
+	segs := fast.segments
+	rep.Segments = len(segs)
+	if whole := len(segs) == 0 || segs[len(segs)-1] == uint64(len(segs)); whole {
+		// The whole log is there (seqs 1..n): replay all of it.
+		full, err := replay(st, vm, false, quiet, count)
+		if fatal(err) {
 			return rep, err
 		}
-		rep.Problems = append(rep.Problems, err.Error())
-		return rep, nil
-	}
-	// A torn tail or a headerless last segment is the normal outcome of a
-	// crash, not damage: the next open repairs it.
-	rep.Extents = full.m.len()
-	rep.MappedBytes = full.m.mappedBytes()
-	rep.Problems = append(rep.Problems, checkMap(full.m, sb.size)...)
-
-	fast, err := replay(st, vm, true, quiet, nil)
-	if err != nil {
-		rep.Problems = append(rep.Problems, "recovery from the newest checkpoint fails: "+err.Error())
-	} else {
-		rep.Problems = append(rep.Problems, fast.skipped...)
-		if d := diffMaps(full.m, fast.m); d != "" {
+		if problem(err) {
+			return rep, nil
+		}
+		if d := rv.diffContent(full.m, fast.m); d != "" {
 			rep.Problems = append(rep.Problems, "the map from checkpoint "+fast.ckpt.String()+" plus the log differs from the map of the whole log: "+d)
 		}
+	} else {
+		// The cleaner deleted the log's start: every checkpoint kept must
+		// recover the same content, and the segments before the oldest
+		// must hold only intact records.
+		positions, err := listCheckpoints(st, name)
+		if err != nil {
+			return rep, err
+		}
+		for _, p := range positions {
+			r, err := replayAt(st, vm, p, quiet)
+			if fatal(err) {
+				return rep, err
+			}
+			if err != nil {
+				rep.Problems = append(rep.Problems, "recovery from checkpoint "+p.String()+" fails: "+err.Error())
+				continue
+			}
+			if d := rv.diffContent(r.m, fast.m); d != "" {
+				rep.Problems = append(rep.Problems, "checkpoint "+p.String()+" recovers other content than the newest: "+d)
+			}
+		}
+		oldest := fast.ckpt.seq
+		if len(positions) > 0 {
+			oldest = positions[len(positions)-1].seq
+		}
+		for _, seq := range segs {
+			if seq >= oldest {
+				break
+			}
+			problem(scanOldSegment(st, vm, seq, fast.allAttempts[seq], count))
+		}
+		if _, err := replay(st, vm, true, quiet, count); fatal(err) {
+			return rep, err
+		}
 	}
-	attempts := newAttemptMap()
-	for seq, a := range full.attempts {
-		attempts.set(seq, a)
+	rep.BytesChecked = done
+	rep.Extents = fast.m.len()
+	rep.MappedBytes = fast.m.mappedBytes()
+	rep.Problems = append(rep.Problems, checkMap(fast.m, sb.size)...)
+	rep.Problems = append(rep.Problems, verifyExtents(rv.readers, fast.m, "")...)
+
+	// Every snapshot's map, and the books.
+	snapMaps := make([]*extentMap, 0, len(fast.snaps.list))
+	for _, s := range fast.snaps.list {
+		m := s.m
+		if m == nil {
+			if m, err = loadSnapMap(st, name, sb.uid, s.id, s.gen); err != nil {
+				if fatal(err) {
+					return rep, err
+				}
+				problem(fmt.Errorf("snapshot %s: %w", s.name, err))
+				continue
+			}
+		}
+		snapMaps = append(snapMaps, m)
+		rep.Problems = append(rep.Problems, verifyExtents(rv.readers, m, "snapshot "+s.name+": ")...)
 	}
-	rep.Problems = append(rep.Problems, verifyExtents(st, lin, attempts, full.m)...)
+	counted := countLive(lin.branch, fast.m, snapMaps)
+	for _, n := range counted {
+		rep.LiveBytes += n
+	}
+	rep.BooksExact = fast.books.exact
+	if fast.books.exact {
+		if d := diffCounts(fast.books.live, counted); d != "" {
+			rep.Problems = append(rep.Problems, "space books differ from a recount: "+d)
+		}
+	}
 	if progress != nil {
 		progress(info.BytesStored, info.BytesStored)
 	}
 	return rep, nil
+}
+
+// scanOldSegment checks every record of a segment before the oldest
+// checkpoint: the cleaner may have left it, and recovery does not read it.
+func scanOldSegment(st objstore.Store, vm volMeta, seq uint64, attempts []int, visit func(uint64, int, segment.Header)) error {
+	var r replayed
+	r.attempts = make(map[uint64]int)
+	buf, err := r.readBestAttempt(st, vm, seq, attempts)
+	if err != nil {
+		return err
+	}
+	sc := segment.NewScanner(buf, segment.SegmentHeaderLen)
+	for sc.Next() {
+		visit(seq, sc.Offset(), sc.Header())
+	}
+	// A torn tail is what a crash leaves in the segment it was writing;
+	// valid records after bad bytes are not.
+	if sc.Err() != nil && (segment.ValidRecordAfter(buf, sc.Offset()) || errors.Is(sc.Err(), segment.ErrNewerVersion)) {
+		return corruptf(segName(vm.name, seq), int64(sc.Offset()), "%v", sc.Err())
+	}
+	return nil
+}
+
+// diffContent describes the first difference in content between two maps
+// of the volume, "" when they read the same. Extents that differ only in
+// where their bytes are (the cleaner moved them) are compared by reading.
+func (v *Volume) diffContent(a, b *extentMap) string {
+	var suspect []span
+	collect := func(x, y *extentMap) {
+		x.ascend(func(e extent) bool {
+			for _, r := range appendNotIn(nil, e, y) {
+				suspect = append(suspect, span{r.base + int64(r.lo), r.base + int64(r.hi)})
+			}
+			return true
+		})
+	}
+	collect(a, b)
+	collect(b, a)
+	sort.Slice(suspect, func(i, j int) bool { return suspect[i].lo < suspect[j].lo })
+	pa, pb := make([]byte, 64<<10), make([]byte, 64<<10)
+	for _, s := range suspect {
+		for off := s.lo; off < s.hi; off += int64(len(pa)) {
+			n := min(int64(len(pa)), s.hi-off)
+			errA, errB := v.readMap(a, nil, pa[:n], off), v.readMap(b, nil, pb[:n], off)
+			if errA != nil || errB != nil {
+				return fmt.Sprintf("reading %d bytes at %d: %v / %v", n, off, errA, errB)
+			}
+			if !bytes.Equal(pa[:n], pb[:n]) {
+				return fmt.Sprintf("the bytes at volume offset %d..%d differ", off, off+n)
+			}
+		}
+	}
+	return ""
 }
 
 // checkMap checks the map invariants: extents ordered, non-overlapping,
@@ -115,30 +255,11 @@ func checkMap(m *extentMap, size int64) []string {
 	return probs
 }
 
-// diffMaps describes the first difference between two maps, "" when equal.
-func diffMaps(a, b *extentMap) string {
-	if a.len() != b.len() {
-		return fmt.Sprintf("%d extents vs %d", a.len(), b.len())
-	}
-	var as []extent
-	a.ascend(func(e extent) bool { as = append(as, e); return true })
-	i, diff := 0, ""
-	b.ascend(func(e extent) bool {
-		if as[i] != e {
-			diff = fmt.Sprintf("extent %d: %+v vs %+v", i, as[i], e)
-			return false
-		}
-		i++
-		return true
-	})
-	return diff
-}
 
-// verifyExtents checks that each extent points at a data record that covers it.
-func verifyExtents(st objstore.Store, lin lineage, attempts *attemptMap, m *extentMap) []string {
+// verifyExtents checks that each extent points at a data or copy record
+// that covers it; what prefixes each problem.
+func verifyExtents(readers *segmentReaders, m *extentMap, what string) []string {
 	var probs []string
-	readers := newSegmentReaders(st, lin, attempts)
-	defer readers.close()
 	hdr := make([]byte, segment.HeaderSize)
 	m.ascend(func(e extent) bool {
 		recOff := int64(e.payOff) - segment.HeaderSize
@@ -152,7 +273,7 @@ func verifyExtents(st objstore.Store, lin lineage, attempts *attemptMap, m *exte
 			err = fmt.Errorf("record %+v does not cover the extent", h)
 		}
 		if err != nil {
-			probs = append(probs, fmt.Sprintf("extent at volume offset %d: %s offset %d: %v", e.off, readers.name(e.key()), recOff, err))
+			probs = append(probs, fmt.Sprintf("%sextent at volume offset %d: %s offset %d: %v", what, e.off, readers.name(e.key()), recOff, err))
 		}
 		return len(probs) < 20
 	})

@@ -128,11 +128,22 @@ func (r *replayed) readBestAttempt(st objstore.Store, vm volMeta, seq uint64, at
 // removes them. Bad bytes in a segment that is not truncated are corruption.
 func replay(st objstore.Store, vm volMeta, useCkpt bool, log *slog.Logger,
 	visit func(seq uint64, off int, h segment.Header)) (replayed, error) {
+	return replayImpl(st, vm, useCkpt, nil, log, visit)
+}
+
+// replayAt rebuilds the map from the checkpoint at pos only (fsck checks
+// that every checkpoint kept recovers the volume).
+func replayAt(st objstore.Store, vm volMeta, pos logPos, log *slog.Logger) (replayed, error) {
+	return replayImpl(st, vm, true, &pos, log, nil)
+}
+
+func replayImpl(st objstore.Store, vm volMeta, useCkpt bool, only *logPos, log *slog.Logger,
+	visit func(seq uint64, off int, h segment.Header)) (replayed, error) {
 	vol, sb := vm.name, vm.sb
 	r := replayed{m: newExtentMap(), snaps: newSnapTable(), books: newBooks(vm.lin.branch),
 		attempts: make(map[uint64]int), ckptSnaps: map[snapGen]bool{}}
 	if useCkpt {
-		if err := r.loadCheckpoint(st, vm, log); err != nil {
+		if err := r.loadCheckpoint(st, vm, only, log); err != nil {
 			return r, err
 		}
 	}
@@ -250,12 +261,16 @@ var errTruncated = errors.New("segment has no valid header or records")
 
 func isTruncation(err error) bool { return errors.Is(err, errTruncated) }
 
-// loadCheckpoint loads the newest valid checkpoint into r.
-func (r *replayed) loadCheckpoint(st objstore.Store, vm volMeta, log *slog.Logger) error {
+// loadCheckpoint loads the newest valid checkpoint into r (with only, that
+// checkpoint or an error).
+func (r *replayed) loadCheckpoint(st objstore.Store, vm volMeta, only *logPos, log *slog.Logger) error {
 	vol, sb := vm.name, vm.sb
 	positions, err := listCheckpoints(st, vol)
 	if err != nil {
 		return err
+	}
+	if only != nil {
+		positions = []logPos{*only}
 	}
 	for _, p := range positions {
 		name := ckptName(vol, p)
@@ -268,6 +283,9 @@ func (r *replayed) loadCheckpoint(st objstore.Store, vm volMeta, log *slog.Logge
 			err = corruptf(name, 16, "checkpoint position %v differs from its name", c.pos)
 		}
 		if errors.Is(err, ErrNewerFormat) {
+			return err
+		}
+		if err != nil && only != nil {
 			return err
 		}
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hlfs/hlfs/internal/objstore"
@@ -263,21 +264,53 @@ func exclusiveBytes(m *extentMap, others []*extentMap) int64 {
 // SnapshotView is a read-only view of a snapshot, an nbdserver.Export.
 type SnapshotView struct {
 	v    *Volume
-	m    *extentMap
 	name string
+	id   uint32
+	mu   sync.Mutex
+	m    *extentMap // the snapshot's map as last seen
+	gen  uint32     // its generation, when it came from a map object
+	mem  bool       // m was the in-memory map
 }
 
-// SnapshotView opens a read-only view of a snapshot. It stays valid while
-// the volume is open, even if the snapshot is deleted meanwhile.
+// SnapshotView opens a read-only view of a snapshot. It follows the
+// snapshot's map as the cleaner moves its data. It stays valid while the
+// volume is open even if the snapshot is deleted meanwhile, until the
+// cleaner frees the data only the snapshot held (reads then fail).
 func (v *Volume) SnapshotView(name string) (*SnapshotView, error) {
 	if err := v.checkOpen(false); err != nil {
 		return nil, err
 	}
-	m, _, err := v.snapshotMap(name)
+	m, s, err := v.snapshotMap(name)
 	if err != nil {
 		return nil, err
 	}
-	return &SnapshotView{v: v, m: m, name: name}, nil
+	return &SnapshotView{v: v, m: m, name: name, id: s.id, gen: s.gen, mem: s.m != nil}, nil
+}
+
+// current returns the snapshot's map now: the cleaner may have moved data
+// it names since the view last looked.
+func (s *SnapshotView) current() (*extentMap, error) {
+	s.v.mu.RLock()
+	var cur snapshot
+	live := s.v.mu.snaps.byID(s.id)
+	if live != nil {
+		cur = *live
+	}
+	s.v.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case live == nil: // deleted: keep what we have
+	case cur.m != nil:
+		s.m, s.mem = cur.m, true
+	case s.mem || cur.gen != s.gen:
+		m, err := loadSnapMap(s.v.st, s.v.name, s.v.sb.uid, s.id, cur.gen)
+		if err != nil {
+			return nil, fmt.Errorf("lfs: load snapshot %s: %w", s.Name(), err)
+		}
+		s.m, s.gen, s.mem = m, cur.gen, false
+	}
+	return s.m, nil
 }
 
 // Name returns "VOLUME@SNAPSHOT".
@@ -297,7 +330,11 @@ func (s *SnapshotView) ReadAt(p []byte, off int64) error {
 	if err := s.v.checkRange(off, int64(len(p))); err != nil {
 		return err
 	}
-	return s.v.readMap(s.m, nil, p, off)
+	m, err := s.current()
+	if err != nil {
+		return err
+	}
+	return s.v.readMap(m, nil, p, off)
 }
 
 // WriteAt fails: snapshots are read-only.
@@ -314,7 +351,11 @@ func (s *SnapshotView) Allocation(off, length int64, fn func(length int64, hole 
 	if err := s.v.checkRange(off, length); err != nil {
 		return err
 	}
-	return allocation(s.m, nil, off, length, fn)
+	m, err := s.current()
+	if err != nil {
+		return err
+	}
+	return allocation(m, nil, off, length, fn)
 }
 
 // Close releases the view.

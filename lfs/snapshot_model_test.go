@@ -74,6 +74,7 @@ func (sm *snapshotModel) verify(mv *modelVolume) {
 	require.NoError(t, mv.v.ReadAt(got, 0))
 	require.True(t, bytes.Equal(got, mv.live), "%s differs from its model", mv.name)
 	require.NoError(t, mv.v.Check())
+	require.NoError(t, mv.v.verifyBooks())
 	infos, err := mv.v.Snapshots()
 	require.NoError(t, err)
 	require.Len(t, infos, len(mv.snaps), "%s snapshots", mv.name)
@@ -148,7 +149,16 @@ func (sm *snapshotModel) step() {
 			sm.done["flatten"]++
 		}
 		sm.reopen(mv)
-	case r < 92:
+	case r < 90:
+		// Clean: copies data the live map and snapshots share, rewrites
+		// snapshot maps, leaves what clones may name.
+		stats, err := mv.v.GC(GCOptions{MaxUtilization: []float64{0.5, 0.99}[rng.Intn(2)]})
+		require.NoError(t, err)
+		sm.done["gc"]++
+		sm.done["gc segments copied"] += stats.SegmentsCleaned
+		sm.done["gc segments deleted"] += stats.SegmentsDeleted
+		sm.verify(mv)
+	case r < 93:
 		require.NoError(t, mv.v.Close())
 		sm.reopen(mv)
 	default:
@@ -164,7 +174,7 @@ func TestSnapshotModel(t *testing.T) {
 	done := map[string]int{}
 	defer func() {
 		t.Logf("operations: %v", done)
-		for _, op := range []string{"snapshot", "snapshot rm", "rollback", "clone", "clone of clone", "flatten"} {
+		for _, op := range []string{"snapshot", "snapshot rm", "rollback", "clone", "clone of clone", "flatten", "gc", "gc segments copied", "gc segments deleted"} {
 			require.Greater(t, done[op], 0, "the model test never did a %s", op)
 		}
 	}()
