@@ -255,7 +255,6 @@ func checkMap(m *extentMap, size int64) []string {
 	return probs
 }
 
-
 // verifyExtents checks that each extent points at a data or copy record
 // that covers it; what prefixes each problem.
 func verifyExtents(readers *segmentReaders, m *extentMap, what string) []string {
