@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/stretchr/testify/require"
@@ -186,4 +188,71 @@ func TestCrashDuringGCAtEveryStoreOperation(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestBackgroundCleanerUnderLoad runs the background cleaner flat out while
+// a writer overwrites a model, readers read, and snapshots come and go;
+// then the volume, its snapshots and its books check out, before and after
+// a restart, and the store stays bounded.
+func TestBackgroundCleanerUnderLoad(t *testing.T) {
+	st := objstore.NewMemStore(false, 3)
+	const size = 2 << 20
+	require.NoError(t, Create(st, "b", Config{Size: size, BlockSize: 4096, SegmentSize: 1 << 20}))
+	v, err := Open(st, "b", Options{CheckpointInterval: 2 << 20})
+	require.NoError(t, err)
+	v.StartCleaner(CleanerOptions{Interval: 5 * time.Millisecond, Trigger: 0.05, Rate: -1, MaxUtilization: 0.95})
+	model := make([]byte, size)
+	snaps := map[string][]byte{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for r := 0; r < 2; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := make([]byte, 64<<10)
+			for i := 0; !isClosed(stop); i++ {
+				if err := v.ReadAt(p, int64(i*4096)%(size-int64(len(p)))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	rng := rand.New(rand.NewSource(3))
+	p := make([]byte, 16<<10)
+	for i := 0; i < 4000; i++ {
+		off := rng.Int63n(size/4096-4) * 4096
+		rng.Read(p)
+		require.NoError(t, v.WriteAt(p, off, false))
+		copy(model[off:], p)
+		switch {
+		case i%500 == 250:
+			name := fmt.Sprintf("s%d", i)
+			require.NoError(t, v.CreateSnapshot(name))
+			snaps[name] = append([]byte(nil), model...)
+		case i%500 == 499 && len(snaps) > 1:
+			for name := range snaps {
+				require.NoError(t, v.DeleteSnapshot(name))
+				delete(snaps, name)
+				break
+			}
+		case i%100 == 0:
+			require.NoError(t, v.Flush())
+		}
+	}
+	close(stop)
+	wg.Wait()
+	checkVolumeContent(t, v, model, snaps, "while cleaning")
+	require.NoError(t, v.Close())
+	stored := storedSegmentBytes(t, st, "b")
+	t.Logf("wrote %d MiB to a %d MiB volume; %d MiB of segments remain", 4000*len(p)>>20, size>>20, stored>>20)
+	require.Less(t, stored, int64(4000*len(p)/2), "the cleaner should have reclaimed most of the log")
+	v, err = Open(st, "b", Options{})
+	require.NoError(t, err)
+	checkVolumeContent(t, v, model, snaps, "after a restart")
+	checkBooks(t, v)
+	require.NoError(t, v.Close())
+	rep, err := Fsck(st, "b", nil)
+	require.NoError(t, err)
+	require.True(t, rep.OK(), "%v", rep.Problems)
 }
