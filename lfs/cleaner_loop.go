@@ -11,10 +11,15 @@ type CleanerOptions struct {
 	// Trigger is the share of garbage in the segments the cleaner may
 	// touch above which a pass starts; 0 means 0.25.
 	Trigger float64
-	// Rate bounds the bytes copied per second, so foreground I/O keeps its
-	// latency; 0 means 32 MiB/s, negative means no bound.
+	// Rate bounds the bytes copied per second while garbage is below 1.2
+	// times the trigger, so foreground I/O keeps its latency; above that the
+	// cleaner copies as fast as it can, or space would grow without bound
+	// under a sustained write load. 0 means 32 MiB/s, negative means no
+	// bound.
 	Rate int64
-	// MaxCopy bounds the live bytes one pass copies; 0 means 64 MiB.
+	// MaxCopy bounds the live bytes one pass copies; 0 means 32 MiB. Every
+	// pass ends with a checkpoint, and a segment is deleted two
+	// checkpoints after it was copied, so smaller passes free space sooner.
 	MaxCopy int64
 	// MaxUtilization: segments with a larger share of live bytes are left
 	// alone; 0 means 0.8.
@@ -35,7 +40,7 @@ func (o CleanerOptions) withDefaults() CleanerOptions {
 		o.Rate = 0
 	}
 	if o.MaxCopy == 0 {
-		o.MaxCopy = 64 << 20
+		o.MaxCopy = 32 << 20
 	}
 	if o.MaxUtilization == 0 {
 		o.MaxUtilization = 0.8
@@ -68,27 +73,45 @@ func (v *Volume) StartCleaner(o CleanerOptions) {
 	}()
 }
 
-// cleanStep deletes what two checkpoints have passed, and runs a pass when
-// garbage crossed the trigger.
+// cleanStep deletes what two checkpoints have passed, and runs passes while
+// garbage is above the trigger.
 func (v *Volume) cleanStep(o CleanerOptions) error {
 	v.gcMu.Lock()
 	defer v.gcMu.Unlock()
 	if v.gc.sizes == nil {
 		v.gc.sizes, v.gc.pending = make(map[uint64]int64), make(map[uint64]pendingDelete)
 	}
-	if _, err := v.deleteReady(); err != nil {
-		return err
+	for !isClosed(v.ckptDone) {
+		if _, err := v.deleteReady(); err != nil {
+			return err
+		}
+		garbage, share, err := v.cleanableGarbage()
+		if err != nil {
+			return err
+		}
+		v.maybeCheckpointForCleaner()
+		if share < o.Trigger || garbage < 2*int64(v.sb.segmentSize) {
+			return nil
+		}
+		rate := o.Rate
+		if share > 1.2*o.Trigger {
+			rate = 0 // falling behind: catch up
+		}
+		st, err := v.cleanPass(GCOptions{Rate: rate, MaxCopy: o.MaxCopy, MaxUtilization: o.MaxUtilization}, v.ckptDone)
+		if err != nil || st.Passes == 0 {
+			return err
+		}
+		// The pass ended with a checkpoint; one more and its victims go
+		// now rather than a pass later (space comes back sooner, for one
+		// more map write).
+		v.ckptMu.Lock()
+		err = v.checkpointLocked(true)
+		v.ckptMu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
-	garbage, share, err := v.cleanableGarbage()
-	if err != nil {
-		return err
-	}
-	v.maybeCheckpointForCleaner()
-	if share < o.Trigger || garbage < 2*int64(v.sb.segmentSize) {
-		return nil
-	}
-	_, err = v.cleanPass(GCOptions{Rate: o.Rate, MaxCopy: o.MaxCopy, MaxUtilization: o.MaxUtilization}, v.ckptDone)
-	return err
+	return nil
 }
 
 // cleanableGarbage estimates, from the books, the garbage in the segments
