@@ -256,3 +256,66 @@ func TestBackgroundCleanerUnderLoad(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, rep.OK(), "%v", rep.Problems)
 }
+
+// TestGCKeepsWhatACloneMadeMeanwhileMayName registers a clone of a snapshot
+// between copying its data and deleting the old segments, as a clone made
+// during a pass would: the old segments are kept (keep objects) until the
+// snapshot is gone, and only then freed.
+func TestGCKeepsWhatACloneMadeMeanwhileMayName(t *testing.T) {
+	st := objstore.NewMemStore(false, 1)
+	v := newTestVolume(t, st, "src", 4<<20)
+	p := bytes.Repeat([]byte{7}, 1<<20)
+	for round := 0; round < 3; round++ {
+		for off := int64(0); off < 4<<20; off += 1 << 20 {
+			p[0] = byte(round)
+			require.NoError(t, v.WriteAt(p, off, false))
+		}
+		if round == 0 {
+			require.NoError(t, v.CreateSnapshot("s"))
+		}
+	}
+	// The snapshot shares nothing with the live map: its segments are all
+	// live, so clean regardless of utilization.
+	v.gcMu.Lock()
+	require.NoError(t, v.forceCheckpoints())
+	stats, err := v.cleanPass(GCOptions{MaxUtilization: 1}, nil)
+	require.NoError(t, err)
+	require.Greater(t, stats.SegmentsCleaned, 0)
+	require.NoError(t, writeObject(st, cloneRegName("src", "c"), []byte("s"))) // a clone being made
+	require.NoError(t, v.forceCheckpoints())
+	del, err := v.deleteReady()
+	v.gcMu.Unlock()
+	require.NoError(t, err)
+	require.Greater(t, del.SegmentsKept, 0, "segments the snapshot named before the copy must stay")
+	kept, err := st.List(gcDir("src"))
+	require.NoError(t, err)
+	require.Len(t, kept, del.SegmentsKept)
+	for _, n := range kept {
+		var seq uint64
+		_, err := fmt.Sscanf(n, "keep-%016x", &seq)
+		require.NoError(t, err)
+		_, err = st.Open(segName("src", seq))
+		require.NoError(t, err, "kept segment %d must exist", seq)
+	}
+	// A later gc leaves them while the snapshot exists...
+	_, err = v.GC(GCOptions{})
+	require.NoError(t, err)
+	left, err := st.List(gcDir("src"))
+	require.NoError(t, err)
+	require.Equal(t, kept, left)
+	// ...and frees them once it is gone (the clone never got a superblock).
+	require.NoError(t, v.DeleteSnapshot("s"))
+	_, err = v.GC(GCOptions{})
+	require.NoError(t, err)
+	left, err = st.List(gcDir("src"))
+	require.NoError(t, err)
+	require.Empty(t, left)
+	for _, n := range kept {
+		var seq uint64
+		_, _ = fmt.Sscanf(n, "keep-%016x", &seq)
+		_, err = st.Open(segName("src", seq))
+		require.ErrorIs(t, err, objstore.ErrNotExist, "segment %d should be freed", seq)
+	}
+	checkBooks(t, v)
+	require.NoError(t, v.Close())
+}
