@@ -59,14 +59,19 @@ func (v *Volume) checkpoint() error {
 
 // checkpointLocked is checkpoint with ckptMu held. With force it writes one
 // even when nothing was appended since the last (the cleaner needs a newer
-// checkpoint before it may delete): it appends an empty hole record first.
+// checkpoint before it may delete): it appends a record that changes
+// nothing first.
 func (v *Volume) checkpointLocked(force bool) error {
 	// A consistent cut: no append can run between reading the end and
 	// cloning the map, because appends update the map under lw.mu.
 	v.lw.mu.Lock()
-	pos := v.lw.mu.segs[len(v.lw.mu.segs)-1].endPos()
+	act := v.lw.mu.segs[len(v.lw.mu.segs)-1]
+	pos, empty := act.endPos(), len(act.buf) == segment.SegmentHeaderLen
 	v.lw.mu.Unlock()
-	if pos == v.lastCkpt && force {
+	// A forced checkpoint lands in the newest segment, so the cleaner may
+	// take every older one (an empty active segment would put it at the end
+	// of the previous one).
+	if force && (pos == v.lastCkpt || empty) {
 		if _, err := v.lw.append(nopRecord, []int{len(nopRecord)}, func(int, placed) {}); err != nil {
 			return err
 		}

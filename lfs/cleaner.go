@@ -633,11 +633,8 @@ func (v *Volume) deleteReady() (GCStats, error) {
 		if err != nil && !errors.Is(err, objstore.ErrNotExist) {
 			return stats, err
 		}
-		v.readers.forget(segKey{branch: v.lin.branch, seq: seq})
-		for _, a := range attempts[seq] {
-			if err := v.st.Remove(segObjName(v.name, seq, a)); err != nil && !errors.Is(err, objstore.ErrNotExist) {
-				return stats, fmt.Errorf("lfs: delete cleaned segment %s: %w", segObjName(v.name, seq, a), err)
-			}
+		if err := v.deleteSegment(seq, attempts[seq]); err != nil {
+			return stats, err
 		}
 		delete(v.gc.pending, seq)
 		delete(v.gc.sizes, seq)
@@ -693,4 +690,18 @@ func diffCounts(have, want map[uint64]int64) string {
 		}
 	}
 	return ""
+}
+
+// deleteSegment removes every attempt object of segment seq, once no read
+// that may have looked at a map naming it is still running.
+func (v *Volume) deleteSegment(seq uint64, attempts []int) error {
+	v.readGate.Lock()
+	defer v.readGate.Unlock()
+	v.readers.forget(segKey{branch: v.lin.branch, seq: seq})
+	for _, a := range attempts {
+		if err := v.st.Remove(segObjName(v.name, seq, a)); err != nil && !errors.Is(err, objstore.ErrNotExist) {
+			return fmt.Errorf("lfs: delete cleaned segment %s: %w", segObjName(v.name, seq, a), err)
+		}
+	}
+	return nil
 }

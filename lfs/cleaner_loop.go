@@ -85,6 +85,16 @@ func (v *Volume) cleanStep(o CleanerOptions) error {
 		if _, err := v.deleteReady(); err != nil {
 			return err
 		}
+		if len(v.gc.pending) > 0 {
+			// Segments wait for checkpoints that an idle volume would not
+			// write: write them now.
+			if err := v.forceCheckpoints(); err != nil {
+				return err
+			}
+			if _, err := v.deleteReady(); err != nil {
+				return err
+			}
+		}
 		garbage, share, err := v.cleanableGarbage()
 		if err != nil {
 			return err

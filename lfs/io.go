@@ -244,6 +244,8 @@ func (v *Volume) ReadAt(p []byte, off int64) error {
 	if err := v.checkRange(off, int64(len(p))); err != nil {
 		return err
 	}
+	v.readGate.RLock()
+	defer v.readGate.RUnlock()
 	v.mu.RLock()
 	m := v.mu.m
 	v.mu.RUnlock()

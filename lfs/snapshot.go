@@ -330,6 +330,8 @@ func (s *SnapshotView) ReadAt(p []byte, off int64) error {
 	if err := s.v.checkRange(off, int64(len(p))); err != nil {
 		return err
 	}
+	s.v.readGate.RLock()
+	defer s.v.readGate.RUnlock()
 	m, err := s.current()
 	if err != nil {
 		return err

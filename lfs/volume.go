@@ -83,6 +83,11 @@ type Volume struct {
 	// snapMu.
 	gcMu sync.Mutex
 	gc   cleanerState
+	// readGate is held shared by every read from looking up the map to the
+	// last byte read, and exclusively by the cleaner while it deletes
+	// segments: a read never finds a segment gone that the map it looked
+	// at named.
+	readGate sync.RWMutex
 }
 
 type recoveryStats struct {
