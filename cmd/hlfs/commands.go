@@ -38,6 +38,7 @@ func init() {
 		createCmd, lsCmd, infoCmd, resizeCmd, rmCmd,
 		snapshotCmd, cloneCmd, flattenCmd,
 		serveCmd, importCmd, exportCmd, fsckCmd,
+		gcCmd, duCmd,
 		versionCmd, helpCmd,
 	}
 }

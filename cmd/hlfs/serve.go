@@ -42,12 +42,19 @@ holds its volume, which is then exported only if named too. With no names,
 serve exports every volume and every snapshot of them, including the
 snapshots taken while it serves.
 
-While serving, "hlfs snapshot create" and "hlfs snapshot rm" on a served
-volume are carried out by serve, which they reach through its admin socket:
-a Unix socket only this user may use, recorded in the owner lock of each
-served volume. It is --admin-socket PATH, by default hlfs-PID.sock in
+While serving, "hlfs snapshot create", "hlfs snapshot rm" and "hlfs gc" on
+a served volume are carried out by serve, which they reach through its admin
+socket: a Unix socket only this user may use, recorded in the owner lock of
+each served volume. It is --admin-socket PATH, by default hlfs-PID.sock in
 $XDG_RUNTIME_DIR or, when that is not set, in the temporary directory;
 "none" serves without one.
+
+Serve cleans every volume it serves in the background: every --gc-interval
+it looks, and once --gc-trigger of the bytes of the segments it may clean is
+garbage (and at least two segments' worth), it copies the live bytes of the
+segments whose live share is at most --gc-max-utilization to the end of the
+log, at most --gc-rate bytes per second, and deletes those segments. --no-gc
+turns that off; "hlfs gc" still cleans on demand.
 
 A volume can be served by one process at a time; serve fails before serving
 anything when a volume or snapshot cannot be opened.`,
@@ -64,9 +71,12 @@ anything when a volume or snapshot cannot be opened.`,
 		gcMaxUtil := fs.Float64("gc-max-utilization", 0.8, "leave segments alone whose live share is above `FRACTION`")
 		return func(c *cli, args []string) error {
 			if !*noGC {
-				rate, err := cliutil.ParseSize(*gcRate)
+				if strings.TrimSpace(*gcRate) == "" {
+					return usageError("serve", "--gc-rate: want a size, or 0 for no bound")
+				}
+				rate, err := rateFlag("serve", "gc-rate", *gcRate)
 				if err != nil {
-					return usageError("serve", "--gc-rate %q: %v", *gcRate, err)
+					return err
 				}
 				if rate == 0 {
 					rate = -1 // no bound
@@ -336,7 +346,7 @@ func (c *cli) listenAdmin(value string, h admin.Handler, logger *slog.Logger) (*
 		msg = fmt.Sprintf("cannot listen on %s: another server is listening there", path)
 	}
 	if value == "" {
-		logger.Warn("serving without an admin socket: snapshots of the served volumes cannot be taken or removed meanwhile (see --admin-socket)", "err", msg)
+		logger.Warn("serving without an admin socket: snapshots of the served volumes cannot be taken or removed, nor the volumes cleaned on demand, meanwhile (see --admin-socket)", "err", msg)
 		return nil, nil
 	}
 	return nil, fmt.Errorf("admin socket: %s", msg)

@@ -32,9 +32,9 @@ type servedVolume struct {
 
 // volumeCatalog is what serve serves: the nbdserver.Catalog of its volumes
 // and their snapshots, and the admin.Handler that creates and removes
-// snapshots of those volumes. An export name is a volume name or
-// VOLUME@SNAPSHOT; snapshots are read-only exports, opened (as
-// lfs.SnapshotView) the first time a client asks for them and kept open
+// snapshots of those volumes and cleans them on request. An export name is
+// a volume name or VOLUME@SNAPSHOT; snapshots are read-only exports, opened
+// (as lfs.SnapshotView) the first time a client asks for them and kept open
 // until the snapshot is removed or serving ends.
 //
 // With all set, every snapshot of every volume is exported, including those
@@ -234,6 +234,27 @@ func (cat *volumeCatalog) DeleteSnapshot(vol, snap string) error {
 	}
 	cat.logger.Info("removed snapshot " + name)
 	return nil
+}
+
+// GC implements admin.Handler: it cleans a served volume now, as "hlfs gc"
+// does a volume nobody serves. The background cleaner, if on, waits
+// meanwhile.
+func (cat *volumeCatalog) GC(vol string, opts admin.GCOptions) (lfs.GCStats, error) {
+	if _, err := volumeArg(vol); err != nil {
+		return lfs.GCStats{}, errors.New(cliutil.Message(err))
+	}
+	sv, ok := cat.volume(vol)
+	if !ok {
+		return lfs.GCStats{}, fmt.Errorf("%s is not open in this server (pid %d)", vol, os.Getpid())
+	}
+	stats, err := sv.vol.GC(lfs.GCOptions{Rate: opts.Rate, MaxUtilization: opts.MaxUtilization})
+	if err != nil {
+		cat.logger.Error("gc failed", "volume", vol, "err", err)
+		return lfs.GCStats{}, fmt.Errorf("gc of %s failed: %s", vol, cliutil.Message(cat.c.volumeError(vol, err)))
+	}
+	cat.logger.Info("cleaned "+vol+" on request", "segments_cleaned", stats.SegmentsCleaned,
+		"segments_deleted", stats.SegmentsDeleted, "bytes_copied", stats.BytesCopied, "bytes_freed", stats.BytesDeleted)
+	return stats, nil
 }
 
 // adminVolume checks an admin request's names and returns its volume.

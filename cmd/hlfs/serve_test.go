@@ -484,3 +484,47 @@ func TestDefaultAdminSocket(t *testing.T) {
 		t.Errorf("with XDG_RUNTIME_DIR: %s, want %s", got, want)
 	}
 }
+
+// The background cleaner's flags. An empty --listen makes serve stop after
+// reading them, before it opens anything.
+func TestServeGCFlags(t *testing.T) {
+	store, _ := testStore(t)
+	parse := func(args ...string) (*lfs.CleanerOptions, result) {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		c := newCLI(t.Context(), &stdout, &stderr, func(string) string { return "" })
+		code := c.main(append([]string{"--store", store, "serve", "--listen", ""}, args...))
+		return c.cleaner, result{code, stdout.String(), stderr.String()}
+	}
+	for _, tc := range []struct {
+		args []string
+		want *lfs.CleanerOptions
+	}{
+		{nil, &lfs.CleanerOptions{Interval: time.Second, Trigger: 0.25, Rate: 32 << 20, MaxUtilization: 0.8}},
+		{[]string{"--gc-rate", "0"}, &lfs.CleanerOptions{Interval: time.Second, Trigger: 0.25, Rate: -1, MaxUtilization: 0.8}},
+		{[]string{"--gc-rate", "1G", "--gc-trigger", "0.5", "--gc-interval", "10ms", "--gc-max-utilization", "0.6"},
+			&lfs.CleanerOptions{Interval: 10 * time.Millisecond, Trigger: 0.5, Rate: 1 << 30, MaxUtilization: 0.6}},
+		// Off: the other flags are not even checked.
+		{[]string{"--no-gc", "--gc-trigger", "7"}, nil},
+	} {
+		got, r := parse(tc.args...)
+		wantError(t, r, 2, "nothing to listen on")
+		if (got == nil) != (tc.want == nil) || got != nil && *got != *tc.want {
+			t.Errorf("%q: cleaner %+v, want %+v", tc.args, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--gc-rate", "fast"}, `serve: --gc-rate: invalid size "fast"`},
+		{[]string{"--gc-rate", ""}, "serve: --gc-rate: want a size, or 0 for no bound"},
+		{[]string{"--gc-trigger", "0"}, "--gc-trigger and --gc-max-utilization take a fraction between 0 and 1"},
+		{[]string{"--gc-trigger", "1"}, "--gc-trigger and --gc-max-utilization take a fraction between 0 and 1"},
+		{[]string{"--gc-max-utilization", "1.2"}, "--gc-trigger and --gc-max-utilization take a fraction between 0 and 1"},
+		{[]string{"--gc-interval", "1ms"}, "--gc-interval 1ms: want at least 10ms"},
+	} {
+		_, r := parse(tc.args...)
+		wantError(t, r, 2, tc.want)
+	}
+}

@@ -39,7 +39,7 @@ func (c *cli) snapshotCreate(arg string) error {
 		return err
 	}
 	req := admin.Request{Op: admin.OpSnapshotCreate, Volume: vol, Snapshot: snap}
-	err = c.onVolume(st, vol, req, func(v *lfs.Volume) error { return v.CreateSnapshot(snap) })
+	err = c.onVolume(st, vol, req, nil, func(v *lfs.Volume) error { return v.CreateSnapshot(snap) })
 	if err != nil {
 		return c.snapshotError(vol, snap, err)
 	}

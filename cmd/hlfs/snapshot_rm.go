@@ -39,7 +39,7 @@ func (c *cli) snapshotRm(arg string) error {
 		return err
 	}
 	req := admin.Request{Op: admin.OpSnapshotRemove, Volume: vol, Snapshot: snap}
-	err = c.onVolume(st, vol, req, func(v *lfs.Volume) error { return v.DeleteSnapshot(snap) })
+	err = c.onVolume(st, vol, req, nil, func(v *lfs.Volume) error { return v.DeleteSnapshot(snap) })
 	if err != nil {
 		return c.snapshotError(vol, snap, err)
 	}

@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -115,20 +118,44 @@ func TestCallOwnerErrors(t *testing.T) {
 	req := admin.Request{Op: admin.OpSnapshotCreate, Volume: "vm1", Snapshot: "s1"}
 	since := time.Now()
 
-	err := c.callOwner("vm1", lfs.OwnerRecord{Host: host, PID: 42, Since: since}, req)
+	err := c.callOwner("vm1", lfs.OwnerRecord{Host: host, PID: 42, Since: since}, req, nil)
 	if err == nil || !strings.Contains(err.Error(), "vm1 is in use by pid 42 on host "+host+", which has no admin socket") {
 		t.Errorf("no admin socket: %v", err)
 	}
-	err = c.callOwner("vm1", lfs.OwnerRecord{Host: "elsewhere.example", PID: 42, Admin: "/run/x.sock"}, req)
+	err = c.callOwner("vm1", lfs.OwnerRecord{Host: "elsewhere.example", PID: 42, Admin: "/run/x.sock"}, req, nil)
 	if err == nil || !strings.Contains(err.Error(), "served by pid 42 on host elsewhere.example") ||
 		!strings.Contains(err.Error(), "run this command on elsewhere.example") {
 		t.Errorf("another host: %v", err)
 	}
 	gone := t.TempDir() + "/gone.sock"
-	err = c.callOwner("vm1", lfs.OwnerRecord{Host: host, PID: 42, Admin: gone}, req)
+	err = c.callOwner("vm1", lfs.OwnerRecord{Host: host, PID: 42, Admin: gone}, req, nil)
 	var unreachable *unreachableError
 	if !strings.Contains(err.Error(), "admin socket "+gone+" does not answer: no such file or directory") ||
 		!errors.As(err, &unreachable) {
 		t.Errorf("unreachable socket: %v", err)
+	}
+	// ^C (the command's context ending) stops the wait; the server may
+	// still carry the request out.
+	mute := filepath.Join(t.TempDir(), "mute.sock")
+	l, err := net.Listen("unix", mute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	c.ctx = ctx
+	for _, tc := range []struct {
+		req   admin.Request
+		check string
+	}{
+		{req, "hlfs snapshot ls vm1"},
+		{admin.Request{Op: admin.OpGC, Volume: "vm1"}, "hlfs du vm1"},
+	} {
+		err = c.callOwner("vm1", lfs.OwnerRecord{Host: host, PID: 42, Admin: mute}, tc.req, nil)
+		if err == nil || errors.As(err, &unreachable) ||
+			err.Error() != "interrupted: pid 42 serving vm1 may still complete the request (check with '"+tc.check+"')" {
+			t.Errorf("%s interrupted: %v", tc.req.Op, err)
+		}
 	}
 }

@@ -8,11 +8,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hlfs/hlfs/lfs"
 )
 
 func TestCallUnreachable(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "none.sock")
-	err := Call(path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}, time.Second)
+	err := Call(t.Context(), path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}, time.Second, nil)
 	if !errors.Is(err, syscall.ENOENT) || !strings.Contains(err.Error(), "cannot reach "+path) {
 		t.Errorf("Call to no socket: %v", err)
 	}
@@ -23,7 +25,7 @@ func TestCallUnreachable(t *testing.T) {
 	}
 	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	l.Close()
-	err = Call(path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}, time.Second)
+	err = Call(t.Context(), path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}, time.Second, nil)
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("Call to a stale socket: %v", err)
 	}
@@ -57,20 +59,40 @@ func fakeServer(t *testing.T, reply string) string {
 func TestCallBadReplies(t *testing.T) {
 	req := Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}
 	for _, tc := range []struct{ reply, want string }{
-		{"", "bad reply"},
+		{"", "without replying"},
 		{"garbage\n", "bad reply"},
 		{"{}\n", "neither ok nor an error"},
 		{`{"ok":false}` + "\n", "neither ok nor an error"},
 		{`{"ok":true}`, "bad reply"}, // no newline: cut short
 	} {
-		err := Call(fakeServer(t, tc.reply), req, 5*time.Second)
+		err := Call(t.Context(), fakeServer(t, tc.reply), req, 5*time.Second, nil)
 		var se *ServerError
 		if err == nil || errors.As(err, &se) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("reply %q: %v, want an error with %q", tc.reply, err, tc.want)
 		}
 	}
+	// A request with a result needs one that decodes.
+	var stats lfs.GCStats
+	gc := Request{Op: OpGC, Volume: "vm1"}
+	for _, tc := range []struct{ reply, want string }{
+		{`{"ok":true}` + "\n", "no result"},
+		{`{"ok":true,"result":null}` + "\n", "no result"},
+		{`{"ok":true,"result":"many"}` + "\n", "bad reply"},
+		{`{"ok":true,"result":{"passes":"one"}}` + "\n", "bad reply"},
+	} {
+		err := Call(t.Context(), fakeServer(t, tc.reply), gc, 5*time.Second, &stats)
+		var se *ServerError
+		if err == nil || errors.As(err, &se) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("gc reply %q: %v, want an error with %q", tc.reply, err, tc.want)
+		}
+	}
+	// A server that hangs up without replying.
+	path := fakeServer(t, "")
+	if err := Call(t.Context(), path, req, 5*time.Second, nil); err == nil || !strings.Contains(err.Error(), path+" closed the connection without replying") {
+		t.Errorf("no reply: %v", err)
+	}
 	// An error reply wins over a stray ok.
-	err := Call(fakeServer(t, `{"ok":true,"error":"no"}`+"\n"), req, 5*time.Second)
+	err := Call(t.Context(), fakeServer(t, `{"ok":true,"error":"no"}`+"\n"), req, 5*time.Second, nil)
 	var se *ServerError
 	if !errors.As(err, &se) || se.Msg != "no" {
 		t.Errorf("error reply: %v", err)
@@ -93,7 +115,7 @@ func TestCallTimeout(t *testing.T) {
 		}
 	}()
 	start := time.Now()
-	err = Call(path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}, 100*time.Millisecond)
+	err = Call(t.Context(), path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}, 100*time.Millisecond, nil)
 	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "within 100ms") {
 		t.Errorf("Call to a mute server: %v", err)
 	}

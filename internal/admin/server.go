@@ -162,6 +162,9 @@ func (s *Server) serveConn(conn net.Conn) {
 	if closed && rerr != nil {
 		return // interrupted by Close
 	}
+	if errors.Is(rerr, io.EOF) {
+		return // the client went away without asking anything
+	}
 	var resp response
 	switch {
 	case errors.Is(rerr, os.ErrDeadlineExceeded):
@@ -169,7 +172,11 @@ func (s *Server) serveConn(conn net.Conn) {
 	case rerr != nil:
 		resp.Error = "malformed request: " + rerr.Error()
 	default:
-		if err := s.handle(line); err != nil {
+		result, err := s.handle(line)
+		if err == nil && result != nil {
+			resp.Result, err = json.Marshal(result)
+		}
+		if err != nil {
 			resp.Error = oneLine(err.Error())
 		} else {
 			resp.OK = true
@@ -180,16 +187,17 @@ func (s *Server) serveConn(conn net.Conn) {
 	conn.Write(append(b, '\n'))
 }
 
-// handle decodes a request line and calls the handler.
-func (s *Server) handle(line []byte) error {
+// handle decodes a request line, checks it and calls the handler. It
+// returns the request's result, nil for requests without one.
+func (s *Server) handle(line []byte) (any, error) {
 	var req Request
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return fmt.Errorf("malformed request: %s", strings.TrimPrefix(err.Error(), "json: "))
+		return nil, fmt.Errorf("malformed request: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}
 	if dec.More() {
-		return errors.New("malformed request: more than one JSON value")
+		return nil, errors.New("malformed request: more than one JSON value")
 	}
 	var call func(vol, snap string) error
 	switch req.Op {
@@ -197,13 +205,41 @@ func (s *Server) handle(line []byte) error {
 		call = s.h.CreateSnapshot
 	case OpSnapshotRemove:
 		call = s.h.DeleteSnapshot
+	case OpGC:
+		return s.handleGC(req)
 	default:
-		return fmt.Errorf("unknown request %q (this server knows %s and %s)", req.Op, OpSnapshotCreate, OpSnapshotRemove)
+		return nil, fmt.Errorf("unknown request %q (this server knows %s, %s and %s)", req.Op, OpSnapshotCreate, OpSnapshotRemove, OpGC)
 	}
 	if req.Volume == "" || req.Snapshot == "" {
-		return fmt.Errorf("malformed request: %s needs a volume and a snapshot", req.Op)
+		return nil, fmt.Errorf("malformed request: %s needs a volume and a snapshot", req.Op)
 	}
-	return call(req.Volume, req.Snapshot)
+	if req.GC != nil {
+		return nil, fmt.Errorf("malformed request: %s takes no gc options", req.Op)
+	}
+	return nil, call(req.Volume, req.Snapshot)
+}
+
+// handleGC checks an OpGC request and calls the handler.
+func (s *Server) handleGC(req Request) (any, error) {
+	var opts GCOptions
+	if req.GC != nil {
+		opts = *req.GC
+	}
+	switch {
+	case req.Volume == "":
+		return nil, fmt.Errorf("malformed request: %s needs a volume", req.Op)
+	case req.Snapshot != "":
+		return nil, fmt.Errorf("malformed request: %s takes no snapshot: it cleans the whole volume", req.Op)
+	case opts.Rate < 0:
+		return nil, fmt.Errorf("malformed request: %s rate %d is negative", req.Op, opts.Rate)
+	case !(opts.MaxUtilization >= 0 && opts.MaxUtilization <= 1):
+		return nil, fmt.Errorf("malformed request: %s max_utilization %v is not from 0 to 1", req.Op, opts.MaxUtilization)
+	}
+	stats, err := s.h.GC(req.Volume, opts)
+	if err != nil {
+		return nil, err
+	}
+	return stats, nil
 }
 
 // readLine reads one line of at most maxMessage bytes, without its "\n".
@@ -214,6 +250,8 @@ func readLine(r io.Reader) ([]byte, error) {
 		return bytes.TrimSuffix(line, []byte("\n")), nil
 	case len(line) > maxMessage:
 		return nil, fmt.Errorf("longer than %d bytes", maxMessage)
+	case errors.Is(err, io.EOF) && len(line) == 0:
+		return nil, io.EOF // closed before sending anything
 	case errors.Is(err, io.EOF):
 		return nil, errors.New("no newline at the end")
 	}

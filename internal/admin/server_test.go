@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hlfs/hlfs/lfs"
 )
 
 // fakeHandler keeps snapshots as "vol@snap" in a set. Calls wait on gate
@@ -69,6 +72,20 @@ func (h *fakeHandler) DeleteSnapshot(vol, snap string) error {
 	return nil
 }
 
+// fakeStats is what the fake handler's GC returns.
+var fakeStats = lfs.GCStats{Passes: 1, SegmentsCleaned: 2, SegmentsDeleted: 3, BytesCopied: 4096, BytesDeleted: 1 << 20}
+
+func (h *fakeHandler) GC(vol string, opts GCOptions) (lfs.GCStats, error) {
+	h.wait()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.mu.calls = append(h.mu.calls, fmt.Sprintf("gc %s rate=%d max=%v", vol, opts.Rate, opts.MaxUtilization))
+	if vol != "vm1" {
+		return lfs.GCStats{}, fmt.Errorf("volume %s is not served here", vol)
+	}
+	return fakeStats, nil
+}
+
 func (h *fakeHandler) calls() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -117,19 +134,19 @@ func TestCallRoundTrip(t *testing.T) {
 		t.Errorf("Path() = %q, want %q", s.Path(), path)
 	}
 	create := Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s1"}
-	if err := Call(path, create, 5*time.Second); err != nil {
+	if err := Call(t.Context(), path, create, 5*time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	// The handler's error comes back as a *ServerError, in one line.
-	err := Call(path, create, 5*time.Second)
+	err := Call(t.Context(), path, create, 5*time.Second, nil)
 	var se *ServerError
 	if !errors.As(err, &se) || se.Msg != "snapshot vm1@s1 already exists; second line" {
 		t.Errorf("second create: %#v", err)
 	}
-	if err := Call(path, Request{Op: OpSnapshotRemove, Volume: "vm1", Snapshot: "s1"}, 5*time.Second); err != nil {
+	if err := Call(t.Context(), path, Request{Op: OpSnapshotRemove, Volume: "vm1", Snapshot: "s1"}, 5*time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
-	err = Call(path, Request{Op: OpSnapshotRemove, Volume: "vm1", Snapshot: "s1"}, 5*time.Second)
+	err = Call(t.Context(), path, Request{Op: OpSnapshotRemove, Volume: "vm1", Snapshot: "s1"}, 5*time.Second, nil)
 	if !errors.As(err, &se) || se.Error() != "no snapshot s1 of vm1" {
 		t.Errorf("second rm: %v", err)
 	}
@@ -165,6 +182,14 @@ func TestMalformedRequests(t *testing.T) {
 		{`{"op":"snapshot-create","volume":"vm1","snapshot":"s"}`, "no newline"},
 		{strings.Repeat("x", maxMessage+10) + "\n", "longer than"},
 		{`["snapshot-create"]` + "\n", "malformed request"},
+		{`{"op":"snapshot-create","volume":"vm1","snapshot":"s","gc":{}}` + "\n", "snapshot-create takes no gc options"},
+		{`{"op":"gc"}` + "\n", "gc needs a volume"},
+		{`{"op":"gc","volume":"vm1","snapshot":"s"}` + "\n", "gc takes no snapshot"},
+		{`{"op":"gc","volume":"vm1","gc":{"rate":-1}}` + "\n", "rate -1 is negative"},
+		{`{"op":"gc","volume":"vm1","gc":{"max_utilization":1.5}}` + "\n", "max_utilization 1.5 is not from 0 to 1"},
+		{`{"op":"gc","volume":"vm1","gc":{"max_utilization":-0.1}}` + "\n", "max_utilization -0.1 is not from 0 to 1"},
+		{`{"op":"gc","volume":"vm1","gc":{"rate":"fast"}}` + "\n", "malformed request"},
+		{`{"op":"gc","volume":"vm1","gc":{"now":true}}` + "\n", `unknown field "now"`},
 	} {
 		got := rawCall(t, path, tc.line)
 		var resp response
@@ -176,8 +201,97 @@ func TestMalformedRequests(t *testing.T) {
 	if calls := h.calls(); len(calls) != 0 {
 		t.Errorf("malformed requests reached the handler: %q", calls)
 	}
-	if err := Call(path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}, 5*time.Second); err != nil {
+	if err := Call(t.Context(), path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}, 5*time.Second, nil); err != nil {
 		t.Errorf("after malformed requests: %v", err)
+	}
+}
+
+func TestCallGC(t *testing.T) {
+	h := newFakeHandler()
+	_, path := listen(t, h)
+	var stats lfs.GCStats
+	req := Request{Op: OpGC, Volume: "vm1", GC: &GCOptions{Rate: 1 << 20, MaxUtilization: 0.5}}
+	if err := Call(t.Context(), path, req, 0, &stats); err != nil {
+		t.Fatal(err)
+	}
+	if stats != fakeStats {
+		t.Errorf("stats %+v, want %+v", stats, fakeStats)
+	}
+	// No options: the server's defaults.
+	stats = lfs.GCStats{}
+	if err := Call(t.Context(), path, Request{Op: OpGC, Volume: "vm1"}, 5*time.Second, &stats); err != nil || stats != fakeStats {
+		t.Errorf("gc without options: %+v, %v", stats, err)
+	}
+	// The handler's error comes back as a *ServerError; the result is not
+	// touched.
+	stats = lfs.GCStats{}
+	err := Call(t.Context(), path, Request{Op: OpGC, Volume: "vm2"}, 5*time.Second, &stats)
+	var se *ServerError
+	if !errors.As(err, &se) || se.Msg != "volume vm2 is not served here" || stats != (lfs.GCStats{}) {
+		t.Errorf("gc of an unknown volume: %v, stats %+v", err, stats)
+	}
+	// A request without a result cannot fill one.
+	err = Call(t.Context(), path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}, 5*time.Second, &stats)
+	if err == nil || errors.As(err, &se) || !strings.Contains(err.Error(), "no result") {
+		t.Errorf("snapshot-create with a result: %v", err)
+	}
+	want := "gc vm1 rate=1048576 max=0.5,gc vm1 rate=0 max=0,gc vm2 rate=0 max=0,create vm1@s"
+	if got := strings.Join(h.calls(), ","); got != want {
+		t.Errorf("calls %s, want %s", got, want)
+	}
+}
+
+func TestGCWireFormat(t *testing.T) {
+	_, path := listen(t, newFakeHandler())
+	want := `{"ok":true,"result":{"passes":1,"segments_cleaned":2,"segments_deleted":3,"bytes_copied":4096,"bytes_deleted":1048576}}` + "\n"
+	if got := rawCall(t, path, `{"op":"gc","volume":"vm1","gc":{"rate":1024,"max_utilization":0.8}}`+"\n"); got != want {
+		t.Errorf("reply %q, want %q", got, want)
+	}
+	if got := rawCall(t, path, `{"op":"gc","volume":"vm1"}`+"\n"); got != want {
+		t.Errorf("reply %q, want %q", got, want)
+	}
+	b, err := json.Marshal(Request{Op: OpGC, Volume: "vm1", GC: &GCOptions{MaxUtilization: 0.8}})
+	if err != nil || string(b) != `{"op":"gc","volume":"vm1","gc":{"max_utilization":0.8}}` {
+		t.Errorf("gc request encodes as %s (%v)", b, err)
+	}
+	b, err = json.Marshal(Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s1"})
+	if err != nil || string(b) != `{"op":"snapshot-create","volume":"vm1","snapshot":"s1"}` {
+		t.Errorf("snapshot request encodes as %s (%v)", b, err)
+	}
+}
+
+// Ending the context stops the wait for a request the server is still
+// carrying out; the server finishes it all the same.
+func TestCallContextEnds(t *testing.T) {
+	h := newFakeHandler()
+	h.gate, h.entered = make(chan struct{}), make(chan struct{}, 1)
+	_, path := listen(t, h)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- Call(ctx, path, Request{Op: OpGC, Volume: "vm1"}, 0, &lfs.GCStats{}) }()
+	<-h.entered
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) || errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), path) {
+			t.Errorf("Call after cancel: %v, want context.Canceled naming the socket", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Call did not return after its context ended")
+	}
+	close(h.gate)
+	// Already ended: no connection at all.
+	err := Call(ctx, path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}, time.Second, nil)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("Call with an ended context: %v", err)
+	}
+	// The server carried out the first request; the second never reached it.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(h.calls()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := strings.Join(h.calls(), ","); got != "gc vm1 rate=0 max=0" {
+		t.Errorf("calls %q", got)
 	}
 }
 
@@ -200,7 +314,7 @@ func TestCloseRemovesSocket(t *testing.T) {
 	if _, err := os.Lstat(path); !os.IsNotExist(err) {
 		t.Errorf("socket file left behind: %v", err)
 	}
-	err := Call(path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}, time.Second)
+	err := Call(t.Context(), path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}, time.Second, nil)
 	var se *ServerError
 	if err == nil || errors.As(err, &se) || !strings.Contains(err.Error(), "cannot reach "+path) {
 		t.Errorf("Call after Close: %v", err)
@@ -227,7 +341,7 @@ func TestStaleSocket(t *testing.T) {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
 	defer s.Close()
-	if err := Call(path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}, 5*time.Second); err != nil {
+	if err := Call(t.Context(), path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}, 5*time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -235,7 +349,7 @@ func TestStaleSocket(t *testing.T) {
 	if _, err := Listen(path, newFakeHandler()); !errors.Is(err, ErrInUse) {
 		t.Errorf("Listen on a live socket: %v, want ErrInUse", err)
 	}
-	if err := Call(path, Request{Op: OpSnapshotRemove, Volume: "vm1", Snapshot: "s"}, 5*time.Second); err != nil {
+	if err := Call(t.Context(), path, Request{Op: OpSnapshotRemove, Volume: "vm1", Snapshot: "s"}, 5*time.Second, nil); err != nil {
 		t.Errorf("the first server stopped answering: %v", err)
 	}
 
@@ -262,7 +376,7 @@ func TestTimeoutAndCloseWaits(t *testing.T) {
 	h.gate, h.entered = make(chan struct{}), make(chan struct{}, 1)
 	s, path := listen(t, h)
 	start := time.Now()
-	err := Call(path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}, 200*time.Millisecond)
+	err := Call(t.Context(), path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s"}, 200*time.Millisecond, nil)
 	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), path) {
 		t.Errorf("Call to a stuck handler: %v, want ErrTimeout naming the socket", err)
 	}
@@ -317,7 +431,7 @@ func TestConcurrentCalls(t *testing.T) {
 	errs := make(chan error, 32)
 	for i := range 32 {
 		wg.Go(func() {
-			errs <- Call(path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: fmt.Sprint("s", i)}, 10*time.Second)
+			errs <- Call(t.Context(), path, Request{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: fmt.Sprint("s", i)}, 10*time.Second, nil)
 		})
 	}
 	wg.Wait()

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/hlfs/hlfs/internal/cliutil"
+	"github.com/hlfs/hlfs/lfs"
+)
+
+var duCmd = &command{
+	name:    "du",
+	args:    "VOLUME [--json]",
+	summary: "show where a volume's space in the store goes",
+	help: `
+Du shows how a volume's space in the store is used:
+
+  provisioned      the volume's size
+  mapped           the bytes of the volume that hold data (not holes)
+  stored           the bytes of its objects in the store: log segments and
+                   metadata (checkpoints, snapshot maps)
+  live             the distinct bytes the volume or any snapshot reads
+  garbage          segment bytes nothing reads (record headers included):
+                   what cleaning reclaims
+  reclaim blocked  the part of the garbage the cleaner may not touch now:
+                   in segments recovery would replay (those after the
+                   oldest checkpoint kept; "hlfs gc" writes checkpoints
+                   first, which unblocks all but the segment being
+                   written) or in segments a snapshot with clones reads
+  snapshot S       the bytes only snapshot S reads: what removing it would
+                   make reclaimable
+
+It counts from scratch and reads the volume without taking it over, so it
+works while the volume is served.`,
+	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+		asJSON := fs.Bool("json", false, "print JSON (sizes in bytes)")
+		return func(c *cli, args []string) error {
+			if err := wantArgs("du", args, "VOLUME"); err != nil {
+				return err
+			}
+			return c.du(args[0], *asJSON)
+		}
+	},
+}
+
+func (c *cli) du(arg string, asJSON bool) error {
+	name, err := volumeArg(arg)
+	if err != nil {
+		return err
+	}
+	st, err := c.openStore()
+	if err != nil {
+		return err
+	}
+	u, err := lfs.DiskUsage(st, name)
+	if err != nil {
+		return c.volumeError(name, err)
+	}
+	if u.Snapshots == nil {
+		u.Snapshots = []lfs.SnapshotUsage{} // [] rather than null
+	}
+	if asJSON {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(u)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 8, 1, ' ', 0)
+	fmt.Fprintf(tw, "name:\t%s\n", u.Name)
+	fmt.Fprintf(tw, "provisioned:\t%s\n", sizeString(u.Provisioned))
+	fmt.Fprintf(tw, "mapped:\t%s\n", sizeString(u.Mapped))
+	fmt.Fprintf(tw, "stored:\t%s: %s in %s, %s of metadata\n", sizeString(u.Stored),
+		cliutil.FormatSize(u.SegmentBytes), plural(u.Segments, "segment"), cliutil.FormatSize(u.MetadataBytes))
+	fmt.Fprintf(tw, "live:\t%s\n", sizeString(u.Live))
+	fmt.Fprintf(tw, "garbage:\t%s\n", sizeString(u.Garbage))
+	fmt.Fprintf(tw, "reclaim blocked:\t%s\n", sizeString(u.ReclaimBlocked))
+	for _, s := range u.Snapshots {
+		fmt.Fprintf(tw, "snapshot %s:\t%s exclusive\n", s.Name, sizeString(s.ExclusiveBytes))
+	}
+	return tw.Flush()
+}

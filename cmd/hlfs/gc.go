@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/hlfs/hlfs/internal/admin"
+	"github.com/hlfs/hlfs/internal/cliutil"
+	"github.com/hlfs/hlfs/internal/progress"
+	"github.com/hlfs/hlfs/lfs"
+)
+
+var gcCmd = &command{
+	name:    "gc",
+	args:    "VOLUME [--max-utilization FRACTION] [--rate SIZE] [--json]",
+	summary: "reclaim the space of overwritten data now, served or not",
+	help: `
+Gc cleans VOLUME now: the segments whose share of live bytes (bytes the
+volume or one of its snapshots still reads) is at most --max-utilization have
+those bytes copied to the end of the log and are deleted, as are the
+segments nothing reads any more; then it prints what it did. The volume reads
+the same before and after. Gc first writes checkpoints, so that recovery
+needs no old segment; it leaves alone the segment being written and the
+segments that a snapshot with clones reads. "hlfs du" shows how much garbage
+there is.
+
+It works whether or not the volume is served. When it is not, gc opens it,
+shows a progress bar on a terminal and closes it; a run cannot stop midway,
+so a first ^C only says so and a second kills it (the volume recovers at its
+next open). When it is served, the serving process cleans it (through the
+admin socket its owner lock names) while it goes on serving; there is no
+progress bar then, and ^C only stops waiting: the server finishes the run.
+"hlfs serve" also cleans in the background unless told not to (see its
+--gc-* flags).`,
+	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
+		maxUtil := fs.Float64("max-utilization", 0.95, "clean only segments whose live share is at most `FRACTION` (above 0, at most 1)")
+		rate := fs.String("rate", "", "bound the copying to `SIZE` bytes per second (default: no bound)")
+		asJSON := fs.Bool("json", false, "print what gc did as JSON")
+		return func(c *cli, args []string) error {
+			if err := wantArgs("gc", args, "VOLUME"); err != nil {
+				return err
+			}
+			if !(*maxUtil > 0 && *maxUtil <= 1) {
+				return usageError("gc", "--max-utilization %v: want a fraction above 0 and at most 1", *maxUtil)
+			}
+			r, err := rateFlag("gc", "rate", *rate)
+			if err != nil {
+				return err
+			}
+			return c.gc(args[0], lfs.GCOptions{Rate: r, MaxUtilization: *maxUtil}, *asJSON)
+		}
+	},
+}
+
+// rateFlag parses a bytes-per-second flag: a size, or "0" or nothing for no
+// bound (returned as 0).
+func rateFlag(cmd, flagName, value string) (int64, error) {
+	if v := strings.TrimSpace(value); v == "" || v == "0" {
+		return 0, nil
+	}
+	n, err := cliutil.ParseSize(value)
+	if err != nil {
+		return 0, usageError(cmd, "--%s: %v", flagName, err)
+	}
+	return n, nil
+}
+
+func (c *cli) gc(arg string, opts lfs.GCOptions, asJSON bool) error {
+	name, err := volumeArg(arg)
+	if err != nil {
+		return err
+	}
+	st, err := c.openStore()
+	if err != nil {
+		return err
+	}
+	req := admin.Request{Op: admin.OpGC, Volume: name, GC: &admin.GCOptions{Rate: opts.Rate, MaxUtilization: opts.MaxUtilization}}
+	var stats lfs.GCStats
+	err = c.onVolume(st, name, req, &stats, func(v *lfs.Volume) error {
+		// A run cannot stop midway: the first ^C makes the next one kill
+		// the process, which the volume survives (copies that no
+		// checkpoint names yet are garbage at the next open).
+		defer context.AfterFunc(c.ctx, func() {
+			c.releaseSignals()
+			fmt.Fprintf(c.stderr, "\nhlfs: gc of %s cannot stop midway; ^C again kills it (the volume recovers at its next open)\n", name)
+		})()
+		var bar *progress.Bar
+		opts.Progress = func(done, total int64) {
+			if bar == nil {
+				bar = progress.New(c.stderr, "cleaning "+name, total)
+			}
+			bar.Set(done)
+		}
+		var err error
+		stats, err = v.GC(opts)
+		bar.Done()
+		return err
+	})
+	if err != nil {
+		return c.volumeError(name, err)
+	}
+	if asJSON {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(stats)
+	}
+	kept := ""
+	if stats.SegmentsKept > 0 {
+		kept = fmt.Sprintf(", %d kept for clones made meanwhile", stats.SegmentsKept)
+	}
+	fmt.Fprintf(c.stdout, "gc %s: %s cleaned, %d deleted%s, %s copied, %s freed\n", name,
+		plural(stats.SegmentsCleaned, "segment"), stats.SegmentsDeleted, kept,
+		cliutil.FormatSize(stats.BytesCopied), cliutil.FormatSize(stats.BytesDeleted))
+	return nil
+}
+
+// plural returns "1 segment", "2 segments".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
