@@ -15,9 +15,12 @@ var fsckCmd = &command{
 	summary: "check a volume for damage",
 	help: `
 Fsck reads all of a volume's log and checkpoints and checks every checksum,
-the chaining of the log segments and that the newest checkpoint agrees with
-the log. It changes nothing. It prints what it checked and every problem
-found, and exits 1 when the volume is damaged.`,
+the chaining of the log segments, that every checkpoint kept recovers the
+same content (the whole log, when the cleaner has not deleted its start),
+that every extent of the volume and of its snapshots points at a record that
+holds it, and recounts the space books (live bytes per segment) and compares
+them with the volume's. It changes nothing. It prints what it checked and
+every problem found, and exits 1 when the volume is damaged.`,
 	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
 		return func(c *cli, args []string) error {
 			if err := wantArgs("fsck", args, "VOLUME"); err != nil {
@@ -48,8 +51,14 @@ func (c *cli) fsck(arg string) error {
 	if err != nil {
 		return c.volumeError(name, err)
 	}
-	fmt.Fprintf(c.stdout, "%s: checked %d segments, %d records, %d extents, %s\n", name,
-		rep.Segments, rep.Records, rep.Extents, cliutil.FormatSize(rep.BytesChecked))
+	books := "space books recounted: " + cliutil.FormatSize(rep.LiveBytes) + " live"
+	if rep.BooksExact {
+		books += ", matching the volume's"
+	} else {
+		books += " (the volume's own wait for a recount)"
+	}
+	fmt.Fprintf(c.stdout, "%s: checked %d segments, %d records, %d extents, %s; %s\n", name,
+		rep.Segments, rep.Records, rep.Extents, cliutil.FormatSize(rep.BytesChecked), books)
 	for _, p := range rep.Problems {
 		fmt.Fprintf(c.stdout, "%s: problem: %s\n", name, p)
 	}
