@@ -129,7 +129,9 @@ func (v *Volume) materializeSnapshots(t *snapTable) error {
 		if s.durable || s.m == nil {
 			continue
 		}
-		if err := v.lw.flush(s.pos); err != nil {
+		// The map names records up to its snapshot, or, once the cleaner
+		// moved its data, copies up to the log's end: durable first.
+		if err := v.lw.flush(v.lw.end()); err != nil {
 			return err
 		}
 		// Written aside and renamed into place: once the name exists the
@@ -174,8 +176,17 @@ func (v *Volume) removeUnreferencedSnapObjects(prevSnaps map[snapGen]bool) {
 	v.mu.RLock()
 	live := v.mu.snaps.gens()
 	v.mu.RUnlock()
+	// A clone may have started from any generation of its source snapshot
+	// (even one a crash left unnamed): those stay while it may.
+	withClones, err := v.snapshotsWithClones()
+	if err != nil {
+		return
+	}
 	for _, n := range names {
 		g, ok := parseSnapObject(n)
+		if ok && withClones[g.id] {
+			continue
+		}
 		if !ok {
 			if strings.Contains(n, ".tmp-") { // left by a crash while materializing (ckptMu excludes a running one)
 				_ = v.st.Remove(path.Join(snapDir(v.name), n))

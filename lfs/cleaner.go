@@ -250,22 +250,21 @@ func (v *Volume) planPass(opts GCOptions, live map[uint64]int64, snapMaps map[ui
 	if err != nil {
 		return plan, err
 	}
-	// Which snapshots name which segments: clone pins, and the re-check
-	// before deleting.
+	// Which snapshots name which segments, for the re-check before deleting.
 	namedBy := make(map[uint64][]uint32)
-	pinned := make(map[uint64]bool)
 	for id, m := range snapMaps {
 		seen := map[uint64]bool{}
 		m.ascend(func(e extent) bool {
 			if e.branch == v.lin.branch && !seen[uint64(e.seq)] {
 				seen[uint64(e.seq)] = true
 				namedBy[uint64(e.seq)] = append(namedBy[uint64(e.seq)], id)
-				if pinnedSnaps[id] {
-					pinned[uint64(e.seq)] = true
-				}
 			}
 			return true
 		})
+	}
+	pinned, err := v.clonePinnedSegments(pinnedSnaps, snapMaps)
+	if err != nil {
+		return plan, err
 	}
 	seqs, err := listSegments(v.st, v.name)
 	if err != nil {
@@ -387,6 +386,48 @@ func (v *Volume) snapshotsWithClones() (map[uint32]bool, error) {
 		}
 	}
 	return out, nil
+}
+
+// clonePinnedSegments returns the segments that a snapshot with clones
+// names, in its map now or in any generation of its map object in the
+// store: a clone's map started from one of them.
+func (v *Volume) clonePinnedSegments(pinnedSnaps map[uint32]bool, snapMaps map[uint32]*extentMap) (map[uint64]bool, error) {
+	pinned := make(map[uint64]bool)
+	mark := func(m *extentMap) {
+		m.ascend(func(e extent) bool {
+			if e.branch == v.lin.branch {
+				pinned[uint64(e.seq)] = true
+			}
+			return true
+		})
+	}
+	if len(pinnedSnaps) == 0 {
+		return pinned, nil
+	}
+	for id := range pinnedSnaps {
+		if m := snapMaps[id]; m != nil {
+			mark(m)
+		}
+	}
+	names, err := v.st.List(snapDir(v.name))
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		g, ok := parseSnapObject(n)
+		if !ok || !pinnedSnaps[g.id] {
+			continue
+		}
+		m, err := loadSnapMap(v.st, v.name, v.sb.uid, g.id, g.gen)
+		if errors.Is(err, objstore.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		mark(m)
+	}
+	return pinned, nil
 }
 
 func gcDir(vol string) string { return path.Join(vol, "gc") }

@@ -74,16 +74,9 @@ func (v *Volume) Usage() (Usage, error) {
 	if err != nil {
 		return u, err
 	}
-	pinned := map[uint64]bool{}
-	for id, m := range snapMaps {
-		if pinnedSnaps[id] {
-			m.ascend(func(e extent) bool {
-				if e.branch == v.lin.branch {
-					pinned[uint64(e.seq)] = true
-				}
-				return true
-			})
-		}
+	pinned, err := v.clonePinnedSegments(pinnedSnaps, snapMaps)
+	if err != nil {
+		return u, err
 	}
 	_, attempts, err := segmentAttempts(v.st, v.name)
 	if err != nil {
