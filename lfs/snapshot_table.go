@@ -84,15 +84,6 @@ func (t *snapTable) remove(id uint32) {
 	}
 }
 
-// ids returns the set of snapshot ids.
-func (t *snapTable) ids() map[uint32]bool {
-	out := make(map[uint32]bool, len(t.list))
-	for _, s := range t.list {
-		out[s.id] = true
-	}
-	return out
-}
-
 // copyMeta copies the table without maps.
 func (t *snapTable) copyMeta() *snapTable {
 	c := t.copyWithMaps()
