@@ -165,6 +165,9 @@ func (v *Volume) cleanPass(opts GCOptions, stop <-chan struct{}) (GCStats, error
 			break
 		}
 	}
+	if isClosed(stop) {
+		return stats, nil // closing: Close writes the checkpoint
+	}
 	// The copies become what recovery finds once a checkpoint names them.
 	return stats, v.checkpoint()
 }
