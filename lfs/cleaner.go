@@ -295,7 +295,7 @@ func (v *Volume) planPass(opts GCOptions, live map[uint64]int64, snapMaps map[ui
 			v.gc.pending[seq] = pendingDelete{readyAt: v.ckptCountNow() + 2, snaps: namedBy[seq]}
 			continue
 		}
-		size, err := v.segmentSize(seq)
+		size, err := v.segmentSize(seq, limit)
 		if err != nil {
 			return plan, err
 		}
@@ -348,7 +348,9 @@ func (v *Volume) cleanLimit() (uint64, error) {
 	return ps[len(ps)-1].seq, nil
 }
 
-func (v *Volume) segmentSize(seq uint64) (int64, error) {
+// segmentSize is the size of segment seq's object. Sizes of segments
+// before limit (complete: a checkpoint came after them) are cached.
+func (v *Volume) segmentSize(seq, limit uint64) (int64, error) {
 	if n, ok := v.gc.sizes[seq]; ok {
 		return n, nil
 	}
@@ -358,7 +360,9 @@ func (v *Volume) segmentSize(seq uint64) (int64, error) {
 	}
 	n := r.Size()
 	_ = r.Close()
-	v.gc.sizes[seq] = n
+	if seq < limit {
+		v.gc.sizes[seq] = n
+	}
 	return n, nil
 }
 
@@ -673,7 +677,7 @@ func (v *Volume) deleteReady() (GCStats, error) {
 			stats.SegmentsKept++
 			continue
 		}
-		size, err := v.segmentSize(seq)
+		size, err := v.segmentSize(seq, 0)
 		if err != nil && !errors.Is(err, objstore.ErrNotExist) {
 			return stats, err
 		}

@@ -24,6 +24,8 @@ type CleanerOptions struct {
 	// MaxUtilization: segments with a larger share of live bytes are left
 	// alone; 0 means 0.8.
 	MaxUtilization float64
+	// MinGarbage is the least garbage worth a pass; 0 means two segments.
+	MinGarbage int64
 }
 
 func (o CleanerOptions) withDefaults() CleanerOptions {
@@ -55,6 +57,9 @@ func (v *Volume) StartCleaner(o CleanerOptions) {
 		return
 	}
 	o = o.withDefaults()
+	if o.MinGarbage == 0 {
+		o.MinGarbage = 2 * int64(v.sb.segmentSize)
+	}
 	v.ckptWG.Add(1)
 	go func() {
 		defer v.ckptWG.Done()
@@ -95,14 +100,27 @@ func (v *Volume) cleanStep(o CleanerOptions) error {
 				return err
 			}
 		}
-		garbage, share, err := v.cleanableGarbage()
+		g, err := v.garbageBooks()
 		if err != nil {
 			return err
 		}
 		v.maybeCheckpointForCleaner()
-		if share < o.Trigger || garbage < 2*int64(v.sb.segmentSize) {
+		enough := func(garbage int64, share float64) bool {
+			return share >= o.Trigger && garbage >= o.MinGarbage
+		}
+		if !enough(g.cleanable, g.cleanableShare) {
+			if enough(g.closed, g.closedShare) && g.limit < g.active {
+				// The garbage lies after the oldest checkpoint, and no
+				// checkpoint is coming soon (an idle or lightly written
+				// volume): write them, so the cleaner may take it.
+				if err := v.forceCheckpoints(); err != nil {
+					return err
+				}
+				continue
+			}
 			return nil
 		}
+		share := g.cleanableShare
 		rate := o.Rate
 		if share > 1.2*o.Trigger {
 			rate = 0 // falling behind: catch up
@@ -124,39 +142,57 @@ func (v *Volume) cleanStep(o CleanerOptions) error {
 	return nil
 }
 
-// cleanableGarbage estimates, from the books, the garbage in the segments
-// before the oldest checkpoint kept, and its share of their bytes.
-func (v *Volume) cleanableGarbage() (int64, float64, error) {
-	limit, err := v.cleanLimit()
-	if err != nil || limit <= 1 {
-		return 0, 0, err
+// garbageEstimate is what the books say about garbage: in the segments
+// before the oldest checkpoint kept (which the cleaner may take), and in
+// every segment before the one being written.
+type garbageEstimate struct {
+	cleanable, closed           int64
+	cleanableShare, closedShare float64
+	limit, active               uint64 // cleanLimit, and the segment being written
+}
+
+// garbageBooks estimates garbage from the books and the segment sizes.
+func (v *Volume) garbageBooks() (garbageEstimate, error) {
+	var g garbageEstimate
+	var err error
+	if g.limit, err = v.cleanLimit(); err != nil {
+		return g, err
 	}
+	g.active = v.lw.end().seq
 	seqs, err := listSegments(v.st, v.name)
 	if err != nil {
-		return 0, 0, err
+		return g, err
 	}
 	v.mu.RLock()
 	live := v.mu.books.copyCounts()
 	v.mu.RUnlock()
-	var size, garbage int64
+	var cleanableSize, closedSize int64
 	for _, seq := range seqs {
-		if seq >= limit {
+		if seq >= g.active {
 			break
 		}
 		if _, ok := v.gc.pending[seq]; ok {
 			continue
 		}
-		n, err := v.segmentSize(seq)
+		n, err := v.segmentSize(seq, g.limit)
 		if err != nil {
-			return 0, 0, err
+			return g, err
 		}
-		size += n
-		garbage += max(0, n-live[seq])
+		garbage := max(0, n-live[seq])
+		closedSize += n
+		g.closed += garbage
+		if seq < g.limit {
+			cleanableSize += n
+			g.cleanable += garbage
+		}
 	}
-	if size == 0 {
-		return 0, 0, nil
+	if cleanableSize > 0 {
+		g.cleanableShare = float64(g.cleanable) / float64(cleanableSize)
 	}
-	return garbage, float64(garbage) / float64(size), nil
+	if closedSize > 0 {
+		g.closedShare = float64(g.closed) / float64(closedSize)
+	}
+	return g, nil
 }
 
 // maybeCheckpointForCleaner asks for a checkpoint when much of the log

@@ -3,7 +3,9 @@ package lfs
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"math/rand"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -319,3 +321,15 @@ func TestGCKeepsWhatACloneMadeMeanwhileMayName(t *testing.T) {
 	checkBooks(t, v)
 	require.NoError(t, v.Close())
 }
+
+// testLogger logs through t when HLFS_TEST_LOG is set.
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("HLFS_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, nil))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/stretchr/testify/require"
@@ -59,29 +60,42 @@ func requirePrefixState(t *testing.T, got, durable []byte, pending []modelOp) {
 }
 
 // TestCrashAtRandomPoints crashes the memory store (dropping unsynced
-// bytes, tearing the tail at random) at random moments of a random workload;
-// after each reopen every flushed write is there and nothing is torn.
+// bytes, tearing the tail at random) at random moments of a random workload,
+// with and without the background cleaner running flat out; after each
+// reopen every flushed write is there and nothing is torn.
 func TestCrashAtRandomPoints(t *testing.T) {
 	simulateOwnDeath(t)
-	for _, noSync := range []bool{false, true} {
+	for _, mode := range []struct {
+		noSync, clean bool
+	}{{false, false}, {true, false}, {false, true}, {true, true}} {
+		noSync := mode.noSync
 		for seed := int64(1); seed <= 4; seed++ {
-			t.Run(fmt.Sprintf("nosync=%v/%d", noSync, seed), func(t *testing.T) {
+			t.Run(fmt.Sprintf("nosync=%v/gc=%v/%d", noSync, mode.clean, seed), func(t *testing.T) {
 				rng := rand.New(rand.NewSource(seed))
 				st := objstore.NewMemStore(noSync, seed)
 				const size = 2 << 20
 				require.NoError(t, Create(st, "c", Config{Size: size, BlockSize: 512, Compress: seed%2 == 0, SegmentSize: 1 << 20}))
-				opts := Options{CheckpointInterval: 512 << 10}
-				v, err := Open(st.Session(), "c", opts)
-				require.NoError(t, err)
+				opts := Options{CheckpointInterval: 512 << 10, StoreRetry: -1, Logger: testLogger(t)}
+				open := func() *Volume {
+					v, err := Open(st.Session(), "c", opts)
+					require.NoError(t, err)
+					if mode.clean {
+						v.StartCleaner(CleanerOptions{Interval: time.Millisecond, Trigger: 0.05, Rate: -1, MaxUtilization: 0.95, MinGarbage: 64 << 10})
+					}
+					return v
+				}
+				v := open()
 				durable := make([]byte, size)
 				var pending []modelOp
 				for i := 0; i < 400; i++ {
+					if mode.clean && i%20 == 0 {
+						time.Sleep(5 * time.Millisecond) // the cleaner gets to run between crashes
+					}
 					switch r := rng.Intn(100); {
 					case r < 4:
 						st.Crash()
 						_ = v.Close() // fails: the store crashed under it
-						v, err = Open(st.Session(), "c", opts)
-						require.NoError(t, err)
+						v = open()
 						got := make([]byte, size)
 						require.NoError(t, v.ReadAt(got, 0))
 						requirePrefixState(t, got, durable, pending)
@@ -100,6 +114,13 @@ func TestCrashAtRandomPoints(t *testing.T) {
 						require.NoError(t, op.applyVolume(v))
 						pending = append(pending, op)
 					}
+				}
+				if mode.clean {
+					// It has had every chance to clean by now.
+					require.Eventually(t, func() bool {
+						seqs, err := listSegments(st, "c")
+						return err == nil && uint64(len(seqs)) < seqs[len(seqs)-1]
+					}, 10*time.Second, 10*time.Millisecond, "the cleaner should have deleted segments")
 				}
 				require.NoError(t, v.Close())
 				rep, err := Fsck(st, "c", nil)
