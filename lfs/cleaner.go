@@ -222,21 +222,42 @@ func (v *Volume) recount() (map[uint64]int64, map[uint32]*extentMap, error) {
 	return counts, maps, nil
 }
 
-// loadSnapshotMaps returns the map of every snapshot of t by id.
+// loadSnapshotMaps returns the map of every snapshot of t by id. Maps read
+// from map objects are cached (they never change) up to snapCacheExtents
+// extents, so passes do not read every snapshot map again.
 func (v *Volume) loadSnapshotMaps(t *snapTable) (map[uint32]*extentMap, error) {
 	out := make(map[uint32]*extentMap, len(t.list))
+	v.snapCache.Lock()
+	defer v.snapCache.Unlock()
+	if v.snapCache.maps == nil {
+		v.snapCache.maps = make(map[snapGen]*extentMap)
+	}
+	keep := make(map[snapGen]*extentMap)
+	cached := 0
 	for _, s := range t.list {
 		m := s.m
 		if m == nil {
-			var err error
-			if m, err = loadSnapMap(v.st, v.name, v.sb.uid, s.id, s.gen); err != nil {
-				return nil, fmt.Errorf("lfs: load snapshot %s@%s: %w", v.name, s.name, err)
+			g := snapGen{s.id, s.gen}
+			if m = v.snapCache.maps[g]; m == nil {
+				var err error
+				if m, err = loadSnapMap(v.st, v.name, v.sb.uid, s.id, s.gen); err != nil {
+					return nil, fmt.Errorf("lfs: load snapshot %s@%s: %w", v.name, s.name, err)
+				}
+			}
+			if cached+m.len() <= snapCacheExtents {
+				keep[g] = m
+				cached += m.len()
 			}
 		}
 		out[s.id] = m
 	}
+	v.snapCache.maps = keep // what the table no longer names goes
 	return out, nil
 }
+
+// snapCacheExtents bounds the snapshot map extents the cleaner keeps in
+// memory between passes (about 48 bytes each).
+const snapCacheExtents = 4 << 20
 
 // planPass picks the segments to delete and to copy.
 func (v *Volume) planPass(opts GCOptions, live map[uint64]int64, snapMaps map[uint32]*extentMap) (passPlan, error) {

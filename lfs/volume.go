@@ -88,6 +88,12 @@ type Volume struct {
 	// segments: a read never finds a segment gone that the map it looked
 	// at named.
 	readGate sync.RWMutex
+	// snapCache holds snapshot maps read from their objects for the
+	// cleaner and the books (loadSnapshotMaps).
+	snapCache struct {
+		sync.Mutex
+		maps map[snapGen]*extentMap
+	}
 }
 
 type recoveryStats struct {
