@@ -346,9 +346,9 @@ func (v *Volume) planPass(opts GCOptions, live map[uint64]int64, snapMaps map[ui
 		set[seq] = true
 		plan.named[seq] = namedBy[seq]
 	}
-	v.mu.RLock()
+	v.mu.Lock() // Clone writes to the tree it copies
 	maps := []*extentMap{v.mu.m.clone()}
-	v.mu.RUnlock()
+	v.mu.Unlock()
 	for _, m := range snapMaps {
 		maps = append(maps, m)
 	}
@@ -716,11 +716,11 @@ func (v *Volume) deleteReady() (GCStats, error) {
 // verifyBooks recounts the books from every map and compares them with the
 // volume's, when those claim to be exact. Fsck and tests call it.
 func (v *Volume) verifyBooks() error {
-	v.mu.RLock()
+	v.mu.Lock() // Clone writes to the tree it copies
 	exact, have := v.mu.books.exact, v.mu.books.copyCounts()
 	live := v.mu.m.clone()
 	t := v.mu.snaps.copyWithMaps()
-	v.mu.RUnlock()
+	v.mu.Unlock()
 	if !exact {
 		return nil
 	}
