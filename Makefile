@@ -81,6 +81,7 @@ bench: deps build
 	$(GO) test -run '^$$' -bench 'BenchmarkWrite|CloneDepthRead' -benchtime 2s ./lfs/
 	python3 bench/bench.py
 	python3 bench/snapshots.py
+	python3 bench/gc.py
 
 # The HDFS report: through NBD on HDFS against raw HDFS writes, both journal modes.
 bench-hdfs: deps build

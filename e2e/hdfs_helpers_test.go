@@ -138,8 +138,9 @@ type writerRun struct {
 
 // startWriter starts testdata/nbd_writer.py against uri (QD 8, a flush every
 // 16 writes, every 7th write FUA) over span bytes; writes 0 runs until the
-// server goes away.
-func startWriter(t *testing.T, uri, logPath string, span int64, seed, writes int) *writerRun {
+// server goes away. extra are more nbd_writer.py arguments (e.g. --max-run
+// 16); a repeated flag overrides the default.
+func startWriter(t *testing.T, uri, logPath string, span int64, seed, writes int, extra ...string) *writerRun {
 	t.Helper()
 	py := Python(t)
 	script, err := filepath.Abs("testdata/nbd_writer.py")
@@ -152,6 +153,7 @@ func startWriter(t *testing.T, uri, logPath string, span int64, seed, writes int
 		"--span", strconv.FormatInt(span, 10), "--block", "4096",
 		"--qd", "8", "--flush-every", "16", "--fua-every", "7",
 		"--seed", strconv.Itoa(seed), "--writes", strconv.Itoa(writes))
+	w.cmd.Args = append(w.cmd.Args, extra...)
 	w.cmd.Stderr = w.stderr
 	if err := w.cmd.Start(); err != nil {
 		t.Fatal(err)
