@@ -333,3 +333,60 @@ func testLogger(t *testing.T) *slog.Logger {
 type tWriter struct{ t *testing.T }
 
 func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+// TestGCFreesSnapshotDataOnlyAfterTheLastReference: data that a snapshot
+// and a clone of it read survives gc; once the clone is flattened (or
+// removed) and the snapshot removed, gc frees it.
+func TestGCFreesSnapshotDataOnlyAfterTheLastReference(t *testing.T) {
+	for _, detach := range []string{"flatten", "rm"} {
+		t.Run(detach, func(t *testing.T) {
+			st := objstore.NewMemStore(false, 1)
+			const size = 4 << 20
+			v := newTestVolume(t, st, "src", size)
+			old := bytes.Repeat([]byte{1}, size)
+			require.NoError(t, v.WriteAt(old, 0, false))
+			require.NoError(t, v.CreateSnapshot("s"))
+			require.NoError(t, v.Close())
+			require.NoError(t, Clone(st, "src", "s", "c"))
+			v, err := Open(st, "src", Options{})
+			require.NoError(t, err)
+			cur := bytes.Repeat([]byte{2}, size)
+			for i := 0; i < 3; i++ {
+				require.NoError(t, v.WriteAt(cur, 0, false))
+			}
+			_, err = v.GC(GCOptions{})
+			require.NoError(t, err)
+			held := storedSegmentBytes(t, st, "src")
+			require.Greater(t, held, int64(2*size-size/8), "the snapshot's data must stay")
+			checkVolumeContent(t, v, cur, map[string][]byte{"s": old}, "source after gc")
+			require.NoError(t, v.Close())
+			c, err := Open(st, "c", Options{ReadOnly: true})
+			require.NoError(t, err)
+			checkVolumeContent(t, c, old, nil, "clone after the source's gc")
+			require.NoError(t, c.Close())
+
+			if detach == "flatten" {
+				require.NoError(t, Flatten(st, "c", nil))
+			} else {
+				require.NoError(t, Remove(st, "c"))
+			}
+			v, err = Open(st, "src", Options{})
+			require.NoError(t, err)
+			require.NoError(t, v.DeleteSnapshot("s"))
+			_, err = v.GC(GCOptions{})
+			require.NoError(t, err)
+			freed := storedSegmentBytes(t, st, "src")
+			t.Logf("%s: %d KiB of segments with the snapshot, %d KiB after", detach, held>>10, freed>>10)
+			require.Less(t, freed, int64(size+size/8), "the snapshot's data should be freed")
+			checkVolumeContent(t, v, cur, nil, "source after the snapshot went")
+			checkBooks(t, v)
+			require.NoError(t, v.Close())
+			if detach == "flatten" {
+				c, err := Open(st, "c", Options{ReadOnly: true})
+				require.NoError(t, err)
+				checkVolumeContent(t, c, old, nil, "flattened clone")
+				require.NoError(t, c.Close())
+			}
+		})
+	}
+}
