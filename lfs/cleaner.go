@@ -68,6 +68,11 @@ func (s *GCStats) add(o GCStats) {
 type cleanerState struct {
 	sizes   map[uint64]int64 // sizes of closed segment objects (they never change)
 	pending map[uint64]pendingDelete
+	// copiedBytes are the log bytes the cleaner appended; rateAt and
+	// rateClient are where clientWriteRate last looked.
+	copiedBytes int64
+	rateAt      time.Time
+	rateClient  int64
 }
 
 // pendingDelete is a segment no map names any more, waiting for two
@@ -625,6 +630,7 @@ func (v *Volume) applyCopies(seq uint64, b *recordBatch, olds []recRange, cache 
 	if err != nil {
 		return err
 	}
+	v.gc.copiedBytes += int64(len(b.buf))
 	// The changed snapshot maps wait in memory for their next generation,
 	// written before the next checkpoint.
 	v.mu.Lock()

@@ -18,8 +18,9 @@ type CleanerOptions struct {
 	// bound.
 	Rate int64
 	// MaxCopy bounds the live bytes one pass copies; 0 means 32 MiB. Every
-	// pass ends with a checkpoint, and a segment is deleted two
-	// checkpoints after it was copied, so smaller passes free space sooner.
+	// pass ends with two checkpoints (whole maps), and a segment is deleted
+	// after them: smaller passes free space sooner, larger ones write fewer
+	// maps.
 	MaxCopy int64
 	// MaxUtilization: segments with a larger share of live bytes are left
 	// alone; 0 means 0.8.
@@ -41,11 +42,11 @@ func (o CleanerOptions) withDefaults() CleanerOptions {
 	if o.Rate < 0 {
 		o.Rate = 0
 	}
-	if o.MaxCopy == 0 {
-		o.MaxCopy = 32 << 20
-	}
 	if o.MaxUtilization == 0 {
 		o.MaxUtilization = 0.8
+	}
+	if o.MaxCopy == 0 {
+		o.MaxCopy = 32 << 20
 	}
 	return o
 }
@@ -120,10 +121,14 @@ func (v *Volume) cleanStep(o CleanerOptions) error {
 			}
 			return nil
 		}
-		share := g.cleanableShare
+		// Copy at least as fast as clients write, or garbage grows
+		// without bound; with no bound once well behind.
 		rate := o.Rate
-		if share > 1.2*o.Trigger {
-			rate = 0 // falling behind: catch up
+		if w := v.clientWriteRate(); rate > 0 && w > rate {
+			rate = w
+		}
+		if g.cleanableShare > 1.2*o.Trigger {
+			rate = 0
 		}
 		st, err := v.cleanPass(GCOptions{Rate: rate, MaxCopy: o.MaxCopy, MaxUtilization: o.MaxUtilization}, v.ckptDone)
 		if err != nil || st.Passes == 0 {
@@ -212,4 +217,17 @@ func (v *Volume) maybeCheckpointForCleaner() {
 		default:
 		}
 	}
+}
+
+// clientWriteRate is the bytes per second clients appended to the log since
+// the last call (the cleaner's own copies excluded).
+func (v *Volume) clientWriteRate() int64 {
+	now, written := time.Now(), v.lw.bytesWritten()
+	client := written - v.gc.copiedBytes
+	var rate int64
+	if el := now.Sub(v.gc.rateAt); !v.gc.rateAt.IsZero() && el > 0 {
+		rate = int64(float64(client-v.gc.rateClient) / el.Seconds())
+	}
+	v.gc.rateAt, v.gc.rateClient = now, client
+	return rate
 }
