@@ -53,7 +53,9 @@ Serve cleans every volume it serves in the background: every --gc-interval
 it looks, and once --gc-trigger of the bytes of the segments it may clean is
 garbage (and at least two segments' worth), it copies the live bytes of the
 segments whose live share is at most --gc-max-utilization to the end of the
-log, at most --gc-rate bytes per second, and deletes those segments. --no-gc
+log, at --gc-rate bytes per second or as fast as clients write, whichever is
+higher (without bound once garbage passed 1.2 times the trigger), and
+deletes those segments. --no-gc
 turns that off; "hlfs gc" still cleans on demand.
 
 A volume can be served by one process at a time; serve fails before serving
@@ -65,7 +67,7 @@ anything when a volume or snapshot cannot be opened.`,
 		lease := fs.Duration("lease", lfs.DefaultLease, "owner lease `DURATION`: renewed every third of it; another host may take a volume over once a lease ran out")
 		journalDir := fs.String("journal", "", "keep new log segments in the local write-back journal `DIR` and ship them to the store in the background (see README: durability)")
 		noGC := fs.Bool("no-gc", false, "do not clean volumes in the background (\"hlfs gc\" still works through the admin socket)")
-		gcRate := fs.String("gc-rate", "32M", "bound the background cleaner's copying to `SIZE` bytes per second; 0 for no bound")
+		gcRate := fs.String("gc-rate", "32M", "let the background cleaner copy `SIZE` bytes per second, or as fast as clients write if that is more (without bound once far behind); 0 for no bound")
 		gcTrigger := fs.Float64("gc-trigger", 0.25, "start cleaning when this `FRACTION` of the cleanable segment bytes is garbage")
 		gcInterval := fs.Duration("gc-interval", time.Second, "check for garbage every `DURATION`")
 		gcMaxUtil := fs.Float64("gc-max-utilization", 0.8, "leave segments alone whose live share is above `FRACTION`")
