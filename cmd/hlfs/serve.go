@@ -55,8 +55,8 @@ garbage (and at least two segments' worth), it copies the live bytes of the
 segments whose live share is at most --gc-max-utilization to the end of the
 log, at --gc-rate bytes per second or as fast as clients write, whichever is
 higher (without bound once garbage passed 1.2 times the trigger), and
-deletes those segments. --no-gc
-turns that off; "hlfs gc" still cleans on demand.
+deletes those segments. --no-gc turns that off; "hlfs gc" still cleans on
+demand.
 
 A volume can be served by one process at a time; serve fails before serving
 anything when a volume or snapshot cannot be opened.`,
