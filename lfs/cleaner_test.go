@@ -7,7 +7,6 @@ import (
 	"math/rand"
 	"os"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -139,15 +138,7 @@ func TestCrashDuringGCAtEveryStoreOperation(t *testing.T) {
 			live, snaps := gcCrashSetup(t, st)
 			v, err := Open(st.Session(), "g", Options{CheckpointInterval: -1})
 			require.NoError(t, err)
-			var ops atomic.Int64
-			dead := false
-			st.SetInjector(func(op objstore.Op, name string) error {
-				if ops.Add(1) >= int64(k) {
-					dead = true
-					return objstore.ErrInjected
-				}
-				return nil
-			})
+			dead := dieFrom(st, k)
 			stats, gcErr := v.GC(GCOptions{MaxUtilization: 0.99})
 			tail := bytes.Repeat([]byte{0xaa}, 8192)
 			flushed := false
@@ -182,7 +173,7 @@ func TestCrashDuringGCAtEveryStoreOperation(t *testing.T) {
 			rep, err := Fsck(st, "g", nil)
 			require.NoError(t, err)
 			require.True(t, rep.OK(), "%s: %v", what, rep.Problems)
-			if !dead {
+			if !dead.Load() {
 				require.Greater(t, stats.SegmentsDeleted, 0, "the gc run should delete segments")
 				require.Greater(t, k, 50, "gc should take many store operations")
 				t.Logf("noSync=%v: crashed at each of %d store operations (gc: %+v)", noSync, k-1, stats)

@@ -168,15 +168,7 @@ func TestCrashAtEveryStoreOperation(t *testing.T) {
 		for k := 1; ; k++ {
 			st := objstore.NewMemStore(noSync, int64(k))
 			require.NoError(t, Create(st, "e", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
-			var ops atomic.Int64
-			dead := false
-			st.SetInjector(func(op objstore.Op, name string) error {
-				if ops.Add(1) >= int64(k) {
-					dead = true
-					return objstore.ErrInjected
-				}
-				return nil
-			})
+			dead := dieFrom(st, k)
 			lastFlushed := -1
 			v, err := Open(st.Session(), "e", Options{CheckpointInterval: -1})
 			if err == nil {
@@ -204,13 +196,28 @@ func TestCrashAtEveryStoreOperation(t *testing.T) {
 			rep, err := Fsck(st, "e", nil)
 			require.NoError(t, err)
 			require.True(t, rep.OK(), "noSync=%v k=%d: %v", noSync, k, rep.Problems)
-			if !dead {
+			if !dead.Load() {
 				require.Greater(t, k, 30, "the workload should take many store operations")
 				t.Logf("noSync=%v: crashed at each of %d store operations", noSync, k-1)
 				break // the workload finished before the k-th operation
 			}
 		}
 	}
+}
+
+// dieFrom makes every operation of st from the k-th on fail, as a store
+// that died would; the flag tells whether one did.
+func dieFrom(st *objstore.MemStore, k int) *atomic.Bool {
+	var ops atomic.Int64
+	var dead atomic.Bool
+	st.SetInjector(func(op objstore.Op, name string) error {
+		if ops.Add(1) >= int64(k) {
+			dead.Store(true)
+			return objstore.ErrInjected
+		}
+		return nil
+	})
+	return &dead
 }
 
 func writtenAfter(i, step int) bool {

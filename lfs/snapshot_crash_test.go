@@ -3,7 +3,6 @@ package lfs
 import (
 	"bytes"
 	"errors"
-	"sync/atomic"
 	"testing"
 
 	"github.com/hlfs/hlfs/internal/objstore"
@@ -81,15 +80,7 @@ func TestSnapshotCrashAtEveryStoreOperation(t *testing.T) {
 	for k := 1; ; k++ {
 		st := objstore.NewMemStore(k%2 == 0, int64(k))
 		require.NoError(t, Create(st, "v", Config{Size: 256 << 10, SegmentSize: 1 << 20}))
-		var ops atomic.Int64
-		dead := false
-		st.SetInjector(func(op objstore.Op, name string) error {
-			if ops.Add(1) >= int64(k) {
-				dead = true
-				return objstore.ErrInjected
-			}
-			return nil
-		})
+		dead := dieFrom(st, k)
 		var o outcome
 		workload(st.Session(), &o)
 		st.SetInjector(nil)
@@ -155,7 +146,7 @@ func TestSnapshotCrashAtEveryStoreOperation(t *testing.T) {
 		} else {
 			require.True(t, errors.Is(err, ErrNotFound), "k=%d: %v", k, err)
 		}
-		if !dead {
+		if !dead.Load() {
 			require.True(t, o.flattened, "the workload completes without faults")
 			require.Greater(t, k, 50)
 			t.Logf("crashed at each of %d store operations", k-1)
