@@ -199,24 +199,31 @@ func (v *Volume) removeUnreferencedSnapObjects(prevSnaps map[snapGen]bool) {
 	}
 }
 
-// renewLoop renews the owner lock every third of the lease until Close. A
-// renewal that finds a newer owner fences the log writer.
-func (v *Volume) renewLoop() {
-	defer v.ckptWG.Done()
-	every := time.Duration(v.owner.rec.LeaseSeconds*float64(time.Second)) / 3
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-v.ckptDone:
-			return
-		case <-tick.C:
-			if err := v.owner.renew(); err != nil {
-				v.log.Error("renewing the owner lock failed", "err", err)
-				if errors.Is(err, ErrFenced) {
-					v.lw.fence(err)
-				}
-			}
+// renewOwner renews the owner lock; Open runs it every third of the lease.
+// A renewal that finds a newer owner fences the log writer.
+func (v *Volume) renewOwner() {
+	if err := v.owner.renew(); err != nil {
+		v.log.Error("renewing the owner lock failed", "err", err)
+		if errors.Is(err, ErrFenced) {
+			v.lw.fence(err)
 		}
 	}
+}
+
+// every runs fn every d in the background until Close.
+func (v *Volume) every(d time.Duration, fn func()) {
+	v.ckptWG.Add(1)
+	go func() {
+		defer v.ckptWG.Done()
+		tick := time.NewTicker(d)
+		defer tick.Stop()
+		for {
+			select {
+			case <-v.ckptDone:
+				return
+			case <-tick.C:
+				fn()
+			}
+		}
+	}()
 }

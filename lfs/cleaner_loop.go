@@ -61,22 +61,11 @@ func (v *Volume) StartCleaner(o CleanerOptions) {
 	if o.MinGarbage == 0 {
 		o.MinGarbage = 2 * int64(v.sb.segmentSize)
 	}
-	v.ckptWG.Add(1)
-	go func() {
-		defer v.ckptWG.Done()
-		tick := time.NewTicker(o.Interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-v.ckptDone:
-				return
-			case <-tick.C:
-			}
-			if err := v.cleanStep(o); err != nil {
-				v.log.Error("cleaning failed; retrying later", "err", err)
-			}
+	v.every(o.Interval, func() {
+		if err := v.cleanStep(o); err != nil {
+			v.log.Error("cleaning failed; retrying later", "err", err)
 		}
-	}()
+	})
 }
 
 // cleanStep deletes what two checkpoints have passed, and runs passes while

@@ -181,9 +181,9 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 		}
 		v.lw = newLogWriter(st, name, sb.uid, epoch, sb.segmentSize, r.end, attempts, retry)
 		v.ckptKick, v.snapKick, v.ckptDone = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
-		v.ckptWG.Add(2)
+		v.ckptWG.Add(1)
 		go v.checkpointLoop()
-		go v.renewLoop()
+		v.every(time.Duration(v.owner.rec.LeaseSeconds*float64(time.Second))/3, v.renewOwner)
 	}
 	return v, nil
 }
