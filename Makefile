@@ -71,6 +71,7 @@ fuzz-short:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $$((200000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./segment/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $$((200000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./nbdserver/
 	$(GO) test -run '^$$' -fuzz '^FuzzConn$$' -fuzztime $$((40000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./nbdserver/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCheckpoint$$' -fuzztime $$((100000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./lfs/
 
 fuzz:
 	$(MAKE) fuzz-short FUZZ_SCALE=30

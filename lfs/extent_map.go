@@ -1,6 +1,8 @@
 package lfs
 
 import (
+	"fmt"
+
 	"github.com/google/btree"
 	"github.com/hlfs/hlfs/segment"
 )
@@ -205,3 +207,7 @@ func (m *extentMap) redirect(old extent, base int64, lo, hi uint32, to extent, m
 
 // span is a half-open range of volume bytes.
 type span struct{ lo, hi int64 }
+
+func (e extent) String() string {
+	return fmt.Sprintf("%d+%d@%d/%d:%d+%d/%d/%x", e.off, e.length, e.branch, e.seq, e.payOff, e.payLen, e.skip, e.flags)
+}
