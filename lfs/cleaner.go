@@ -193,7 +193,8 @@ func (v *Volume) ckptCountNow() int {
 }
 
 // recount counts the books from scratch over the live map and every
-// snapshot's map, and installs the result. It returns the counts and the
+// snapshot's map, and installs the result. gcMu is held (one recount at a
+// time: changes since the cut are collected for it). It returns the counts and the
 // snapshot maps it used (by id).
 func (v *Volume) recount() (map[uint64]int64, map[uint32]*extentMap, error) {
 	// A cut in log order: appends change the map under lw.mu.

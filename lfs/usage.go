@@ -59,7 +59,9 @@ func (v *Volume) Usage() (Usage, error) {
 		return Usage{}, err
 	}
 	u := Usage{Name: v.name, Provisioned: v.sb.size, Mapped: v.MappedBytes()}
+	v.gcMu.Lock() // one recount at a time
 	live, snapMaps, err := v.recount()
+	v.gcMu.Unlock()
 	if err != nil {
 		return u, err
 	}
