@@ -674,6 +674,9 @@ func (v *Volume) deleteReady() (GCStats, error) {
 	if len(ready) == 0 {
 		return stats, nil
 	}
+	if busy, err := v.readersActive(); err != nil || busy {
+		return stats, err // a read-only open reads through maps that may name them
+	}
 	slices.Sort(ready)
 	pinned, err := v.snapshotsWithClones()
 	if err != nil {

@@ -2,6 +2,7 @@ package lfs
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand"
@@ -380,4 +381,49 @@ func TestGCFreesSnapshotDataOnlyAfterTheLastReference(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReadOnlyOpenKeepsSegmentsUntilClosed: a read-only open (export,
+// fsck) of a volume another process cleans keeps reading what it loaded:
+// the owner deletes no segment while its read lease is fresh, and does once
+// it is closed; a lease a crashed reader left goes stale.
+func TestReadOnlyOpenKeepsSegmentsUntilClosed(t *testing.T) {
+	st := objstore.NewMemStore(false, 1)
+	const size = 4 << 20
+	v := newTestVolume(t, st, "r", size)
+	old := bytes.Repeat([]byte{1}, size)
+	require.NoError(t, v.WriteAt(old, 0, false))
+	require.NoError(t, v.Flush())
+	_, err := v.GC(GCOptions{}) // checkpoints: the reader starts from one
+	require.NoError(t, err)
+	ro, err := Open(st, "r", Options{ReadOnly: true})
+	require.NoError(t, err)
+	cur := bytes.Repeat([]byte{2}, size)
+	for i := 0; i < 3; i++ {
+		require.NoError(t, v.WriteAt(cur, 0, false))
+	}
+	stats, err := v.GC(GCOptions{})
+	require.NoError(t, err)
+	require.Zero(t, stats.SegmentsDeleted, "nothing may go while a reader reads")
+	checkVolumeContent(t, ro, old, nil, "the read-only view after the owner's gc")
+	require.NoError(t, ro.Close())
+	stats, err = v.GC(GCOptions{})
+	require.NoError(t, err)
+	require.Greater(t, stats.SegmentsDeleted, 0, "the reader is gone")
+	checkVolumeContent(t, v, cur, nil, "the owner")
+
+	// A lease a crashed reader left stops holding once it is stale.
+	stale, err := json.Marshal(readLeaseRecord{Host: "h", PID: 1, Renewed: time.Now().Add(-2 * readLeaseTTL)})
+	require.NoError(t, err)
+	require.NoError(t, writeObject(st, readersDir("r")+"/0000000000000001", stale))
+	for i := 0; i < 2; i++ {
+		require.NoError(t, v.WriteAt(old, 0, false))
+	}
+	stats, err = v.GC(GCOptions{})
+	require.NoError(t, err)
+	require.Greater(t, stats.SegmentsDeleted, 0, "a stale lease holds nothing")
+	left, err := st.List(readersDir("r"))
+	require.NoError(t, err)
+	require.Empty(t, left, "the stale lease is removed")
+	require.NoError(t, v.Close())
 }

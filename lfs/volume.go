@@ -51,6 +51,7 @@ type Volume struct {
 	log  *slog.Logger
 
 	owner   *ownership // nil when read-only
+	reader  *readLease // read-only only: keeps the owner's cleaner from deleting segments
 	lw      *logWriter // nil when read-only
 	readers *segmentReaders
 
@@ -157,6 +158,10 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 			return nil, err
 		}
 		epoch = v.owner.epoch
+	} else if v.reader, err = takeReadLease(st, name); err != nil {
+		// Reading goes on; a cleaning owner may delete a segment this
+		// view's maps name, and a read of it would then fail.
+		v.log.Warn("cannot take a read lease; reads may fail if the volume is being cleaned", "err", err)
 	}
 	r, err := replay(st, volMeta{name, sb, lin}, true, v.log, nil)
 	if err == nil && !opts.ReadOnly {
@@ -164,6 +169,7 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 	}
 	if err != nil {
 		v.releaseOwner()
+		v.reader.release()
 		return nil, err
 	}
 	v.mu.m, v.mu.snaps, v.mu.books = r.m, r.snaps, r.books
@@ -231,6 +237,8 @@ func (v *Volume) repairTail(r replayed) error {
 }
 
 func (v *Volume) releaseOwner() {
+	v.reader.release()
+	v.reader = nil
 	if v.owner != nil {
 		if err := v.owner.release(); err != nil {
 			v.log.Warn("releasing the owner lock failed", "err", err)
