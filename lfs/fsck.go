@@ -64,6 +64,10 @@ func Fsck(st objstore.Store, name string, progress func(done, total int64)) (Fsc
 	}
 	vm := volMeta{name, sb, lin}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// While a server cleans the volume, it deletes nothing fsck may read.
+	if lease, err := takeReadLease(st, name); err == nil {
+		defer lease.release()
+	}
 	problem := func(err error) bool {
 		if err == nil {
 			return false
