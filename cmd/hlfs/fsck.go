@@ -19,8 +19,9 @@ the chaining of the log segments, that every checkpoint kept recovers the
 same content (the whole log, when the cleaner has not deleted its start),
 that every extent of the volume and of its snapshots points at a record that
 holds it, and recounts the space books (live bytes per segment) and compares
-them with the volume's. It changes nothing. It prints what it checked and
-every problem found, and exits 1 when the volume is damaged.`,
+them with the volume's. It changes nothing (while it runs, a read lease keeps
+a serving process from deleting segments it reads). It prints what it
+checked and every problem found, and exits 1 when the volume is damaged.`,
 	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
 		return func(c *cli, args []string) error {
 			if err := wantArgs("fsck", args, "VOLUME"); err != nil {
