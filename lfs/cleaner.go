@@ -92,6 +92,12 @@ func (v *Volume) GC(opts GCOptions) (GCStats, error) {
 	v.gcMu.Lock()
 	defer v.gcMu.Unlock()
 	var total GCStats
+	if v.gc.sizes == nil {
+		v.gc.sizes, v.gc.pending = make(map[uint64]int64), make(map[uint64]pendingDelete)
+	}
+	if work, err := v.anythingToClean(opts); err != nil || !work {
+		return total, err
+	}
 	// Two checkpoints first: recovery then starts near the log's end, and
 	// every older segment may be cleaned.
 	if err := v.forceCheckpoints(); err != nil {
@@ -109,6 +115,42 @@ func (v *Volume) GC(opts GCOptions) (GCStats, error) {
 	st, err = v.deleteReady()
 	total.add(st)
 	return total, err
+}
+
+// anythingToClean tells whether a segment before the last one holds no
+// live byte or few enough to clean, or one waits for deletion: otherwise
+// gc would only write checkpoints (and the record that lets them land in a
+// new segment, which the next run would then delete).
+func (v *Volume) anythingToClean(opts GCOptions) (bool, error) {
+	if len(v.gc.pending) > 0 {
+		return true, nil
+	}
+	live, _, err := v.recount()
+	if err != nil {
+		return false, err
+	}
+	maxU := opts.MaxUtilization
+	if maxU == 0 {
+		maxU = 0.95
+	}
+	seqs, err := listSegments(v.st, v.name)
+	if err != nil {
+		return false, err
+	}
+	last := v.lw.end().seq
+	for _, seq := range seqs {
+		if seq >= last {
+			break
+		}
+		size, err := v.segmentSize(seq, 0)
+		if err != nil {
+			return false, err
+		}
+		if float64(live[seq]) <= maxU*float64(size) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // forceCheckpoints writes two checkpoints, even when nothing was written.

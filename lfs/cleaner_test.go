@@ -64,6 +64,15 @@ func TestGCReclaimsOverwrittenAndTrimmedSpace(t *testing.T) {
 	require.NoError(t, err)
 	checkAgainstModel(t, v, model, rng)
 	checkBooks(t, v)
+	// Nothing left to clean: a second run changes nothing.
+	segs, err := st.List(segDir("g"))
+	require.NoError(t, err)
+	again, err := v.GC(GCOptions{})
+	require.NoError(t, err)
+	require.Equal(t, GCStats{}, again)
+	segsAgain, err := st.List(segDir("g"))
+	require.NoError(t, err)
+	require.Equal(t, segs, segsAgain)
 
 	// Everything trimmed: gc leaves almost nothing.
 	require.NoError(t, v.Zero(0, int64(len(model)), true, false))
