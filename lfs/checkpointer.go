@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hlfs/hlfs/segment"
@@ -211,15 +212,19 @@ func (v *Volume) renewOwner() {
 }
 
 // every runs fn every d in the background until Close.
-func (v *Volume) every(d time.Duration, fn func()) {
-	v.ckptWG.Add(1)
+func (v *Volume) every(d time.Duration, fn func()) { runEvery(&v.ckptWG, v.ckptDone, d, fn) }
+
+// runEvery runs fn every d in the background until stop is closed; wg
+// tracks the goroutine.
+func runEvery(wg *sync.WaitGroup, stop <-chan struct{}, d time.Duration, fn func()) {
+	wg.Add(1)
 	go func() {
-		defer v.ckptWG.Done()
+		defer wg.Done()
 		tick := time.NewTicker(d)
 		defer tick.Stop()
 		for {
 			select {
-			case <-v.ckptDone:
+			case <-stop:
 				return
 			case <-tick.C:
 				fn()

@@ -46,20 +46,8 @@ func takeReadLease(st objstore.Store, vol string) (*readLease, error) {
 	if err := l.write(); err != nil {
 		return nil, err
 	}
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		tick := time.NewTicker(readLeaseRenew)
-		defer tick.Stop()
-		for {
-			select {
-			case <-l.stop:
-				return
-			case <-tick.C:
-				_ = l.write() // a lapse only lets the cleaner delete sooner
-			}
-		}
-	}()
+	// A lapse only lets the cleaner delete sooner.
+	runEvery(&l.wg, l.stop, readLeaseRenew, func() { _ = l.write() })
 	return l, nil
 }
 
