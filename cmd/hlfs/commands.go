@@ -245,6 +245,16 @@ func snapshotArg(arg string) (vol, snap string, err error) {
 	return lfs.ParseSnapshotRef(arg)
 }
 
+// volumeInStore checks a VOLUME argument (volumeArg) and opens the store.
+func (c *cli) volumeInStore(arg string) (string, objstore.Store, error) {
+	name, err := volumeArg(arg)
+	if err != nil {
+		return "", nil, err
+	}
+	st, err := c.openStore()
+	return name, st, err
+}
+
 // openStore opens the store named by --store.
 func (c *cli) openStore() (objstore.Store, error) {
 	return openStore(c.store)

@@ -46,11 +46,7 @@ works while the volume is served.`,
 }
 
 func (c *cli) du(arg string, asJSON bool) error {
-	name, err := volumeArg(arg)
-	if err != nil {
-		return err
-	}
-	st, err := c.openStore()
+	name, st, err := c.volumeInStore(arg)
 	if err != nil {
 		return err
 	}

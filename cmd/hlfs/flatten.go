@@ -32,11 +32,7 @@ its source (remove them first).`,
 }
 
 func (c *cli) flatten(arg string) error {
-	name, err := volumeArg(arg)
-	if err != nil {
-		return err
-	}
-	st, err := c.openStore()
+	name, st, err := c.volumeInStore(arg)
 	if err != nil {
 		return err
 	}

@@ -33,11 +33,7 @@ checked and every problem found, and exits 1 when the volume is damaged.`,
 }
 
 func (c *cli) fsck(arg string) error {
-	name, err := volumeArg(arg)
-	if err != nil {
-		return err
-	}
-	st, err := c.openStore()
+	name, st, err := c.volumeInStore(arg)
 	if err != nil {
 		return err
 	}

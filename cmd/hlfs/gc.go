@@ -69,11 +69,7 @@ func rateFlag(cmd, flagName, value string) (int64, error) {
 }
 
 func (c *cli) gc(arg string, opts lfs.GCOptions, asJSON bool) error {
-	name, err := volumeArg(arg)
-	if err != nil {
-		return err
-	}
-	st, err := c.openStore()
+	name, st, err := c.volumeInStore(arg)
 	if err != nil {
 		return err
 	}

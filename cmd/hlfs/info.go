@@ -82,11 +82,7 @@ func newVolumeJSON(info lfs.Info) volumeJSON {
 }
 
 func (c *cli) info(arg string, asJSON bool) error {
-	name, err := volumeArg(arg)
-	if err != nil {
-		return err
-	}
-	st, err := c.openStore()
+	name, st, err := c.volumeInStore(arg)
 	if err != nil {
 		return err
 	}

@@ -34,11 +34,7 @@ not be served, and the size must be a multiple of its block size.`,
 }
 
 func (c *cli) resize(arg string, size int64, allowShrink bool) error {
-	name, err := volumeArg(arg)
-	if err != nil {
-		return err
-	}
-	st, err := c.openStore()
+	name, st, err := c.volumeInStore(arg)
 	if err != nil {
 		return err
 	}

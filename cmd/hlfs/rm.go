@@ -25,11 +25,7 @@ volume is served.`,
 }
 
 func (c *cli) rm(arg string) error {
-	name, err := volumeArg(arg)
-	if err != nil {
-		return err
-	}
-	st, err := c.openStore()
+	name, st, err := c.volumeInStore(arg)
 	if err != nil {
 		return err
 	}
