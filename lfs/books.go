@@ -1,6 +1,7 @@
 package lfs
 
 import (
+	"cmp"
 	"maps"
 	"slices"
 
@@ -229,11 +230,11 @@ func mergeRanges(rs []recRange) []recRange {
 	slices.SortFunc(rs, func(a, b recRange) int {
 		switch {
 		case a.seq != b.seq:
-			return cmpU32(a.seq, b.seq)
+			return cmp.Compare(a.seq, b.seq)
 		case a.payOff != b.payOff:
-			return cmpU32(a.payOff, b.payOff)
+			return cmp.Compare(a.payOff, b.payOff)
 		default:
-			return cmpU32(a.lo, b.lo)
+			return cmp.Compare(a.lo, b.lo)
 		}
 	})
 	out := rs[:0]
@@ -245,16 +246,6 @@ func mergeRanges(rs []recRange) []recRange {
 		out = append(out, r)
 	}
 	return out
-}
-
-func cmpU32(a, b uint32) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // rangesIn collects the merged live ranges of the records in the segments

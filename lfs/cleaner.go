@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"sort"
@@ -55,6 +56,14 @@ type GCStats struct {
 	SegmentsKept int `json:"segments_kept,omitempty"`
 }
 
+// maxUtilization is MaxUtilization with its default.
+func (o GCOptions) maxUtilization() float64 {
+	if o.MaxUtilization == 0 {
+		return 0.95
+	}
+	return o.MaxUtilization
+}
+
 func (s *GCStats) add(o GCStats) {
 	s.Passes += o.Passes
 	s.SegmentsCleaned += o.SegmentsCleaned
@@ -92,9 +101,6 @@ func (v *Volume) GC(opts GCOptions) (GCStats, error) {
 	v.gcMu.Lock()
 	defer v.gcMu.Unlock()
 	var total GCStats
-	if v.gc.sizes == nil {
-		v.gc.sizes, v.gc.pending = make(map[uint64]int64), make(map[uint64]pendingDelete)
-	}
 	if work, err := v.anythingToClean(opts); err != nil || !work {
 		return total, err
 	}
@@ -125,14 +131,17 @@ func (v *Volume) anythingToClean(opts GCOptions) (bool, error) {
 	if len(v.gc.pending) > 0 {
 		return true, nil
 	}
-	live, _, err := v.recount()
-	if err != nil {
-		return false, err
+	// Exact books answer without the recount the pass makes anyway.
+	v.mu.RLock()
+	live, exact := v.mu.books.copyCounts(), v.mu.books.exact
+	v.mu.RUnlock()
+	if !exact {
+		var err error
+		if live, _, err = v.recount(); err != nil {
+			return false, err
+		}
 	}
-	maxU := opts.MaxUtilization
-	if maxU == 0 {
-		maxU = 0.95
-	}
+	maxU := opts.maxUtilization()
 	seqs, err := listSegments(v.st, v.name)
 	if err != nil {
 		return false, err
@@ -179,9 +188,6 @@ type passPlan struct {
 // stop, when closed, ends the pass early (between batches).
 func (v *Volume) cleanPass(opts GCOptions, stop <-chan struct{}) (GCStats, error) {
 	var stats GCStats
-	if v.gc.sizes == nil {
-		v.gc.sizes, v.gc.pending = make(map[uint64]int64), make(map[uint64]pendingDelete)
-	}
 	live, snapMaps, err := v.recount()
 	if err != nil {
 		return stats, err
@@ -251,23 +257,19 @@ func (v *Volume) recount() (map[uint64]int64, map[uint32]*extentMap, error) {
 	if v.lw != nil {
 		v.lw.mu.Unlock()
 	}
-	maps, err := v.loadSnapshotMaps(t)
+	snapMaps, err := v.loadSnapshotMaps(t)
 	if err != nil {
 		v.mu.Lock()
 		v.mu.books.recount = nil
 		v.mu.Unlock()
 		return nil, nil, err
 	}
-	all := make([]*extentMap, 0, len(maps))
-	for _, m := range maps {
-		all = append(all, m)
-	}
-	counts := countLive(v.lin.branch, live, all)
+	counts := countLive(v.lin.branch, live, slices.Collect(maps.Values(snapMaps)))
 	v.mu.Lock()
 	v.mu.books.finishRecount(counts)
 	counts = v.mu.books.copyCounts()
 	v.mu.Unlock()
-	return counts, maps, nil
+	return counts, snapMaps, nil
 }
 
 // loadSnapshotMaps returns the map of every snapshot of t by id. Maps read
@@ -325,14 +327,9 @@ func (v *Volume) planPass(opts GCOptions, live map[uint64]int64, snapMaps map[ui
 	// Which snapshots name which segments, for the re-check before deleting.
 	namedBy := make(map[uint64][]uint32)
 	for id, m := range snapMaps {
-		seen := map[uint64]bool{}
-		m.ascend(func(e extent) bool {
-			if e.branch == v.lin.branch && !seen[uint64(e.seq)] {
-				seen[uint64(e.seq)] = true
-				namedBy[uint64(e.seq)] = append(namedBy[uint64(e.seq)], id)
-			}
-			return true
-		})
+		for seq := range v.ownSegments(m) {
+			namedBy[seq] = append(namedBy[seq], id)
+		}
 	}
 	pinned, err := v.clonePinnedSegments(pinnedSnaps, snapMaps)
 	if err != nil {
@@ -342,10 +339,7 @@ func (v *Volume) planPass(opts GCOptions, live map[uint64]int64, snapMaps map[ui
 	if err != nil {
 		return plan, err
 	}
-	maxU := opts.MaxUtilization
-	if maxU == 0 {
-		maxU = 0.95
-	}
+	maxU := opts.maxUtilization()
 	type candidate struct {
 		seq   uint64
 		score float64
@@ -469,14 +463,7 @@ func (v *Volume) snapshotsWithClones() (map[uint32]bool, error) {
 // store: a clone's map started from one of them.
 func (v *Volume) clonePinnedSegments(pinnedSnaps map[uint32]bool, snapMaps map[uint32]*extentMap) (map[uint64]bool, error) {
 	pinned := make(map[uint64]bool)
-	mark := func(m *extentMap) {
-		m.ascend(func(e extent) bool {
-			if e.branch == v.lin.branch {
-				pinned[uint64(e.seq)] = true
-			}
-			return true
-		})
-	}
+	mark := func(m *extentMap) { maps.Copy(pinned, v.ownSegments(m)) }
 	if len(pinnedSnaps) == 0 {
 		return pinned, nil
 	}
@@ -504,6 +491,18 @@ func (v *Volume) clonePinnedSegments(pinnedSnaps map[uint32]bool, snapMaps map[u
 		mark(m)
 	}
 	return pinned, nil
+}
+
+// ownSegments returns the segments of the volume's own branch that m names.
+func (v *Volume) ownSegments(m *extentMap) map[uint64]bool {
+	out := make(map[uint64]bool)
+	m.ascend(func(e extent) bool {
+		if e.branch == v.lin.branch {
+			out[uint64(e.seq)] = true
+		}
+		return true
+	})
+	return out
 }
 
 func gcDir(vol string) string { return path.Join(vol, "gc") }
@@ -776,15 +775,11 @@ func (v *Volume) verifyBooks() error {
 	if !exact {
 		return nil
 	}
-	maps, err := v.loadSnapshotMaps(t)
+	snapMaps, err := v.loadSnapshotMaps(t)
 	if err != nil {
 		return err
 	}
-	all := make([]*extentMap, 0, len(maps))
-	for _, m := range maps {
-		all = append(all, m)
-	}
-	if d := diffCounts(have, countLive(v.lin.branch, live, all)); d != "" {
+	if d := diffCounts(have, countLive(v.lin.branch, live, slices.Collect(maps.Values(snapMaps)))); d != "" {
 		return fmt.Errorf("%w: space books of %s differ from a recount: %s", ErrCorrupt, v.name, d)
 	}
 	return nil

@@ -73,9 +73,6 @@ func (v *Volume) StartCleaner(o CleanerOptions) {
 func (v *Volume) cleanStep(o CleanerOptions) error {
 	v.gcMu.Lock()
 	defer v.gcMu.Unlock()
-	if v.gc.sizes == nil {
-		v.gc.sizes, v.gc.pending = make(map[uint64]int64), make(map[uint64]pendingDelete)
-	}
 	for !isClosed(v.ckptDone) {
 		if _, err := v.deleteReady(); err != nil {
 			return err

@@ -94,14 +94,13 @@ func (v *Volume) readersActive() (bool, error) {
 			return false, err
 		}
 		var rec readLeaseRecord
-		if !strings.Contains(n, ".tmp-") && json.Unmarshal(b, &rec) == nil && time.Since(rec.Renewed) < readLeaseTTL {
+		switch fresh := json.Unmarshal(b, &rec) == nil && time.Since(rec.Renewed) < readLeaseTTL; {
+		case fresh && strings.Contains(n, ".tmp-"): // being renamed into place
+		case fresh:
 			active = true
-			continue
+		default:
+			_ = v.st.Remove(name)
 		}
-		if strings.Contains(n, ".tmp-") && json.Unmarshal(b, &rec) == nil && time.Since(rec.Renewed) < readLeaseTTL {
-			continue // being renamed into place
-		}
-		_ = v.st.Remove(name)
 	}
 	return active, nil
 }

@@ -151,7 +151,8 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 		return nil, err
 	}
 	applyReplication(st, name, sb)
-	v := &Volume{st: st, name: name, sb: sb, lin: lin, opts: opts, log: opts.Logger.With("volume", name)}
+	v := &Volume{st: st, name: name, sb: sb, lin: lin, opts: opts, log: opts.Logger.With("volume", name),
+		gc: cleanerState{sizes: make(map[uint64]int64), pending: make(map[uint64]pendingDelete)}}
 	var epoch uint64
 	if !opts.ReadOnly {
 		if v.owner, err = acquireOwner(st, name, opts.AdminSocket, opts.Lease); err != nil {
