@@ -80,15 +80,14 @@ func Stat(st objstore.Store, name string) (Info, error) {
 			return Info{}, err
 		}
 		for _, n := range names {
-			r, err := st.Open(path.Join(dir, n))
+			size, err := objectSize(st, path.Join(dir, n))
 			if errors.Is(err, objstore.ErrNotExist) {
 				continue // removed meanwhile
 			}
 			if err != nil {
 				return Info{}, err
 			}
-			info.BytesStored += r.Size()
-			_ = r.Close()
+			info.BytesStored += size
 			if dir == segDir(name) {
 				info.Segments++
 			} else {

@@ -417,12 +417,10 @@ func (v *Volume) segmentSize(seq, limit uint64) (int64, error) {
 	if n, ok := v.gc.sizes[seq]; ok {
 		return n, nil
 	}
-	r, err := v.st.Open(v.lw.attempts.name(v.name, seq))
+	n, err := objectSize(v.st, v.lw.attempts.name(v.name, seq))
 	if err != nil {
 		return 0, err
 	}
-	n := r.Size()
-	_ = r.Close()
 	if seq < limit {
 		v.gc.sizes[seq] = n
 	}

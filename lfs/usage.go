@@ -87,7 +87,7 @@ func (v *Volume) Usage() (Usage, error) {
 	for seq, as := range attempts {
 		var segBytes int64
 		for _, a := range as {
-			n, err := v.objectSize(segObjName(v.name, seq, a))
+			n, err := sizeIfPresent(v.st, segObjName(v.name, seq, a))
 			if err != nil {
 				return u, err
 			}
@@ -106,7 +106,7 @@ func (v *Volume) Usage() (Usage, error) {
 			return u, err
 		}
 		for _, n := range names {
-			size, err := v.objectSize(path.Join(dir, n))
+			size, err := sizeIfPresent(v.st, path.Join(dir, n))
 			if err != nil {
 				return u, err
 			}
@@ -124,12 +124,18 @@ func (v *Volume) Usage() (Usage, error) {
 	return u, nil
 }
 
-// objectSize is the size of an object, 0 when it is gone meanwhile.
-func (v *Volume) objectSize(name string) (int64, error) {
-	r, err := v.st.Open(name)
+// sizeIfPresent is the size of an object, 0 when it is gone meanwhile.
+func sizeIfPresent(st objstore.Store, name string) (int64, error) {
+	n, err := objectSize(st, name)
 	if errors.Is(err, objstore.ErrNotExist) {
 		return 0, nil
 	}
+	return n, err
+}
+
+// objectSize is the size of an object.
+func objectSize(st objstore.Store, name string) (int64, error) {
+	r, err := st.Open(name)
 	if err != nil {
 		return 0, err
 	}
