@@ -255,6 +255,16 @@ func (c *cli) volumeInStore(arg string) (string, objstore.Store, error) {
 	return name, st, err
 }
 
+// snapshotInStore checks a VOLUME@SNAPSHOT argument (snapshotArg) and
+// opens the store.
+func (c *cli) snapshotInStore(arg string) (vol, snap string, st objstore.Store, err error) {
+	if vol, snap, err = snapshotArg(arg); err != nil {
+		return "", "", nil, err
+	}
+	st, err = c.openStore()
+	return vol, snap, st, err
+}
+
 // openStore opens the store named by --store.
 func (c *cli) openStore() (objstore.Store, error) {
 	return openStore(c.store)

@@ -30,19 +30,22 @@ whatever the size of the volume.`,
 }
 
 func (c *cli) snapshotCreate(arg string) error {
-	vol, snap, err := snapshotArg(arg)
+	return c.snapshotOp(arg, admin.OpSnapshotCreate, "created", func(v *lfs.Volume, snap string) error { return v.CreateSnapshot(snap) })
+}
+
+// snapshotOp carries out a snapshot operation on VOLUME@SNAPSHOT arg, in
+// this process or, when the volume is served, through the server's admin
+// socket, then says what it did.
+func (c *cli) snapshotOp(arg, op, did string, fn func(v *lfs.Volume, snap string) error) error {
+	vol, snap, st, err := c.snapshotInStore(arg)
 	if err != nil {
 		return err
 	}
-	st, err := c.openStore()
-	if err != nil {
-		return err
-	}
-	req := admin.Request{Op: admin.OpSnapshotCreate, Volume: vol, Snapshot: snap}
-	err = c.onVolume(st, vol, req, nil, func(v *lfs.Volume) error { return v.CreateSnapshot(snap) })
+	req := admin.Request{Op: op, Volume: vol, Snapshot: snap}
+	err = c.onVolume(st, vol, req, nil, func(v *lfs.Volume) error { return fn(v, snap) })
 	if err != nil {
 		return c.snapshotError(vol, snap, err)
 	}
-	fmt.Fprintf(c.stdout, "created snapshot %s@%s\n", vol, snap)
+	fmt.Fprintf(c.stdout, "%s snapshot %s@%s\n", did, vol, snap)
 	return nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"flag"
-	"fmt"
 
 	"github.com/hlfs/hlfs/internal/admin"
 	"github.com/hlfs/hlfs/lfs"
@@ -30,19 +29,5 @@ unchanged.`,
 }
 
 func (c *cli) snapshotRm(arg string) error {
-	vol, snap, err := snapshotArg(arg)
-	if err != nil {
-		return err
-	}
-	st, err := c.openStore()
-	if err != nil {
-		return err
-	}
-	req := admin.Request{Op: admin.OpSnapshotRemove, Volume: vol, Snapshot: snap}
-	err = c.onVolume(st, vol, req, nil, func(v *lfs.Volume) error { return v.DeleteSnapshot(snap) })
-	if err != nil {
-		return c.snapshotError(vol, snap, err)
-	}
-	fmt.Fprintf(c.stdout, "removed snapshot %s@%s\n", vol, snap)
-	return nil
+	return c.snapshotOp(arg, admin.OpSnapshotRemove, "removed", func(v *lfs.Volume, snap string) error { return v.DeleteSnapshot(snap) })
 }

@@ -29,11 +29,7 @@ stop serving it, roll back, and serve it again.`,
 }
 
 func (c *cli) snapshotRollback(arg string) error {
-	vol, snap, err := snapshotArg(arg)
-	if err != nil {
-		return err
-	}
-	st, err := c.openStore()
+	vol, snap, st, err := c.snapshotInStore(arg)
 	if err != nil {
 		return err
 	}
