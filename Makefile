@@ -78,7 +78,8 @@ fuzz:
 
 # A report, not a test: fio against hlfs and its peers in the same run.
 bench: deps build
-	$(GO) test -run '^$$' -bench 'ExtentMapMemory|SnapshotCreate|Reopen' -benchtime 1x ./lfs/
+	$(GO) test -run '^$$' -bench 'ExtentMapMemory' -benchtime 1x ./internal/blockmap/
+	$(GO) test -run '^$$' -bench 'SnapshotCreate|Reopen' -benchtime 1x ./lfs/
 	$(GO) test -run '^$$' -bench 'BenchmarkWrite|CloneDepthRead' -benchtime 2s ./lfs/
 	python3 bench/bench.py
 	python3 bench/snapshots.py

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/segment"
 )
 
@@ -78,26 +79,26 @@ func (b *books) inexact() {
 }
 
 // added counts bytes a write put into the live map.
-func (b *books) added(e extent) {
-	if e.branch == b.own {
-		b.add(uint64(e.seq), int64(e.length))
+func (b *books) added(e blockmap.Extent) {
+	if e.Branch == b.own {
+		b.add(uint64(e.Seq), int64(e.Length))
 	}
 }
 
 // removed accounts for bytes the live map let go of.
-func (b *books) removed(e extent) {
-	if e.branch != b.own {
+func (b *books) removed(e blockmap.Extent) {
+	if e.Branch != b.own {
 		return // an ancestor's bytes: its own books
 	}
-	rec := logPos{uint64(e.seq), int64(e.payOff) - segment.HeaderSize}
+	rec := logPos{uint64(e.Seq), int64(e.PayOff) - segment.HeaderSize}
 	switch {
 	case !b.anySnap:
-		b.add(uint64(e.seq), -int64(e.length))
-	case e.flags&flagCopy != 0:
+		b.add(uint64(e.Seq), -int64(e.Length))
+	case e.Flags&blockmap.FlagCopy != 0:
 		// A copy is newer than the snapshots that may hold its bytes.
 		b.inexact()
 	case !rec.less(b.newestSnap):
-		b.add(uint64(e.seq), -int64(e.length)) // no snapshot is newer than the record
+		b.add(uint64(e.Seq), -int64(e.Length)) // no snapshot is newer than the record
 	case b.rollback.less(b.newestSnap):
 		// The newest snapshot came after the record and after the last
 		// rollback, so it holds these bytes.
@@ -166,18 +167,18 @@ type recRange struct {
 	payOff uint32
 	lo, hi uint32
 	base   int64
-	ext    extent // an extent naming the record (its identity and flags)
+	ext    blockmap.Extent // an extent naming the record (its identity and flags)
 }
 
 // countLive counts, per own segment, the distinct record bytes that live or
 // any of snaps names.
-func countLive(own uint16, live *extentMap, snaps []*extentMap) map[uint64]int64 {
+func countLive(own uint16, live *blockmap.Map, snaps []*blockmap.Map) map[uint64]int64 {
 	counts := make(map[uint64]int64)
 	// The live map names each byte once.
 	if live != nil {
-		live.ascend(func(e extent) bool {
-			if e.branch == own {
-				counts[uint64(e.seq)] += int64(e.length)
+		live.Ascend(func(e blockmap.Extent) bool {
+			if e.Branch == own {
+				counts[uint64(e.Seq)] += int64(e.Length)
 			}
 			return true
 		})
@@ -185,8 +186,8 @@ func countLive(own uint16, live *extentMap, snaps []*extentMap) map[uint64]int64
 	// Snapshot bytes the live map does not name the same way, deduplicated.
 	var extra []recRange
 	for _, m := range snaps {
-		m.ascend(func(e extent) bool {
-			if e.branch != own {
+		m.Ascend(func(e blockmap.Extent) bool {
+			if e.Branch != own {
 				return true
 			}
 			extra = appendNotIn(extra, e, live)
@@ -201,26 +202,26 @@ func countLive(own uint16, live *extentMap, snaps []*extentMap) map[uint64]int64
 
 // appendNotIn appends the parts of e that m does not name as the same bytes
 // of the same record.
-func appendNotIn(out []recRange, e extent, m *extentMap) []recRange {
+func appendNotIn(out []recRange, e blockmap.Extent, m *blockmap.Map) []recRange {
 	add := func(lo, hi int64) {
 		if hi > lo {
-			out = append(out, recRange{seq: e.seq, payOff: e.payOff, base: e.base(), ext: e,
-				lo: uint32(lo - e.base()), hi: uint32(hi - e.base())})
+			out = append(out, recRange{seq: e.Seq, payOff: e.PayOff, base: e.Base(), ext: e,
+				lo: uint32(lo - e.Base()), hi: uint32(hi - e.Base())})
 		}
 	}
 	if m == nil {
-		add(e.off, e.end())
+		add(e.Off, e.End())
 		return out
 	}
-	pos := e.off
-	m.visit(e.off, int64(e.length), func(o extent) bool {
-		if o.sameRecord(e) && o.base() == e.base() {
-			add(pos, o.off)
-			pos = o.end()
+	pos := e.Off
+	m.Visit(e.Off, int64(e.Length), func(o blockmap.Extent) bool {
+		if o.SameRecord(e) && o.Base() == e.Base() {
+			add(pos, o.Off)
+			pos = o.End()
 		}
 		return true
 	})
-	add(pos, e.end())
+	add(pos, e.End())
 	return out
 }
 
@@ -250,11 +251,11 @@ func mergeRanges(rs []recRange) []recRange {
 
 // rangesIn collects the merged live ranges of the records in the segments
 // of set that any of maps names.
-func rangesIn(own uint16, maps []*extentMap, set map[uint64]bool) []recRange {
+func rangesIn(own uint16, maps []*blockmap.Map, set map[uint64]bool) []recRange {
 	var rs []recRange
 	for _, m := range maps {
-		m.ascend(func(e extent) bool {
-			if e.branch == own && set[uint64(e.seq)] {
+		m.Ascend(func(e blockmap.Extent) bool {
+			if e.Branch == own && set[uint64(e.Seq)] {
 				rs = appendNotIn(rs, e, nil)
 			}
 			return true

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/internal/objstore"
 )
 
@@ -27,7 +28,7 @@ const ckptMagic uint32 = 0x31434c48
 
 const (
 	ckptHeaderLen = 64
-	ckptExtentLen = 32
+	ckptExtentLen = blockmap.ExtentLen
 	// ckptVersion is the checkpoint format this binary writes; version 1
 	// (no space books, no map generations) is read too.
 	ckptVersion = 2
@@ -38,37 +39,12 @@ const (
 type checkpoint struct {
 	pos   logPos
 	size  int64
-	m     *extentMap
+	m     *blockmap.Map
 	snaps *snapTable // nil writes an empty table
 	// live and exact are the space books (books.live); a version 1
 	// checkpoint has none (exact false).
 	live  map[uint64]int64
 	exact bool
-}
-
-func putExtent(b []byte, e extent) {
-	binary.LittleEndian.PutUint64(b[0:], uint64(e.off))
-	binary.LittleEndian.PutUint32(b[8:], e.length)
-	binary.LittleEndian.PutUint32(b[12:], e.seq)
-	binary.LittleEndian.PutUint32(b[16:], e.payOff)
-	binary.LittleEndian.PutUint32(b[20:], e.payLen)
-	binary.LittleEndian.PutUint32(b[24:], e.skip)
-	b[28] = e.flags
-	binary.LittleEndian.PutUint16(b[29:], e.branch)
-	b[31] = 0
-}
-
-func getExtent(b []byte) extent {
-	return extent{
-		off:    int64(binary.LittleEndian.Uint64(b[0:])),
-		length: binary.LittleEndian.Uint32(b[8:]),
-		seq:    binary.LittleEndian.Uint32(b[12:]),
-		payOff: binary.LittleEndian.Uint32(b[16:]),
-		payLen: binary.LittleEndian.Uint32(b[20:]),
-		skip:   binary.LittleEndian.Uint32(b[24:]),
-		flags:  b[28],
-		branch: binary.LittleEndian.Uint16(b[29:]),
-	}
 }
 
 // writeCheckpoint streams c as object name, durably. The caller has made the
@@ -92,15 +68,15 @@ func writeCheckpoint(st objstore.Store, name string, uid uint64, c checkpoint) e
 	binary.LittleEndian.PutUint64(h[8:], uid)
 	binary.LittleEndian.PutUint64(h[16:], c.pos.seq)
 	binary.LittleEndian.PutUint64(h[24:], uint64(c.pos.off))
-	binary.LittleEndian.PutUint64(h[32:], uint64(c.m.len()))
+	binary.LittleEndian.PutUint64(h[32:], uint64(c.m.Len()))
 	binary.LittleEndian.PutUint64(h[40:], uint64(c.size))
 	binary.LittleEndian.PutUint64(h[48:], uint64(time.Now().UnixNano()))
 	binary.LittleEndian.PutUint32(h[60:], crc32.Checksum(h[:60], castagnoli))
 	_, _ = bw.Write(h[:])
 	var crc uint32
 	var eb [ckptExtentLen]byte
-	c.m.ascend(func(e extent) bool {
-		putExtent(eb[:], e)
+	c.m.Ascend(func(e blockmap.Extent) bool {
+		blockmap.EncodeExtent(eb[:], e)
 		crc = crc32.Update(crc, castagnoli, eb[:])
 		_, err = bw.Write(eb[:])
 		return err == nil
@@ -149,7 +125,7 @@ func decodeCheckpoint(name string, uid uint64, b []byte) (checkpoint, error) {
 	c := checkpoint{
 		pos:  logPos{binary.LittleEndian.Uint64(h[16:]), int64(binary.LittleEndian.Uint64(h[24:]))},
 		size: int64(binary.LittleEndian.Uint64(h[40:])),
-		m:    newExtentMap(),
+		m:    blockmap.New(),
 	}
 	n := binary.LittleEndian.Uint64(h[32:])
 	body := b[ckptHeaderLen:]
@@ -175,12 +151,12 @@ func decodeCheckpoint(name string, uid uint64, b []byte) (checkpoint, error) {
 	c.snaps = snaps
 	prevEnd := int64(0)
 	for i := 0; i < len(ext); i += ckptExtentLen {
-		e := getExtent(ext[i:])
-		if e.length == 0 || e.off < prevEnd || e.end() > c.size {
-			return checkpoint{}, corruptf(name, int64(ckptHeaderLen+i), "extent %d..%d out of order or out of range", e.off, e.end())
+		e := blockmap.DecodeExtent(ext[i:])
+		if e.Length == 0 || e.Off < prevEnd || e.End() > c.size {
+			return checkpoint{}, corruptf(name, int64(ckptHeaderLen+i), "extent %d..%d out of order or out of range", e.Off, e.End())
 		}
-		prevEnd = e.end()
-		c.m.t.ReplaceOrInsert(e)
+		prevEnd = e.End()
+		c.m.InsertDisjoint(e)
 	}
 	return c, nil
 }

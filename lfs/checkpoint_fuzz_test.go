@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/internal/objstore"
 )
 
@@ -20,9 +21,9 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 		}
 	}
 	st := objstore.NewMemStore(false, 1)
-	m := newExtentMap()
-	m.set(extent{off: 4096, length: 8192, seq: 3, payOff: 32 + 64, payLen: 8192, branch: 1})
-	m.set(extent{off: 65536, length: 100, seq: 7, payOff: 4096, payLen: 90, skip: 12, flags: 1 | flagCopy})
+	m := blockmap.New()
+	m.Set(blockmap.Extent{Off: 4096, Length: 8192, Seq: 3, PayOff: 32 + 64, PayLen: 8192, Branch: 1})
+	m.Set(blockmap.Extent{Off: 65536, Length: 100, Seq: 7, PayOff: 4096, PayLen: 90, Skip: 12, Flags: 1 | blockmap.FlagCopy})
 	t := newSnapTable()
 	t.list = append(t.list, &snapshot{id: 1, name: "s1", pos: logPos{2, 64}, gen: 3}, &snapshot{id: 2, parent: 1, name: "s2", pos: logPos{5, 10}})
 	t.next, t.head, t.rollback = 3, 2, logPos{4, 99}
@@ -40,7 +41,7 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if probs := checkMap(c.m, c.size); len(probs) > 0 {
+		if probs := c.m.Problems(c.size); len(probs) > 0 {
 			t.Fatalf("accepted a checkpoint that breaks the map invariants: %v", probs)
 		}
 		st := objstore.NewMemStore(false, 1)
@@ -56,8 +57,8 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 			t.Fatalf("a re-encoded checkpoint does not decode: %v", err)
 		}
 		var e1, e2 bytes.Buffer
-		c.m.ascend(func(e extent) bool { e1.WriteString(e.String()); return true })
-		c2.m.ascend(func(e extent) bool { e2.WriteString(e.String()); return true })
+		c.m.Ascend(func(e blockmap.Extent) bool { e1.WriteString(e.String()); return true })
+		c2.m.Ascend(func(e blockmap.Extent) bool { e2.WriteString(e.String()); return true })
 		if e1.String() != e2.String() || len(c.snaps.list) != len(c2.snaps.list) || c.exact != c2.exact {
 			t.Fatal("a re-encoded checkpoint decodes differently")
 		}

@@ -81,7 +81,7 @@ func (v *Volume) checkpointLocked(force bool) error {
 	pos = v.lw.mu.segs[len(v.lw.mu.segs)-1].endPos()
 	v.ckptAt = v.lw.mu.written
 	v.mu.Lock()
-	m := v.mu.m.clone()
+	m := v.mu.m.Clone()
 	snaps := v.mu.snaps.copyWithMaps()
 	live, exact := v.mu.books.copyCounts(), v.mu.books.exact
 	v.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/hlfs/hlfs/segment"
 )
@@ -244,13 +245,13 @@ func (v *Volume) ckptCountNow() int {
 // snapshot's map, and installs the result. gcMu is held (one recount at a
 // time: changes since the cut are collected for it). It returns the counts and the
 // snapshot maps it used (by id).
-func (v *Volume) recount() (map[uint64]int64, map[uint32]*extentMap, error) {
+func (v *Volume) recount() (map[uint64]int64, map[uint32]*blockmap.Map, error) {
 	// A cut in log order: appends change the map under lw.mu.
 	if v.lw != nil {
 		v.lw.mu.Lock()
 	}
 	v.mu.Lock()
-	live := v.mu.m.clone()
+	live := v.mu.m.Clone()
 	t := v.mu.snaps.copyWithMaps()
 	v.mu.books.startRecount()
 	v.mu.Unlock()
@@ -275,14 +276,14 @@ func (v *Volume) recount() (map[uint64]int64, map[uint32]*extentMap, error) {
 // loadSnapshotMaps returns the map of every snapshot of t by id. Maps read
 // from map objects are cached (they never change) up to snapCacheExtents
 // extents, so passes do not read every snapshot map again.
-func (v *Volume) loadSnapshotMaps(t *snapTable) (map[uint32]*extentMap, error) {
-	out := make(map[uint32]*extentMap, len(t.list))
+func (v *Volume) loadSnapshotMaps(t *snapTable) (map[uint32]*blockmap.Map, error) {
+	out := make(map[uint32]*blockmap.Map, len(t.list))
 	v.snapCache.Lock()
 	defer v.snapCache.Unlock()
 	if v.snapCache.maps == nil {
-		v.snapCache.maps = make(map[snapGen]*extentMap)
+		v.snapCache.maps = make(map[snapGen]*blockmap.Map)
 	}
-	keep := make(map[snapGen]*extentMap)
+	keep := make(map[snapGen]*blockmap.Map)
 	cached := 0
 	for _, s := range t.list {
 		m := s.m
@@ -294,9 +295,9 @@ func (v *Volume) loadSnapshotMaps(t *snapTable) (map[uint32]*extentMap, error) {
 					return nil, fmt.Errorf("lfs: load snapshot %s@%s: %w", v.name, s.name, err)
 				}
 			}
-			if cached+m.len() <= snapCacheExtents {
+			if cached+m.Len() <= snapCacheExtents {
 				keep[g] = m
-				cached += m.len()
+				cached += m.Len()
 			}
 		}
 		out[s.id] = m
@@ -310,7 +311,7 @@ func (v *Volume) loadSnapshotMaps(t *snapTable) (map[uint32]*extentMap, error) {
 const snapCacheExtents = 4 << 20
 
 // planPass picks the segments to delete and to copy.
-func (v *Volume) planPass(opts GCOptions, live map[uint64]int64, snapMaps map[uint32]*extentMap) (passPlan, error) {
+func (v *Volume) planPass(opts GCOptions, live map[uint64]int64, snapMaps map[uint32]*blockmap.Map) (passPlan, error) {
 	plan := passPlan{ranges: map[uint64][]recRange{}, named: map[uint64][]uint32{}}
 	limit, err := v.cleanLimit()
 	if err != nil || limit <= 1 {
@@ -389,7 +390,7 @@ func (v *Volume) planPass(opts GCOptions, live map[uint64]int64, snapMaps map[ui
 		plan.named[seq] = namedBy[seq]
 	}
 	v.mu.Lock() // Clone writes to the tree it copies
-	maps := []*extentMap{v.mu.m.clone()}
+	maps := []*blockmap.Map{v.mu.m.Clone()}
 	v.mu.Unlock()
 	for _, m := range snapMaps {
 		maps = append(maps, m)
@@ -459,9 +460,9 @@ func (v *Volume) snapshotsWithClones() (map[uint32]bool, error) {
 // clonePinnedSegments returns the segments that a snapshot with clones
 // names, in its map now or in any generation of its map object in the
 // store: a clone's map started from one of them.
-func (v *Volume) clonePinnedSegments(pinnedSnaps map[uint32]bool, snapMaps map[uint32]*extentMap) (map[uint64]bool, error) {
+func (v *Volume) clonePinnedSegments(pinnedSnaps map[uint32]bool, snapMaps map[uint32]*blockmap.Map) (map[uint64]bool, error) {
 	pinned := make(map[uint64]bool)
-	mark := func(m *extentMap) { maps.Copy(pinned, v.ownSegments(m)) }
+	mark := func(m *blockmap.Map) { maps.Copy(pinned, v.ownSegments(m)) }
 	if len(pinnedSnaps) == 0 {
 		return pinned, nil
 	}
@@ -492,11 +493,11 @@ func (v *Volume) clonePinnedSegments(pinnedSnaps map[uint32]bool, snapMaps map[u
 }
 
 // ownSegments returns the segments of the volume's own branch that m names.
-func (v *Volume) ownSegments(m *extentMap) map[uint64]bool {
+func (v *Volume) ownSegments(m *blockmap.Map) map[uint64]bool {
 	out := make(map[uint64]bool)
-	m.ascend(func(e extent) bool {
-		if e.branch == v.lin.branch {
-			out[uint64(e.seq)] = true
+	m.Ascend(func(e blockmap.Extent) bool {
+		if e.Branch == v.lin.branch {
+			out[uint64(e.Seq)] = true
 		}
 		return true
 	})
@@ -549,7 +550,7 @@ const copyBatch = 1 << 20
 // points every map at them. It returns the bytes copied.
 //
 // maps caches the snapshot maps by id as this pass last left them.
-func (v *Volume) copyForward(seq uint64, ranges []recRange, maps map[uint32]*extentMap, opts GCOptions, stop <-chan struct{}, progress func(int64)) (int64, error) {
+func (v *Volume) copyForward(seq uint64, ranges []recRange, maps map[uint32]*blockmap.Map, opts GCOptions, stop <-chan struct{}, progress func(int64)) (int64, error) {
 	k := segKey{branch: v.lin.branch, seq: seq}
 	buf, err := readObject(v.st, v.readers.name(k))
 	if err != nil {
@@ -589,7 +590,7 @@ func (v *Volume) copyForward(seq uint64, ranges []recRange, maps map[uint32]*ext
 			return copied, corruptf(v.readers.name(k), int64(recOff), "a map names a record beyond the segment's end")
 		}
 		h, payload, err := segment.Decode(buf[recOff:])
-		if err == nil && (h.Type != r.ext.recordType() || int64(h.Addr) != r.base || r.hi > h.LogicalLen) {
+		if err == nil && (h.Type != r.ext.RecordType() || int64(h.Addr) != r.base || r.hi > h.LogicalLen) {
 			err = fmt.Errorf("record %+v does not hold the bytes a map names", h)
 		}
 		if err != nil {
@@ -625,7 +626,7 @@ func (v *Volume) copyForward(seq uint64, ranges []recRange, maps map[uint32]*ext
 // what record i copies) and points the live map and every snapshot's map
 // at them. No snapshot operation or checkpoint runs meanwhile. cache holds
 // snapshot maps by id as the pass last left them; it is updated.
-func (v *Volume) applyCopies(seq uint64, b *recordBatch, olds []recRange, cache map[uint32]*extentMap) error {
+func (v *Volume) applyCopies(seq uint64, b *recordBatch, olds []recRange, cache map[uint32]*blockmap.Map) error {
 	v.snapMu.Lock()
 	defer v.snapMu.Unlock()
 	v.ckptMu.Lock()
@@ -644,22 +645,22 @@ func (v *Volume) applyCopies(seq uint64, b *recordBatch, olds []recRange, cache 
 	if err != nil {
 		return err
 	}
-	work := make(map[uint32]*extentMap, len(maps))
+	work := make(map[uint32]*blockmap.Map, len(maps))
 	for id, m := range maps {
-		work[id] = m.clone()
+		work[id] = m.Clone()
 		cache[id] = m
 	}
 	changed := map[uint32]bool{}
 	_, err = v.lw.append(b.buf, b.lens, func(i int, p placed) {
 		h, r := b.hdrs[i], olds[i]
-		to := extent{seq: uint32(p.seq), payOff: uint32(p.recOff + segment.HeaderSize), payLen: h.PayloadLen,
-			flags: h.Flags | flagCopy, branch: v.lin.branch}
+		to := blockmap.Extent{Seq: uint32(p.seq), PayOff: uint32(p.recOff + segment.HeaderSize), PayLen: h.PayloadLen,
+			Flags: h.Flags | blockmap.FlagCopy, Branch: v.lin.branch}
 		v.mu.Lock()
 		defer v.mu.Unlock()
-		moved := v.mu.m.redirect(r.ext, r.base, r.lo, r.hi, to, nil)
+		moved := v.mu.m.Redirect(r.ext, r.base, r.lo, r.hi, to, nil)
 		for id, m := range work {
 			before := len(moved)
-			if moved = m.redirect(r.ext, r.base, r.lo, r.hi, to, moved); len(moved) > before {
+			if moved = m.Redirect(r.ext, r.base, r.lo, r.hi, to, moved); len(moved) > before {
 				changed[id] = true
 			}
 		}
@@ -685,15 +686,15 @@ func (v *Volume) applyCopies(seq uint64, b *recordBatch, olds []recRange, cache 
 }
 
 // unionLen is the number of bytes the spans cover together.
-func unionLen(spans []span) int64 {
-	sort.Slice(spans, func(i, j int) bool { return spans[i].lo < spans[j].lo })
+func unionLen(spans []blockmap.Span) int64 {
+	sort.Slice(spans, func(i, j int) bool { return spans[i].Lo < spans[j].Lo })
 	var n int64
 	reach := int64(-1) << 62
 	for _, s := range spans {
-		lo := max(s.lo, reach)
-		if s.hi > lo {
-			n += s.hi - lo
-			reach = s.hi
+		lo := max(s.Lo, reach)
+		if s.Hi > lo {
+			n += s.Hi - lo
+			reach = s.Hi
 		}
 	}
 	return n
@@ -767,7 +768,7 @@ func (v *Volume) deleteReady() (GCStats, error) {
 func (v *Volume) verifyBooks() error {
 	v.mu.Lock() // Clone writes to the tree it copies
 	exact, have := v.mu.books.exact, v.mu.books.copyCounts()
-	live := v.mu.m.clone()
+	live := v.mu.m.Clone()
 	t := v.mu.snaps.copyWithMaps()
 	v.mu.Unlock()
 	if !exact {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/internal/objstore"
 )
 
@@ -145,13 +146,13 @@ func (v *Volume) flatten(progress func(done, total int64)) error {
 			return fmt.Errorf("%w: cannot flatten %s: its snapshot %s still shares data with %s (remove it first)", ErrHasSnapshots, v.name, s.name, src)
 		}
 	}
-	var foreign []extent
+	var foreign []blockmap.Extent
 	var total int64
 	v.mu.RLock()
-	v.mu.m.ascend(func(e extent) bool {
-		if e.branch != v.lin.branch {
+	v.mu.m.Ascend(func(e blockmap.Extent) bool {
+		if e.Branch != v.lin.branch {
 			foreign = append(foreign, e)
-			total += int64(e.length)
+			total += int64(e.Length)
 		}
 		return true
 	})
@@ -159,14 +160,14 @@ func (v *Volume) flatten(progress func(done, total int64)) error {
 	var done int64
 	buf := make([]byte, 0, 64<<10)
 	for _, e := range foreign {
-		buf = buf[:e.length]
+		buf = buf[:e.Length]
 		if err := v.readExtent(buf, e); err != nil {
 			return err
 		}
-		if err := v.WriteAt(buf, e.off, false); err != nil {
+		if err := v.WriteAt(buf, e.Off, false); err != nil {
 			return err
 		}
-		done += int64(e.length)
+		done += int64(e.Length)
 		if progress != nil {
 			progress(done, total)
 		}
@@ -194,10 +195,10 @@ func (v *Volume) flatten(progress func(done, total int64)) error {
 	return nil
 }
 
-func hasForeign(m *extentMap, branch uint16) bool {
+func hasForeign(m *blockmap.Map, branch uint16) bool {
 	found := false
-	m.ascend(func(e extent) bool {
-		found = e.branch != branch
+	m.Ascend(func(e blockmap.Extent) bool {
+		found = e.Branch != branch
 		return !found
 	})
 	return found

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sort"
 
+	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/hlfs/hlfs/segment"
 )
@@ -153,13 +154,13 @@ func Fsck(st objstore.Store, name string, progress func(done, total int64)) (Fsc
 		}
 	}
 	rep.BytesChecked = done
-	rep.Extents = fast.m.len()
-	rep.MappedBytes = fast.m.mappedBytes()
-	rep.Problems = append(rep.Problems, checkMap(fast.m, sb.size)...)
+	rep.Extents = fast.m.Len()
+	rep.MappedBytes = fast.m.MappedBytes()
+	rep.Problems = append(rep.Problems, fast.m.Problems(sb.size)...)
 	rep.Problems = append(rep.Problems, verifyExtents(rv.readers, fast.m, "")...)
 
 	// Every snapshot's map, and the books.
-	snapMaps := make([]*extentMap, 0, len(fast.snaps.list))
+	snapMaps := make([]*blockmap.Map, 0, len(fast.snaps.list))
 	for _, s := range fast.snaps.list {
 		m := s.m
 		if m == nil {
@@ -214,23 +215,23 @@ func scanOldSegment(st objstore.Store, vm volMeta, seq uint64, attempts []int, v
 // diffContent describes the first difference in content between two maps
 // of the volume, "" when they read the same. Extents that differ only in
 // where their bytes are (the cleaner moved them) are compared by reading.
-func (v *Volume) diffContent(a, b *extentMap) string {
-	var suspect []span
-	collect := func(x, y *extentMap) {
-		x.ascend(func(e extent) bool {
+func (v *Volume) diffContent(a, b *blockmap.Map) string {
+	var suspect []blockmap.Span
+	collect := func(x, y *blockmap.Map) {
+		x.Ascend(func(e blockmap.Extent) bool {
 			for _, r := range appendNotIn(nil, e, y) {
-				suspect = append(suspect, span{r.base + int64(r.lo), r.base + int64(r.hi)})
+				suspect = append(suspect, blockmap.Span{Lo: r.base + int64(r.lo), Hi: r.base + int64(r.hi)})
 			}
 			return true
 		})
 	}
 	collect(a, b)
 	collect(b, a)
-	sort.Slice(suspect, func(i, j int) bool { return suspect[i].lo < suspect[j].lo })
+	sort.Slice(suspect, func(i, j int) bool { return suspect[i].Lo < suspect[j].Lo })
 	pa, pb := make([]byte, 64<<10), make([]byte, 64<<10)
 	for _, s := range suspect {
-		for off := s.lo; off < s.hi; off += int64(len(pa)) {
-			n := min(int64(len(pa)), s.hi-off)
+		for off := s.Lo; off < s.Hi; off += int64(len(pa)) {
+			n := min(int64(len(pa)), s.Hi-off)
 			errA, errB := v.readMap(a, nil, pa[:n], off), v.readMap(b, nil, pb[:n], off)
 			if errA != nil || errB != nil {
 				return fmt.Sprintf("reading %d bytes at %d: %v / %v", n, off, errA, errB)
@@ -243,40 +244,24 @@ func (v *Volume) diffContent(a, b *extentMap) string {
 	return ""
 }
 
-// checkMap checks the map invariants: extents ordered, non-overlapping,
-// non-empty and within the volume.
-func checkMap(m *extentMap, size int64) []string {
-	var probs []string
-	prevEnd := int64(0)
-	m.ascend(func(e extent) bool {
-		if e.length == 0 || e.off < prevEnd || e.end() > size || e.skip+e.length > uint32(segment.MaxDataLen) {
-			probs = append(probs, fmt.Sprintf("map invariant broken at extent %d+%d (previous ends at %d, size %d)", e.off, e.length, prevEnd, size))
-			return len(probs) < 10
-		}
-		prevEnd = e.end()
-		return true
-	})
-	return probs
-}
-
 // verifyExtents checks that each extent points at a data or copy record
 // that covers it; what prefixes each problem.
-func verifyExtents(readers *segmentReaders, m *extentMap, what string) []string {
+func verifyExtents(readers *segmentReaders, m *blockmap.Map, what string) []string {
 	var probs []string
 	hdr := make([]byte, segment.HeaderSize)
-	m.ascend(func(e extent) bool {
-		recOff := int64(e.payOff) - segment.HeaderSize
-		err := readers.readAt(e.key(), hdr, recOff)
+	m.Ascend(func(e blockmap.Extent) bool {
+		recOff := int64(e.PayOff) - segment.HeaderSize
+		err := readers.readAt(keyOf(e), hdr, recOff)
 		var h segment.Header
 		if err == nil {
 			h, err = segment.DecodeHeader(hdr)
 		}
-		if err == nil && (h.Type != e.recordType() || int64(h.Addr)+int64(e.skip) != e.off ||
-			e.skip+e.length > h.LogicalLen || h.PayloadLen != e.payLen || h.Flags != e.recordFlags()) {
+		if err == nil && (h.Type != e.RecordType() || int64(h.Addr)+int64(e.Skip) != e.Off ||
+			e.Skip+e.Length > h.LogicalLen || h.PayloadLen != e.PayLen || h.Flags != e.RecordFlags()) {
 			err = fmt.Errorf("record %+v does not cover the extent", h)
 		}
 		if err != nil {
-			probs = append(probs, fmt.Sprintf("%sextent at volume offset %d: %s offset %d: %v", what, e.off, readers.name(e.key()), recOff, err))
+			probs = append(probs, fmt.Sprintf("%sextent at volume offset %d: %s offset %d: %v", what, e.Off, readers.name(keyOf(e)), recOff, err))
 		}
 		return len(probs) < 20
 	})
@@ -287,7 +272,7 @@ func verifyExtents(readers *segmentReaders, m *extentMap, what string) []string 
 // every scenario.
 func (v *Volume) Check() error {
 	v.mu.RLock()
-	probs := checkMap(v.mu.m, v.sb.size)
+	probs := v.mu.m.Problems(v.sb.size)
 	v.mu.RUnlock()
 	if len(probs) > 0 {
 		return fmt.Errorf("%w: %v", ErrCorrupt, probs)
@@ -299,5 +284,5 @@ func (v *Volume) Check() error {
 func (v *Volume) MappedBytes() int64 {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	return v.mu.m.mappedBytes()
+	return v.mu.m.MappedBytes()
 }

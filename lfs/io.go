@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/segment"
 )
 
@@ -130,11 +131,11 @@ func (v *Volume) commit(b *recordBatch) (logPos, error) {
 		h := b.hdrs[i]
 		v.mu.Lock()
 		if h.Type == segment.TypeHole {
-			v.mu.m.punchFn(int64(h.Addr), int64(h.LogicalLen), v.mu.books.removed)
+			v.mu.m.PunchFn(int64(h.Addr), int64(h.LogicalLen), v.mu.books.removed)
 		} else {
-			e := extent{off: int64(h.Addr), length: h.LogicalLen, seq: uint32(p.seq),
-				payOff: uint32(p.recOff + segment.HeaderSize), payLen: h.PayloadLen, flags: h.Flags, branch: v.lin.branch}
-			v.mu.m.setFn(e, v.mu.books.removed)
+			e := blockmap.Extent{Off: int64(h.Addr), Length: h.LogicalLen, Seq: uint32(p.seq),
+				PayOff: uint32(p.recOff + segment.HeaderSize), PayLen: h.PayloadLen, Flags: h.Flags, Branch: v.lin.branch}
+			v.mu.m.SetFn(e, v.mu.books.removed)
 			v.mu.books.added(e)
 		}
 		v.mu.Unlock()
@@ -254,13 +255,13 @@ func (v *Volume) ReadAt(p []byte, off int64) error {
 
 // readMap reads p at off through map m, looked up under lock mu (nil for a
 // map nobody changes).
-func (v *Volume) readMap(m *extentMap, mu *sync.RWMutex, p []byte, off int64) error {
-	var stack [16]extent
+func (v *Volume) readMap(m *blockmap.Map, mu *sync.RWMutex, p []byte, off int64) error {
+	var stack [16]blockmap.Extent
 	exts := stack[:0]
 	if mu != nil {
 		mu.RLock()
 	}
-	m.visit(off, int64(len(p)), func(e extent) bool {
+	m.Visit(off, int64(len(p)), func(e blockmap.Extent) bool {
 		exts = append(exts, e)
 		return true
 	})
@@ -269,11 +270,11 @@ func (v *Volume) readMap(m *extentMap, mu *sync.RWMutex, p []byte, off int64) er
 	}
 	pos := off
 	for _, e := range exts {
-		clear(p[pos-off : e.off-off])
-		if err := v.readExtent(p[e.off-off:e.end()-off], e); err != nil {
+		clear(p[pos-off : e.Off-off])
+		if err := v.readExtent(p[e.Off-off:e.End()-off], e); err != nil {
 			return err
 		}
-		pos = e.end()
+		pos = e.End()
 	}
 	clear(p[pos-off:])
 	return nil
@@ -282,29 +283,29 @@ func (v *Volume) readMap(m *extentMap, mu *sync.RWMutex, p []byte, off int64) er
 // readExtent reads the bytes of e into dst (len(dst) == e.length). Reads of
 // whole records verify the record checksum; compressed records are always
 // read whole.
-func (v *Volume) readExtent(dst []byte, e extent) error {
-	recOff := int64(e.payOff) - segment.HeaderSize
-	if !e.wholeRecord() && !e.snappy() {
-		return v.readSegment(e.key(), dst, int64(e.payOff)+int64(e.skip))
+func (v *Volume) readExtent(dst []byte, e blockmap.Extent) error {
+	recOff := int64(e.PayOff) - segment.HeaderSize
+	if !e.WholeRecord() && !e.Snappy() {
+		return v.readSegment(keyOf(e), dst, int64(e.PayOff)+int64(e.Skip))
 	}
-	rec := make([]byte, segment.HeaderSize+int(e.payLen))
-	if err := v.readSegment(e.key(), rec, recOff); err != nil {
+	rec := make([]byte, segment.HeaderSize+int(e.PayLen))
+	if err := v.readSegment(keyOf(e), rec, recOff); err != nil {
 		return err
 	}
 	h, payload, err := segment.Decode(rec)
-	if err == nil && (h.Type != e.recordType() || h.Flags != e.recordFlags()) {
+	if err == nil && (h.Type != e.RecordType() || h.Flags != e.RecordFlags()) {
 		err = fmt.Errorf("map points at a record of type %d", h.Type)
 	}
 	if err != nil {
-		return corruptf(v.readers.name(e.key()), recOff, "%v", err)
+		return corruptf(v.readers.name(keyOf(e)), recOff, "%v", err)
 	}
 	data := payload
-	if e.snappy() {
+	if e.Snappy() {
 		if data, err = snappy.Decode(nil, payload); err != nil || len(data) != int(h.LogicalLen) {
-			return corruptf(v.readers.name(e.key()), recOff, "snappy payload does not decode to %d bytes", h.LogicalLen)
+			return corruptf(v.readers.name(keyOf(e)), recOff, "snappy payload does not decode to %d bytes", h.LogicalLen)
 		}
 	}
-	copy(dst, data[e.skip:e.skip+e.length])
+	copy(dst, data[e.Skip:e.Skip+e.Length])
 	return nil
 }
 
@@ -335,7 +336,7 @@ func (v *Volume) Allocation(off, length int64, fn func(length int64, hole bool) 
 const maxRuns = 1024
 
 // allocation reports the runs of map m (looked up under mu, if not nil).
-func allocation(m *extentMap, mu *sync.RWMutex, off, length int64, fn func(length int64, hole bool) error) error {
+func allocation(m *blockmap.Map, mu *sync.RWMutex, off, length int64, fn func(length int64, hole bool) error) error {
 	type run struct {
 		n    int64
 		hole bool
@@ -352,12 +353,12 @@ func allocation(m *extentMap, mu *sync.RWMutex, off, length int64, fn func(lengt
 	if mu != nil {
 		mu.RLock()
 	}
-	m.visit(off, length, func(e extent) bool {
-		if e.off > pos {
-			add(e.off-pos, true)
+	m.Visit(off, length, func(e blockmap.Extent) bool {
+		if e.Off > pos {
+			add(e.Off-pos, true)
 		}
-		add(int64(e.length), false)
-		pos = e.end()
+		add(int64(e.Length), false)
+		pos = e.End()
 		return len(runs) < maxRuns
 	})
 	if mu != nil {

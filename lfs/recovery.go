@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/hlfs/hlfs/segment"
 )
@@ -23,7 +24,7 @@ type volMeta struct {
 
 // replayed is the state rebuilt from the store.
 type replayed struct {
-	m     *extentMap
+	m     *blockmap.Map
 	snaps *snapTable
 	books *books
 	ckpt  logPos // checkpoint the replay started from ((0,0): none)
@@ -140,7 +141,7 @@ func replayAt(st objstore.Store, vm volMeta, pos logPos, log *slog.Logger) (repl
 func replayImpl(st objstore.Store, vm volMeta, useCkpt bool, only *logPos, log *slog.Logger,
 	visit func(seq uint64, off int, h segment.Header)) (replayed, error) {
 	vol, sb := vm.name, vm.sb
-	r := replayed{m: newExtentMap(), snaps: newSnapTable(), books: newBooks(vm.lin.branch),
+	r := replayed{m: blockmap.New(), snaps: newSnapTable(), books: newBooks(vm.lin.branch),
 		attempts: make(map[uint64]int), ckptSnaps: map[snapGen]bool{}}
 	if useCkpt {
 		if err := r.loadCheckpoint(st, vm, only, log); err != nil {
@@ -155,7 +156,7 @@ func replayImpl(st objstore.Store, vm volMeta, useCkpt bool, only *logPos, log *
 			return r, fmt.Errorf("lfs: clone %s: load source snapshot of %s: %w", vol, src, err)
 		}
 		r.m = m
-		r.m.punch(sb.size, maxVolumeSize-sb.size)
+		r.m.Punch(sb.size, maxVolumeSize-sb.size)
 	}
 	segs, attempts, err := segmentAttempts(st, vol)
 	if err != nil {
@@ -294,7 +295,7 @@ func (r *replayed) loadCheckpoint(st objstore.Store, vm volMeta, only *logPos, l
 			continue
 		}
 		r.m, r.ckpt, r.snaps, r.ckptSnaps = c.m, c.pos, c.snaps, c.snaps.gens()
-		r.m.punch(sb.size, maxVolumeSize-sb.size) // a shrink since then
+		r.m.Punch(sb.size, maxVolumeSize-sb.size) // a shrink since then
 		r.books = loadedBooks(vm.lin.branch, c, c.snaps)
 		return nil
 	}
@@ -332,19 +333,19 @@ func (r *replayed) apply(st objstore.Store, vm volMeta, seq uint64, off int, h s
 	addr, length := int64(h.Addr), int64(h.LogicalLen)
 	switch h.Type {
 	case segment.TypeHole:
-		r.m.punchFn(addr, length, r.books.removed)
+		r.m.PunchFn(addr, length, r.books.removed)
 	case segment.TypeCopy:
 		// Reachable only through maps written after it (segment.TypeCopy).
 	case segment.TypeData:
 		if addr >= vm.sb.size {
 			return nil
 		}
-		e := extent{off: addr, length: h.LogicalLen, seq: uint32(seq), branch: vm.lin.branch,
-			payOff: uint32(off + segment.HeaderSize), payLen: h.PayloadLen, flags: h.Flags}
-		if e.end() > vm.sb.size {
-			e.length = uint32(vm.sb.size - addr)
+		e := blockmap.Extent{Off: addr, Length: h.LogicalLen, Seq: uint32(seq), Branch: vm.lin.branch,
+			PayOff: uint32(off + segment.HeaderSize), PayLen: h.PayloadLen, Flags: h.Flags}
+		if e.End() > vm.sb.size {
+			e.Length = uint32(vm.sb.size - addr)
 		}
-		r.m.setFn(e, r.books.removed)
+		r.m.SetFn(e, r.books.removed)
 		r.books.added(e)
 	case segment.TypeMeta:
 		op, err := decodeMetaOp(payload)
@@ -364,7 +365,7 @@ func (r *replayed) applyMeta(st objstore.Store, vm volMeta, op metaOp, pos logPo
 		if op.id < t.next || t.byName(op.name) != nil || (op.parent != 0 && t.byID(op.parent) == nil) {
 			return fmt.Errorf("snapshot create record %q (id %d, parent %d) conflicts with the snapshot table", op.name, op.id, op.parent)
 		}
-		t.list = append(t.list, &snapshot{id: op.id, parent: op.parent, name: op.name, created: op.created, pos: pos, m: r.m.clone()})
+		t.list = append(t.list, &snapshot{id: op.id, parent: op.parent, name: op.name, created: op.created, pos: pos, m: r.m.Clone()})
 		t.next, t.head = op.id+1, op.id
 		r.books.snapshotsChanged(t, op.op)
 	case metaSnapshotDelete:
@@ -385,8 +386,8 @@ func (r *replayed) applyMeta(st objstore.Store, vm volMeta, op metaOp, pos logPo
 				return fmt.Errorf("rollback to snapshot %s: %w", s.name, err)
 			}
 		}
-		r.m = m.clone()
-		r.m.punch(vm.sb.size, maxVolumeSize-vm.sb.size)
+		r.m = m.Clone()
+		r.m.Punch(vm.sb.size, maxVolumeSize-vm.sb.size)
 		t.head, t.rollback = op.id, pos
 		r.books.snapshotsChanged(t, op.op)
 	}
@@ -395,12 +396,12 @@ func (r *replayed) applyMeta(st objstore.Store, vm volMeta, op metaOp, pos logPo
 
 // loadSnapMap reads generation gen of the map of snapshot id of volume vol
 // (whose uid is uid).
-func loadSnapMap(st objstore.Store, vol string, uid uint64, id, gen uint32) (*extentMap, error) {
+func loadSnapMap(st objstore.Store, vol string, uid uint64, id, gen uint32) (*blockmap.Map, error) {
 	return loadMapObject(st, snapObject(vol, id, gen), uid)
 }
 
 // loadLatestSnapMap reads the newest generation of a snapshot's map.
-func loadLatestSnapMap(st objstore.Store, vol string, uid uint64, id uint32) (*extentMap, error) {
+func loadLatestSnapMap(st objstore.Store, vol string, uid uint64, id uint32) (*blockmap.Map, error) {
 	name, err := latestSnapObject(st, vol, id)
 	if err != nil {
 		return nil, err
@@ -408,7 +409,7 @@ func loadLatestSnapMap(st objstore.Store, vol string, uid uint64, id uint32) (*e
 	return loadMapObject(st, name, uid)
 }
 
-func loadMapObject(st objstore.Store, name string, uid uint64) (*extentMap, error) {
+func loadMapObject(st objstore.Store, name string, uid uint64) (*blockmap.Map, error) {
 	b, err := readObject(st, name)
 	if err != nil {
 		return nil, err

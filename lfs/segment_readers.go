@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/internal/objstore"
 )
 
@@ -127,3 +128,6 @@ func (s *segmentReaders) forget(k segKey) {
 		delete(s.open, k)
 	}
 }
+
+// keyOf names the segment object holding the record e points into.
+func keyOf(e blockmap.Extent) segKey { return segKey{branch: e.Branch, seq: uint64(e.Seq)} }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/internal/objstore"
 )
 
@@ -75,7 +76,7 @@ func (v *Volume) CreateSnapshot(name string) error {
 	}
 	return v.appendMeta(op, func(t *snapTable, pos logPos) {
 		t.list = append(t.list, &snapshot{id: op.id, parent: op.parent, name: name,
-			created: op.created, pos: pos, m: v.mu.m.clone()})
+			created: op.created, pos: pos, m: v.mu.m.Clone()})
 		t.next, t.head = op.id+1, op.id
 		v.mu.books.snapshotsChanged(t, op.op)
 	})
@@ -146,7 +147,7 @@ func (v *Volume) rollback(name string) error {
 		return err
 	}
 	return v.appendMeta(metaOp{op: metaRollback, id: s.id}, func(t *snapTable, pos logPos) {
-		v.mu.m = m.clone()
+		v.mu.m = m.Clone()
 		t.head, t.rollback = s.id, pos
 		v.mu.books.snapshotsChanged(t, metaRollback)
 	})
@@ -154,9 +155,9 @@ func (v *Volume) rollback(name string) error {
 
 // snapshotMap returns a snapshot's map, loading it from its object when it
 // is not in memory.
-func (v *Volume) snapshotMap(name string) (*extentMap, *snapshot, error) {
+func (v *Volume) snapshotMap(name string) (*blockmap.Map, *snapshot, error) {
 	v.mu.RLock()
-	var m *extentMap
+	var m *blockmap.Map
 	s := v.mu.snaps.byName(name)
 	if s != nil {
 		cs := *s // the cleaner may change the map and generation under mu
@@ -198,7 +199,7 @@ func (v *Volume) Snapshots() ([]SnapshotInfo, error) {
 	t := v.mu.snaps.copyMeta()
 	live := v.mu.m
 	v.mu.RUnlock()
-	maps := make([]*extentMap, len(t.list))
+	maps := make([]*blockmap.Map, len(t.list))
 	for i, s := range t.list {
 		m, _, err := v.snapshotMap(s.name)
 		if err != nil {
@@ -208,7 +209,7 @@ func (v *Volume) Snapshots() ([]SnapshotInfo, error) {
 	}
 	out := make([]SnapshotInfo, len(t.list))
 	for i, s := range t.list {
-		others := []*extentMap{live}
+		others := []*blockmap.Map{live}
 		for j, m := range maps {
 			if j != i {
 				others = append(others, m)
@@ -233,29 +234,29 @@ func (v *Volume) Snapshots() ([]SnapshotInfo, error) {
 
 // exclusiveBytes counts the bytes of m whose record data no other map uses
 // at the same place.
-func exclusiveBytes(m *extentMap, others []*extentMap) int64 {
+func exclusiveBytes(m *blockmap.Map, others []*blockmap.Map) int64 {
 	var total int64
-	m.ascend(func(e extent) bool {
-		var shared []span
+	m.Ascend(func(e blockmap.Extent) bool {
+		var shared []blockmap.Span
 		for _, o := range others {
-			o.visit(e.off, int64(e.length), func(oe extent) bool {
+			o.Visit(e.Off, int64(e.Length), func(oe blockmap.Extent) bool {
 				// Same record, and the same byte of it at the same offset.
-				if oe.sameRecord(e) && int64(oe.skip)-oe.off == int64(e.skip)-e.off {
-					shared = append(shared, span{oe.off, oe.end()})
+				if oe.SameRecord(e) && int64(oe.Skip)-oe.Off == int64(e.Skip)-e.Off {
+					shared = append(shared, blockmap.Span{Lo: oe.Off, Hi: oe.End()})
 				}
 				return true
 			})
 		}
-		sort.Slice(shared, func(i, j int) bool { return shared[i].lo < shared[j].lo })
-		covered, reach := int64(0), e.off
+		sort.Slice(shared, func(i, j int) bool { return shared[i].Lo < shared[j].Lo })
+		covered, reach := int64(0), e.Off
 		for _, s := range shared {
-			lo := max(s.lo, reach)
-			if s.hi > lo {
-				covered += s.hi - lo
-				reach = s.hi
+			lo := max(s.Lo, reach)
+			if s.Hi > lo {
+				covered += s.Hi - lo
+				reach = s.Hi
 			}
 		}
-		total += int64(e.length) - covered
+		total += int64(e.Length) - covered
 		return true
 	})
 	return total
@@ -267,9 +268,9 @@ type SnapshotView struct {
 	name string
 	id   uint32
 	mu   sync.Mutex
-	m    *extentMap // the snapshot's map as last seen
-	gen  uint32     // its generation, when it came from a map object
-	mem  bool       // m was the in-memory map
+	m    *blockmap.Map // the snapshot's map as last seen
+	gen  uint32        // its generation, when it came from a map object
+	mem  bool          // m was the in-memory map
 }
 
 // SnapshotView opens a read-only view of a snapshot. It follows the
@@ -289,7 +290,7 @@ func (v *Volume) SnapshotView(name string) (*SnapshotView, error) {
 
 // current returns the snapshot's map now: the cleaner may have moved data
 // it names since the view last looked.
-func (s *SnapshotView) current() (*extentMap, error) {
+func (s *SnapshotView) current() (*blockmap.Map, error) {
 	s.v.mu.RLock()
 	var cur snapshot
 	live := s.v.mu.snaps.byID(s.id)

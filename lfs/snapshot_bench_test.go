@@ -57,7 +57,7 @@ func BenchmarkSnapshotCreate(b *testing.B) {
 				worst = max(worst, time.Since(start))
 			}
 			b.ReportMetric(float64(worst.Microseconds())/1000, "ms-worst")
-			b.ReportMetric(float64(v.mu.m.len()), "extents")
+			b.ReportMetric(float64(v.mu.m.Len()), "extents")
 		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/internal/objstore"
 
 	"github.com/hlfs/hlfs/segment"
@@ -20,11 +21,11 @@ type snapshot struct {
 	parent  uint32 // 0 at the root
 	name    string
 	created time.Time
-	pos     logPos     // where its meta record starts in the log
-	m       *extentMap // its map while in memory; nil once in its map object
-	durable bool       // the map object of generation gen holds m
-	gen     uint32     // generation of the newest map object written
-	nextGen uint32     // generation the next map object gets
+	pos     logPos        // where its meta record starts in the log
+	m       *blockmap.Map // its map while in memory; nil once in its map object
+	durable bool          // the map object of generation gen holds m
+	gen     uint32        // generation of the newest map object written
+	nextGen uint32        // generation the next map object gets
 }
 
 // snapTable is the snapshot tree of a volume. Not safe for concurrent use;

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/internal/objstore"
 )
 
@@ -59,7 +60,7 @@ type Volume struct {
 	// it. Lock order: snapMu, then lw.mu, then mu.
 	mu struct {
 		sync.RWMutex
-		m      *extentMap
+		m      *blockmap.Map
 		snaps  *snapTable
 		books  *books
 		closed bool
@@ -93,7 +94,7 @@ type Volume struct {
 	// cleaner and the books (loadSnapshotMaps).
 	snapCache struct {
 		sync.Mutex
-		maps map[snapGen]*extentMap
+		maps map[snapGen]*blockmap.Map
 	}
 }
 

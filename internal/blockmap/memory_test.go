@@ -1,4 +1,4 @@
-package lfs
+package blockmap
 
 import (
 	"math/rand"
@@ -11,15 +11,15 @@ func mapBytesPerExtent(n int) float64 {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	m := newExtentMap()
+	m := New()
 	rng := rand.New(rand.NewSource(1))
 	for i := 0; i < n; i++ {
 		blk := rng.Int63n(int64(n) * 4)
-		m.set(extent{off: blk * 4096, length: 4096, seq: uint32(i), payLen: 4096})
+		m.Set(Extent{Off: blk * 4096, Length: 4096, Seq: uint32(i), PayLen: 4096})
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	per := float64(after.HeapAlloc-before.HeapAlloc) / float64(m.len())
+	per := float64(after.HeapAlloc-before.HeapAlloc) / float64(m.Len())
 	runtime.KeepAlive(m)
 	return per
 }

@@ -1,4 +1,4 @@
-package lfs
+package blockmap
 
 import (
 	"math/rand"
@@ -10,9 +10,9 @@ import (
 // flatMap is the model: which (seq, data byte) each volume byte maps to.
 type flatMap []int64 // -1: hole; else seq<<32 | index into the record data
 
-func (f flatMap) set(e extent) {
-	for i := int64(0); i < int64(e.length); i++ {
-		f[e.off+i] = int64(e.seq)<<32 | int64(e.skip) + i
+func (f flatMap) set(e Extent) {
+	for i := int64(0); i < int64(e.Length); i++ {
+		f[e.Off+i] = int64(e.Seq)<<32 | int64(e.Skip) + i
 	}
 }
 
@@ -22,10 +22,10 @@ func (f flatMap) punch(off, n int64) {
 	}
 }
 
-func flatten(m *extentMap, size int) flatMap {
+func flatten(m *Map, size int) flatMap {
 	f := make(flatMap, size)
 	f.punch(0, int64(size))
-	m.ascend(func(e extent) bool { f.set(e); return true })
+	m.Ascend(func(e Extent) bool { f.set(e); return true })
 	return f
 }
 
@@ -34,10 +34,10 @@ func flatten(m *extentMap, size int) flatMap {
 func TestExtentMapProperty(t *testing.T) {
 	const size = 4096
 	rng := rand.New(rand.NewSource(42))
-	m := newExtentMap()
+	m := New()
 	model := make(flatMap, size)
 	model.punch(0, size)
-	var clones []*extentMap
+	var clones []*Map
 	var cloneModels []flatMap
 	seq := uint32(1)
 	for i := 0; i < 5000; i++ {
@@ -45,31 +45,31 @@ func TestExtentMapProperty(t *testing.T) {
 		n := 1 + rng.Int63n(min(size-off, 300))
 		switch rng.Intn(10) {
 		case 0:
-			clones = append(clones, m.clone())
+			clones = append(clones, m.Clone())
 			cloneModels = append(cloneModels, append(flatMap(nil), model...))
 		case 1, 2, 3:
-			m.punch(off, n)
+			m.Punch(off, n)
 			model.punch(off, n)
 		default:
-			e := extent{off: off, length: uint32(n), seq: seq, payLen: uint32(n)}
+			e := Extent{Off: off, Length: uint32(n), Seq: seq, PayLen: uint32(n)}
 			seq++
-			m.set(e)
+			m.Set(e)
 			model.set(e)
 		}
 		if len(clones) > 0 && rng.Intn(4) == 0 { // mutate an older clone too
 			c := rng.Intn(len(clones))
-			clones[c].punch(off, n)
+			clones[c].Punch(off, n)
 			cloneModels[c].punch(off, n)
 		}
 		if i%97 == 0 {
 			require.Equal(t, model, flatten(m, size), "step %d", i)
-			require.Empty(t, checkMap(m, size))
+			require.Empty(t, m.Problems(size))
 		}
 	}
 	require.Equal(t, model, flatten(m, size))
 	for c := range clones {
 		require.Equal(t, cloneModels[c], flatten(clones[c], size), "clone %d", c)
-		require.Empty(t, checkMap(clones[c], size))
+		require.Empty(t, clones[c].Problems(size))
 	}
 	// visit clips to the range and sees exactly the mapped bytes.
 	for i := 0; i < 200; i++ {
@@ -77,9 +77,9 @@ func TestExtentMapProperty(t *testing.T) {
 		n := 1 + rng.Int63n(size-off)
 		got := make(flatMap, size)
 		got.punch(0, size)
-		m.visit(off, n, func(e extent) bool {
-			require.GreaterOrEqual(t, e.off, off)
-			require.LessOrEqual(t, e.end(), off+n)
+		m.Visit(off, n, func(e Extent) bool {
+			require.GreaterOrEqual(t, e.Off, off)
+			require.LessOrEqual(t, e.End(), off+n)
 			got.set(e)
 			return true
 		})

@@ -1,0 +1,44 @@
+package blockmap
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/hlfs/hlfs/segment"
+)
+
+// ErrBroken is wrapped by the errors of Check.
+var ErrBroken = errors.New("blockmap: invariant broken")
+
+// maxProblems bounds the problems Problems reports.
+const maxProblems = 10
+
+// Check verifies the map's invariant for a volume of size bytes: extents
+// ordered, non-overlapping, non-empty, within the volume, and within what
+// one record can hold. The error wraps ErrBroken and lists up to ten
+// problems.
+func (m *Map) Check(size int64) error {
+	if probs := m.Problems(size); len(probs) > 0 {
+		return fmt.Errorf("%w: %v", ErrBroken, probs)
+	}
+	return nil
+}
+
+// Problems is Check's findings, one line each (fsck prints them).
+func (m *Map) Problems(size int64) []string {
+	var probs []string
+	prevEnd := int64(0)
+	m.Ascend(func(e Extent) bool {
+		if e.Length == 0 || e.Off < prevEnd || e.End() > size || uint64(e.Skip)+uint64(e.Length) > segment.MaxDataLen {
+			probs = append(probs, fmt.Sprintf("map invariant broken at extent %d+%d (previous ends at %d, size %d)", e.Off, e.Length, prevEnd, size))
+			return len(probs) < maxProblems
+		}
+		prevEnd = e.End()
+		return true
+	})
+	return probs
+}
+
+// InsertDisjoint adds e, which the caller knows overlaps no extent of m
+// (decoding an ordered checkpoint); it is cheaper than Set.
+func (m *Map) InsertDisjoint(e Extent) { m.t.ReplaceOrInsert(e) }
