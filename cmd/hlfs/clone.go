@@ -2,30 +2,28 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 
 	"github.com/hlfs/hlfs/lfs"
+	"github.com/spf13/cobra"
 )
 
-var cloneCmd = &command{
-	name:    "clone",
-	args:    "VOLUME@SNAPSHOT NEWVOLUME",
-	summary: "make a new volume from a snapshot",
-	help: `
+// cloneCmd returns "hlfs clone".
+func (c *cli) cloneCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "clone VOLUME@SNAPSHOT NEWVOLUME",
+		Short: "make a new volume from a snapshot",
+		Long: `
 Clone creates NEWVOLUME, a writable volume that starts as an exact copy of
 snapshot VOLUME@SNAPSHOT. It copies no data: the clone reads what it has not
 overwritten from the snapshot's volume, so it costs nothing until it
 diverges, and the snapshot cannot be removed while the clone depends on it
 ("hlfs flatten NEWVOLUME" ends that). The source may be served meanwhile.`,
-	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-		return func(c *cli, args []string) error {
-			if err := wantArgs("clone", args, "VOLUME@SNAPSHOT", "NEWVOLUME"); err != nil {
-				return err
-			}
+		Args: positional("VOLUME@SNAPSHOT", "NEWVOLUME"),
+		RunE: func(_ *cobra.Command, args []string) error {
 			return c.clone(args[0], args[1])
-		}
-	},
+		},
+	}
 }
 
 func (c *cli) clone(srcArg, newArg string) error {

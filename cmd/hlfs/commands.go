@@ -2,169 +2,226 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
-	"text/tabwriter"
+	"text/template"
 
 	"github.com/hlfs/hlfs/internal/cliutil"
 	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/hlfs/hlfs/lfs"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
-// command is one subcommand of hlfs.
-type command struct {
-	name    string // as typed: "create"
-	args    string // synopsis after "hlfs NAME"
-	summary string // one line for "hlfs help"
-	help    string // paragraphs for "hlfs help NAME"
-	// flags registers the command's own flags on fs and returns the function
-	// that runs the command with its positional arguments. It is nil for a
-	// command with subcommands.
-	flags func(fs *flag.FlagSet) func(c *cli, args []string) error
-	// subs are the subcommands of a command group ("snapshot"); their names
-	// include the group's: "snapshot create".
-	subs []*command
+func init() {
+	// "hlfs help" lists the commands in the order rootCmd adds them, the
+	// everyday ones first, not sorted by name.
+	cobra.EnableCommandSorting = false
+	cobra.AddTemplateFuncs(template.FuncMap{"commandTable": commandTable, "commandName": commandName})
 }
 
-// commands lists every command in the order "hlfs help" shows them. It is
-// filled in init because the help command refers to it.
-var commands []*command
+// rootCmd returns the command tree of one run of hlfs. Every run builds its
+// own: the flags of each command are bound to variables of this run (and
+// --store to c.store), which cobra never resets.
+func (c *cli) rootCmd() *cobra.Command {
+	c.store = c.getenv("HLFS_STORE")
+	if c.store == "" {
+		c.store = defaultStore
+	}
+	root := &cobra.Command{
+		Use:  "hlfs [--store URI] COMMAND [ARGS]",
+		Long: "hlfs keeps block volumes as logs in a store and serves them over NBD.",
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				cmd.SetOut(c.stderr)
+				_ = cmd.Help()
+				return errBareUsage
+			}
+			return cliutil.Usagef("unknown command %q (see 'hlfs help')", args[0])
+		},
+		// c.main prints errors, as one line; a usage error says where
+		// the usage is rather than printing it.
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetOut(c.stdout)
+	root.SetErr(c.stderr)
+	root.SetFlagErrorFunc(flagError)
+	root.SetHelpTemplate(helpTemplate)
+	root.PersistentFlags().StringVar(&c.store, "store", c.store,
+		"store `URI`: file:///abs/path, file://rel/path or a plain path (env HLFS_STORE)")
+	root.AddCommand(
+		c.createCmd(), c.lsCmd(), c.infoCmd(), c.resizeCmd(), c.rmCmd(),
+		c.snapshotCmd(), c.cloneCmd(), c.flattenCmd(),
+		c.serveCmd(), c.importCmd(), c.exportCmd(), c.fsckCmd(),
+		c.gcCmd(), c.duCmd(),
+		c.versionCmd(),
+	)
+	addCompletionCmd(root)
+	help := helpCmd()
+	root.SetHelpCommand(help)
+	root.AddCommand(help)
+	forEachCommand(root, func(cmd *cobra.Command) { cmd.DisableFlagsInUseLine = true })
+	return root
+}
 
-func init() {
-	commands = []*command{
-		createCmd, lsCmd, infoCmd, resizeCmd, rmCmd,
-		snapshotCmd, cloneCmd, flattenCmd,
-		serveCmd, importCmd, exportCmd, fsckCmd,
-		gcCmd, duCmd,
-		versionCmd, helpCmd,
+// forEachCommand calls fn on cmd and every command below it.
+func forEachCommand(cmd *cobra.Command, fn func(*cobra.Command)) {
+	fn(cmd)
+	for _, sub := range cmd.Commands() {
+		forEachCommand(sub, fn)
 	}
 }
 
-// lookup returns the named command or nil.
-func lookup(name string) *command {
-	for _, cmd := range commands {
-		if cmd.name == name {
-			return cmd
+// group makes cmd the group of the commands subs ("snapshot"). Run without
+// one of them, it is a usage error that names them.
+func group(cmd *cobra.Command, subs ...*cobra.Command) *cobra.Command {
+	cmd.AddCommand(subs...)
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		name := commandName(cmd)
+		if len(args) == 0 {
+			return groupError(cmd, "%s needs a subcommand: one of %s", name, subNames(cmd))
+		}
+		return groupError(cmd, "unknown %s subcommand %q: want one of %s", name, args[0], subNames(cmd))
+	}
+	return cmd
+}
+
+// groupError returns a usage error of the group cmd that points at its
+// help. Not usageError: "snapshot: " would read as a package prefix.
+func groupError(cmd *cobra.Command, format string, args ...any) error {
+	return cliutil.Usagef("%s (see 'hlfs help %s')", fmt.Sprintf(format, args...), commandName(cmd))
+}
+
+// subNames lists the subcommands of group as typed after its name.
+func subNames(group *cobra.Command) string {
+	var names []string
+	for _, sub := range group.Commands() {
+		if sub.IsAvailableCommand() {
+			names = append(names, sub.Name())
 		}
 	}
-	return nil
+	return strings.Join(names, ", ")
 }
 
-// lookupSub returns the subcommand name of group, or nil.
-func lookupSub(group *command, name string) *command {
-	for _, sub := range group.subs {
-		if sub.name == group.name+" "+name {
+// subcommand returns the visible subcommand name of cmd, or nil.
+func subcommand(cmd *cobra.Command, name string) *cobra.Command {
+	for _, sub := range cmd.Commands() {
+		if !sub.Hidden && (sub.Name() == name || sub.HasAlias(name)) {
 			return sub
 		}
 	}
 	return nil
 }
 
-// subNames lists the subcommands of group as typed after its name.
-func subNames(group *command) string {
-	var names []string
-	for _, sub := range group.subs {
-		names = append(names, strings.TrimPrefix(sub.name, group.name+" "))
-	}
-	return strings.Join(names, ", ")
+// commandName is cmd as typed after "hlfs": "snapshot create".
+func commandName(cmd *cobra.Command) string {
+	return strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
 }
 
-// newFlagSet returns cmd's flag set, with the global flags registered too
-// so they may follow the command name, and the function that runs cmd (nil
-// for a command group).
-func (c *cli) newFlagSet(cmd *command) (*flag.FlagSet, func(c *cli, args []string) error) {
-	fs := flag.NewFlagSet("hlfs "+cmd.name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	c.globalFlags(fs)
-	if cmd.flags == nil {
-		return fs, nil
-	}
-	return fs, cmd.flags(fs)
-}
-
-// runCommand parses cmd's flags, anywhere among args, and runs it.
-func (c *cli) runCommand(cmd *command, args []string) error {
-	if cmd.subs != nil {
-		return c.runGroup(cmd, args)
-	}
-	fs, runFn := c.newFlagSet(cmd)
-	pos, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		c.printCommandUsage(c.stdout, cmd)
-		return err
-	}
-	if err != nil {
-		return usageError(cmd.name, "%s", flagError(err))
-	}
-	return runFn(c, pos)
-}
-
-// runGroup runs the subcommand of group named by the first argument that is
-// not a global flag.
-func (c *cli) runGroup(group *command, args []string) error {
-	// Not usageError: "snapshot: " would read as a package prefix.
-	groupErr := func(format string, args ...any) error {
-		return cliutil.Usagef("%s (see 'hlfs help %s')", fmt.Sprintf(format, args...), group.name)
-	}
-	fs, _ := c.newFlagSet(group)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			c.printCommandUsage(c.stdout, group)
-			return err
-		}
-		return groupErr("%s %s", group.name, flagError(err))
-	}
-	if fs.NArg() == 0 {
-		return groupErr("%s needs a subcommand: one of %s", group.name, subNames(group))
-	}
-	sub := lookupSub(group, fs.Arg(0))
-	if sub == nil {
-		return groupErr("unknown %s subcommand %q: want one of %s", group.name, fs.Arg(0), subNames(group))
-	}
-	return c.runCommand(sub, fs.Args()[1:])
-}
-
-// parseInterspersed parses args with fs, allowing flags after positional
-// arguments ("create demo --size 1G"), and returns the positional arguments.
-// Everything after "--" is positional.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
+// positional checks that a command gets exactly the positional arguments
+// names ("VOLUME", "FILE"), with wantArgs's errors.
+func positional(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		return wantArgs(commandName(cmd), args, names...)
 	}
 }
 
-// flagError rewords the flag package's errors the way flags are written in
-// hlfs's help: with two dashes.
-func flagError(err error) string {
-	msg := err.Error()
-	for _, r := range []struct{ from, to string }{
-		{"flag provided but not defined: -", "unknown flag --"},
-		{"flag needs an argument: -", "missing value for --"},
-		{"bad flag syntax: ", "bad flag syntax: "},
-	} {
-		if name, ok := strings.CutPrefix(msg, r.from); ok {
-			return r.to + name
+// flagError is the FlagErrorFunc of every command: it makes pflag's errors
+// usage errors, worded as hlfs words them ("ls: unknown flag --nope (see
+// 'hlfs help ls')").
+func flagError(cmd *cobra.Command, err error) error {
+	msg := flagMessage(err)
+	switch {
+	case !cmd.HasParent():
+		return cliutil.Usagef("%s (see 'hlfs help')", msg)
+	case cmd.HasSubCommands():
+		return groupError(cmd, "%s %s", commandName(cmd), msg)
+	}
+	return usageError(commandName(cmd), "%s", msg)
+}
+
+// flagMessage words a pflag parse error the way flags are written in
+// hlfs's help, with two dashes, and as hlfs did before pflag: "unknown flag
+// --x", "missing value for --size", `invalid value "x" for --lease: parse
+// error`.
+func flagMessage(err error) string {
+	var (
+		unknown *pflag.NotExistError
+		noValue *pflag.ValueRequiredError
+		invalid *pflag.InvalidValueError
+	)
+	switch {
+	case errors.As(err, &unknown):
+		return "unknown flag --" + unknown.GetSpecifiedName()
+	case errors.As(err, &noValue):
+		return "missing value for --" + noValue.GetSpecifiedName()
+	case errors.As(err, &invalid):
+		kind, reason := "value", "parse error"
+		if invalid.GetFlag().Value.Type() == "bool" {
+			kind = "boolean value"
+		}
+		if errors.Is(err, strconv.ErrRange) {
+			reason = "value out of range"
+		}
+		return fmt.Sprintf("invalid %s %q for --%s: %s", kind, invalid.GetValue(), invalid.GetFlag().Name, reason)
+	}
+	return err.Error() // "bad flag syntax: ---x"
+}
+
+// goFlagArgs rewrites the single-dash long flags of Go's flag package
+// ("-store URI", "-size=1G", "-json"), which hlfs took until it moved to
+// cobra and which scripts may still pass, into the two-dash form of pflag,
+// which would read "-store" as the shorthands -s -t -o -r -e. It leaves
+// alone "-h" (the one shorthand), "-", the value of a flag that takes one
+// ("--size -1G" is a size to refuse, not a flag), everything after "--",
+// and the shell's completion requests. Flags are looked up on the command
+// the words so far name, as cobra finds it. The result is never nil.
+func goFlagArgs(root *cobra.Command, args []string) []string {
+	if len(args) > 0 && (args[0] == cobra.ShellCompRequestCmd || args[0] == cobra.ShellCompNoDescRequestCmd) {
+		return args
+	}
+	out := make([]string, 0, len(args))
+	cmd, descend := root, true
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			return append(out, args[i:]...)
+		}
+		if len(arg) > 1 && arg[0] == '-' && arg[1] != '-' && arg != "-h" {
+			arg = "-" + arg
+		}
+		out = append(out, arg)
+		name, _, hasValue := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
+		switch {
+		case strings.HasPrefix(arg, "--"):
+			if f := lookupFlag(cmd, name); f != nil && f.NoOptDefVal == "" && !hasValue && i+1 < len(args) {
+				i++
+				out = append(out, args[i])
+			}
+		case strings.HasPrefix(arg, "-"): // "-h", "-"
+		case descend:
+			if sub := subcommand(cmd, arg); sub != nil {
+				cmd = sub
+			} else {
+				descend = false // the first positional argument
+			}
 		}
 	}
-	if strings.HasPrefix(msg, "invalid ") {
-		return strings.Replace(msg, " for flag -", " for --", 1)
+	return out
+}
+
+// lookupFlag returns the flag name of cmd, its own or inherited, or nil.
+func lookupFlag(cmd *cobra.Command, name string) *pflag.Flag {
+	for c := cmd; c != nil; c = c.Parent() {
+		if f := c.PersistentFlags().Lookup(name); f != nil {
+			return f
+		}
 	}
-	return msg
+	return cmd.Flags().Lookup(name)
 }
 
 // usageError returns a usage error of command name that points at its help.
@@ -315,64 +372,4 @@ func withoutSentinel(err, sentinel error) error {
 		return errors.New(rest)
 	}
 	return err
-}
-
-// printUsage writes the overview of all commands.
-func (c *cli) printUsage(w io.Writer) {
-	fmt.Fprint(w, `hlfs keeps block volumes as logs in a store and serves them over NBD.
-
-Usage: hlfs [--store URI] COMMAND [ARGS]
-
-Commands:
-`)
-	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	for _, cmd := range commands {
-		fmt.Fprintf(tw, "  %s\t%s\n", cmd.name, cmd.summary)
-	}
-	tw.Flush()
-	fmt.Fprint(w, "\nGlobal flags (before or after the command):\n")
-	fs := flag.NewFlagSet("hlfs", flag.ContinueOnError)
-	store := c.store
-	c.globalFlags(fs)
-	c.store = store
-	printFlags(w, fs)
-	fmt.Fprint(w, "\nSizes are bytes with an optional binary suffix: 4K, 512M, 10G, 1T (K = KiB = 1024).\n")
-	fmt.Fprint(w, "Run 'hlfs help COMMAND' for details on a command.\n")
-}
-
-// printCommandUsage writes the help of one command.
-func (c *cli) printCommandUsage(w io.Writer, cmd *command) {
-	store := c.store
-	fs, _ := c.newFlagSet(cmd)
-	c.store = store
-	fmt.Fprintf(w, "Usage: hlfs %s %s\n\n", cmd.name, cmd.args)
-	fmt.Fprintf(w, "%s\n", strings.TrimSpace(cmd.help))
-	if cmd.subs != nil {
-		fmt.Fprint(w, "\nSubcommands:\n")
-		tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-		for _, sub := range cmd.subs {
-			fmt.Fprintf(tw, "  %s %s\t%s\n", strings.TrimPrefix(sub.name, cmd.name+" "), sub.args, sub.summary)
-		}
-		tw.Flush()
-		fmt.Fprintf(w, "\nRun 'hlfs help %s SUBCOMMAND' for details on one.\n", cmd.name)
-	}
-	fmt.Fprint(w, "\nFlags:\n")
-	printFlags(w, fs)
-}
-
-// printFlags lists fs's flags as "--name VALUE  usage (default D)".
-func printFlags(w io.Writer, fs *flag.FlagSet) {
-	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	fs.VisitAll(func(f *flag.Flag) {
-		arg, usage := flag.UnquoteUsage(f)
-		if arg != "" {
-			arg = " " + arg
-		}
-		def := ""
-		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
-			def = fmt.Sprintf(" (default %s)", f.DefValue)
-		}
-		fmt.Fprintf(tw, "  --%s%s\t%s%s\n", f.Name, arg, usage, def)
-	})
-	tw.Flush()
 }

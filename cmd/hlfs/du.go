@@ -2,19 +2,20 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"text/tabwriter"
 
 	"github.com/hlfs/hlfs/internal/cliutil"
 	"github.com/hlfs/hlfs/lfs"
+	"github.com/spf13/cobra"
 )
 
-var duCmd = &command{
-	name:    "du",
-	args:    "VOLUME [--json]",
-	summary: "show where a volume's space in the store goes",
-	help: `
+// duCmd returns "hlfs du".
+func (c *cli) duCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "du VOLUME [--json]",
+		Short: "show where a volume's space in the store goes",
+		Long: `
 Du shows how a volume's space in the store is used:
 
   provisioned      the volume's size
@@ -34,15 +35,14 @@ Du shows how a volume's space in the store is used:
 
 It counts from scratch and reads the volume without taking it over, so it
 works while the volume is served.`,
-	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-		asJSON := fs.Bool("json", false, "print JSON (sizes in bytes)")
-		return func(c *cli, args []string) error {
-			if err := wantArgs("du", args, "VOLUME"); err != nil {
-				return err
-			}
-			return c.du(args[0], *asJSON)
-		}
-	},
+		Args: positional("VOLUME"),
+	}
+	fs := cmd.Flags()
+	asJSON := fs.Bool("json", false, "print JSON (sizes in bytes)")
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		return c.du(args[0], *asJSON)
+	}
+	return cmd
 }
 
 func (c *cli) du(arg string, asJSON bool) error {

@@ -2,36 +2,34 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"os"
 
 	"github.com/hlfs/hlfs/internal/progress"
 	"github.com/hlfs/hlfs/lfs"
+	"github.com/spf13/cobra"
 )
 
 // allocWindow is the range of the volume whose allocation export asks for
 // at a time.
 const allocWindow = 64 << 20
 
-var exportCmd = &command{
-	name:    "export",
-	args:    "VOLUME FILE",
-	summary: "copy a volume into a raw disk image",
-	help: `
+// exportCmd returns "hlfs export".
+func (c *cli) exportCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "export VOLUME FILE",
+		Short: "copy a volume into a raw disk image",
+		Long: `
 Export writes VOLUME as a raw image to FILE, replacing FILE if it exists. Only
 the volume's data is copied; its holes stay holes in FILE, which is sparse
 where the file system allows. The volume may be served meanwhile: export
 copies it as it was when export started, without taking it over.`,
-	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-		return func(c *cli, args []string) error {
-			if err := wantArgs("export", args, "VOLUME", "FILE"); err != nil {
-				return err
-			}
+		Args: positional("VOLUME", "FILE"),
+		RunE: func(_ *cobra.Command, args []string) error {
 			return c.exportImage(args[0], args[1])
-		}
-	},
+		},
+	}
 }
 
 func (c *cli) exportImage(arg, file string) (err error) {

@@ -2,18 +2,19 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 
 	"github.com/hlfs/hlfs/internal/progress"
 	"github.com/hlfs/hlfs/lfs"
+	"github.com/spf13/cobra"
 )
 
-var flattenCmd = &command{
-	name:    "flatten",
-	args:    "VOLUME",
-	summary: "make a clone independent of its source snapshot",
-	help: `
+// flattenCmd returns "hlfs flatten".
+func (c *cli) flattenCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "flatten VOLUME",
+		Short: "make a clone independent of its source snapshot",
+		Long: `
 Flatten copies into the clone VOLUME the data it still reads from its source
 snapshot, so that it no longer depends on it: the snapshot can then be
 removed. The clone reads the same before and after. It takes as long as
@@ -21,14 +22,11 @@ copying the data the clone shares with the snapshot, and the volume must not
 be served meanwhile. It refuses while clones of the volume read through it
 (flatten them first) and while the volume's own snapshots share data with
 its source (remove them first).`,
-	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-		return func(c *cli, args []string) error {
-			if err := wantArgs("flatten", args, "VOLUME"); err != nil {
-				return err
-			}
+		Args: positional("VOLUME"),
+		RunE: func(_ *cobra.Command, args []string) error {
 			return c.flatten(args[0])
-		}
-	},
+		},
+	}
 }
 
 func (c *cli) flatten(arg string) error {

@@ -1,19 +1,20 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 
 	"github.com/hlfs/hlfs/internal/cliutil"
 	"github.com/hlfs/hlfs/internal/progress"
 	"github.com/hlfs/hlfs/lfs"
+	"github.com/spf13/cobra"
 )
 
-var fsckCmd = &command{
-	name:    "fsck",
-	args:    "VOLUME",
-	summary: "check a volume for damage",
-	help: `
+// fsckCmd returns "hlfs fsck".
+func (c *cli) fsckCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "fsck VOLUME",
+		Short: "check a volume for damage",
+		Long: `
 Fsck reads all of a volume's log and checkpoints and checks every checksum,
 the chaining of the log segments, that every checkpoint kept recovers the
 same content (the whole log, when the cleaner has not deleted its start),
@@ -22,14 +23,11 @@ holds it, and recounts the space books (live bytes per segment) and compares
 them with the volume's. It changes nothing (while it runs, a read lease keeps
 a serving process from deleting segments it reads). It prints what it
 checked and every problem found, and exits 1 when the volume is damaged.`,
-	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-		return func(c *cli, args []string) error {
-			if err := wantArgs("fsck", args, "VOLUME"); err != nil {
-				return err
-			}
+		Args: positional("VOLUME"),
+		RunE: func(_ *cobra.Command, args []string) error {
 			return c.fsck(args[0])
-		}
-	},
+		},
+	}
 }
 
 func (c *cli) fsck(arg string) error {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"strings"
 
@@ -11,13 +10,15 @@ import (
 	"github.com/hlfs/hlfs/internal/cliutil"
 	"github.com/hlfs/hlfs/internal/progress"
 	"github.com/hlfs/hlfs/lfs"
+	"github.com/spf13/cobra"
 )
 
-var gcCmd = &command{
-	name:    "gc",
-	args:    "VOLUME [--max-utilization FRACTION] [--rate SIZE] [--json]",
-	summary: "reclaim the space of overwritten data now, served or not",
-	help: `
+// gcCmd returns "hlfs gc".
+func (c *cli) gcCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "gc VOLUME [--max-utilization FRACTION] [--rate SIZE] [--json]",
+		Short: "reclaim the space of overwritten data now, served or not",
+		Long: `
 Gc cleans VOLUME now: the segments whose share of live bytes (bytes the
 volume or one of its snapshots still reads) is at most --max-utilization have
 those bytes copied to the end of the log and are deleted, as are the
@@ -35,24 +36,23 @@ admin socket its owner lock names) while it goes on serving; there is no
 progress bar then, and ^C only stops waiting: the server finishes the run.
 "hlfs serve" also cleans in the background unless told not to (see its
 --gc-* flags).`,
-	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-		maxUtil := fs.Float64("max-utilization", 0.95, "clean only segments whose live share is at most `FRACTION` (above 0, at most 1)")
-		rate := fs.String("rate", "", "bound the copying to `SIZE` bytes per second (default: no bound)")
-		asJSON := fs.Bool("json", false, "print what gc did as JSON")
-		return func(c *cli, args []string) error {
-			if err := wantArgs("gc", args, "VOLUME"); err != nil {
-				return err
-			}
-			if !(*maxUtil > 0 && *maxUtil <= 1) {
-				return usageError("gc", "--max-utilization %v: want a fraction above 0 and at most 1", *maxUtil)
-			}
-			r, err := rateFlag("gc", "rate", *rate)
-			if err != nil {
-				return err
-			}
-			return c.gc(args[0], lfs.GCOptions{Rate: r, MaxUtilization: *maxUtil}, *asJSON)
+		Args: positional("VOLUME"),
+	}
+	fs := cmd.Flags()
+	maxUtil := fs.Float64("max-utilization", 0.95, "clean only segments whose live share is at most `FRACTION` (above 0, at most 1)")
+	rate := fs.String("rate", "", "bound the copying to `SIZE` bytes per second (default: no bound)")
+	asJSON := fs.Bool("json", false, "print what gc did as JSON")
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		if !(*maxUtil > 0 && *maxUtil <= 1) {
+			return usageError("gc", "--max-utilization %v: want a fraction above 0 and at most 1", *maxUtil)
 		}
-	},
+		r, err := rateFlag("gc", "rate", *rate)
+		if err != nil {
+			return err
+		}
+		return c.gc(args[0], lfs.GCOptions{Rate: r, MaxUtilization: *maxUtil}, *asJSON)
+	}
+	return cmd
 }
 
 // rateFlag parses a bytes-per-second flag: a size, or "0" or nothing for no

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +10,7 @@ import (
 	"github.com/hlfs/hlfs/internal/cliutil"
 	"github.com/hlfs/hlfs/internal/progress"
 	"github.com/hlfs/hlfs/lfs"
+	"github.com/spf13/cobra"
 )
 
 // copyChunk is the unit of import and export I/O.
@@ -19,23 +19,21 @@ const copyChunk = 1 << 20
 // maxZero bounds the range of one Zero call during import.
 const maxZero = 1 << 30
 
-var importCmd = &command{
-	name:    "import",
-	args:    "FILE VOLUME",
-	summary: "copy a raw disk image into a volume",
-	help: `
+// importCmd returns "hlfs import".
+func (c *cli) importCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "import FILE VOLUME",
+		Short: "copy a raw disk image into a volume",
+		Long: `
 Import copies the raw image FILE into VOLUME, which must exist, not be served
 and be at least as large as FILE. The volume then reads exactly as FILE
 followed by zeros: anything it held before is replaced. Holes in FILE and
 all-zero blocks are recorded as holes, so the volume stays thin.`,
-	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-		return func(c *cli, args []string) error {
-			if err := wantArgs("import", args, "FILE", "VOLUME"); err != nil {
-				return err
-			}
+		Args: positional("FILE", "VOLUME"),
+		RunE: func(_ *cobra.Command, args []string) error {
 			return c.importImage(args[0], args[1])
-		}
-	},
+		},
+	}
 }
 
 // warnLogger is the logger of one-shot commands: volume warnings on stderr.

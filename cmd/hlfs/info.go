@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -10,26 +9,27 @@ import (
 
 	"github.com/hlfs/hlfs/internal/cliutil"
 	"github.com/hlfs/hlfs/lfs"
+	"github.com/spf13/cobra"
 )
 
-var infoCmd = &command{
-	name:    "info",
-	args:    "VOLUME [--json]",
-	summary: "show a volume's size, settings and use",
-	help: `
+// infoCmd returns "hlfs info".
+func (c *cli) infoCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "info VOLUME [--json]",
+		Short: "show a volume's size, settings and use",
+		Long: `
 Info shows a volume's size, block size and settings, how many bytes and log
 segments it occupies in the store, when it was created, the snapshot it was
 cloned from, the volumes cloned from its snapshots and, while it is served,
 which host and process hold it.`,
-	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-		asJSON := fs.Bool("json", false, "print JSON")
-		return func(c *cli, args []string) error {
-			if err := wantArgs("info", args, "VOLUME"); err != nil {
-				return err
-			}
-			return c.info(args[0], *asJSON)
-		}
-	},
+		Args: positional("VOLUME"),
+	}
+	fs := cmd.Flags()
+	asJSON := fs.Bool("json", false, "print JSON")
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		return c.info(args[0], *asJSON)
+	}
+	return cmd
 }
 
 // volumeJSON is a volume as "info --json" and "ls --json" print it. Sizes

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"strconv"
 	"strings"
@@ -10,26 +9,27 @@ import (
 
 	"github.com/hlfs/hlfs/internal/cliutil"
 	"github.com/hlfs/hlfs/lfs"
+	"github.com/spf13/cobra"
 )
 
-var lsCmd = &command{
-	name:    "ls",
-	args:    "[--json]",
-	summary: "list the volumes in the store",
-	help: `
+// lsCmd returns "hlfs ls".
+func (c *cli) lsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ls [--json]",
+		Short: "list the volumes in the store",
+		Long: `
 Ls lists the volumes in the store with their size, the bytes they occupy,
 the snapshot a clone was made from, the clones of each volume's snapshots
 and who serves them. With --json it prints an array of the objects "hlfs info
 --json" prints.`,
-	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-		asJSON := fs.Bool("json", false, "print JSON")
-		return func(c *cli, args []string) error {
-			if err := wantArgs("ls", args); err != nil {
-				return err
-			}
-			return c.ls(*asJSON)
-		}
-	},
+		Args: positional(),
+	}
+	fs := cmd.Flags()
+	asJSON := fs.Bool("json", false, "print JSON")
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		return c.ls(*asJSON)
+	}
+	return cmd
 }
 
 func (c *cli) ls(asJSON bool) error {

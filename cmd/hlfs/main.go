@@ -3,13 +3,12 @@
 //	hlfs [--store URI] COMMAND [ARGS]
 //
 // Run "hlfs help" for the list of commands. main only wires the command tree
-// (commands.go); each command lives in its own file.
+// (commands.go, built on cobra); each command lives in its own file.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -19,8 +18,8 @@ import (
 	"time"
 
 	"github.com/hlfs/hlfs/internal/cliutil"
-
 	"github.com/hlfs/hlfs/lfs"
+	"github.com/spf13/cobra"
 )
 
 func main() {
@@ -67,7 +66,13 @@ func newCLI(ctx context.Context, stdout, stderr io.Writer, getenv func(string) s
 }
 
 // main runs args and reports errors on stderr as one line.
-func (c *cli) main(args []string) (code int) {
+func (c *cli) main(args []string) int {
+	return c.execute(c.rootCmd(), args)
+}
+
+// execute runs args with the command tree root and reports errors on
+// stderr as one line "hlfs: ...": cobra prints none of its own.
+func (c *cli) execute(root *cobra.Command, args []string) (code int) {
 	defer func() {
 		if p := recover(); p != nil {
 			fmt.Fprintf(c.stderr, "hlfs: internal error: %v (please report this bug)\n", p)
@@ -77,11 +82,9 @@ func (c *cli) main(args []string) (code int) {
 			code = cliutil.ExitError
 		}
 	}()
-	err := c.dispatch(args)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		return cliutil.ExitOK
-	case errors.Is(err, errBareUsage):
+	root.SetArgs(goFlagArgs(root, args)) // never nil: cobra would read os.Args
+	err := root.ExecuteContext(c.ctx)
+	if errors.Is(err, errBareUsage) {
 		return cliutil.ExitUsage // the usage printed is the message
 	}
 	if err != nil {
@@ -90,41 +93,6 @@ func (c *cli) main(args []string) (code int) {
 	return cliutil.ExitCode(err)
 }
 
-// dispatch parses the global flags and runs the named command.
-func (c *cli) dispatch(args []string) error {
-	c.store = c.getenv("HLFS_STORE")
-	if c.store == "" {
-		c.store = defaultStore
-	}
-	fs := flag.NewFlagSet("hlfs", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	c.globalFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			c.printUsage(c.stdout)
-			return err
-		}
-		return cliutil.Usagef("%s (see 'hlfs help')", flagError(err))
-	}
-	if fs.NArg() == 0 {
-		c.printUsage(c.stderr)
-		return errBareUsage
-	}
-	name, rest := fs.Arg(0), fs.Args()[1:]
-	cmd := lookup(name)
-	if cmd == nil {
-		return cliutil.Usagef("unknown command %q (see 'hlfs help')", name)
-	}
-	return c.runCommand(cmd, rest)
-}
-
 // errBareUsage is returned when hlfs runs without a command, after the
 // usage was printed on stderr.
 var errBareUsage = errors.New("no command given")
-
-// globalFlags registers the flags every command accepts, before or after
-// its name.
-func (c *cli) globalFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.store, "store", c.store,
-		"store `URI`: file:///abs/path, file://rel/path or a plain path (env HLFS_STORE)")
-}

@@ -2,35 +2,35 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 
 	"github.com/hlfs/hlfs/internal/cliutil"
 	"github.com/hlfs/hlfs/lfs"
+	"github.com/spf13/cobra"
 )
 
-var resizeCmd = &command{
-	name:    "resize",
-	args:    "VOLUME --size SIZE [--allow-shrink]",
-	summary: "grow or shrink a volume",
-	help: `
+// resizeCmd returns "hlfs resize".
+func (c *cli) resizeCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "resize VOLUME --size SIZE [--allow-shrink]",
+		Short: "grow or shrink a volume",
+		Long: `
 Resize changes a volume's size. Growing adds zeros at the end. Shrinking
 discards the data past the new end and needs --allow-shrink. The volume must
 not be served, and the size must be a multiple of its block size.`,
-	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-		size := fs.String("size", "", "new `SIZE`, e.g. 20G (required)")
-		allowShrink := fs.Bool("allow-shrink", false, "allow a smaller size, discarding the data past it")
-		return func(c *cli, args []string) error {
-			if err := wantArgs("resize", args, "VOLUME"); err != nil {
-				return err
-			}
-			n, err := sizeFlag("resize", "size", *size, true)
-			if err != nil {
-				return err
-			}
-			return c.resize(args[0], n, *allowShrink)
+		Args: positional("VOLUME"),
+	}
+	fs := cmd.Flags()
+	size := fs.String("size", "", "new `SIZE`, e.g. 20G (required)")
+	allowShrink := fs.Bool("allow-shrink", false, "allow a smaller size, discarding the data past it")
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		n, err := sizeFlag("resize", "size", *size, true)
+		if err != nil {
+			return err
 		}
-	},
+		return c.resize(args[0], n, *allowShrink)
+	}
+	return cmd
 }
 
 func (c *cli) resize(arg string, size int64, allowShrink bool) error {

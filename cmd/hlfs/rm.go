@@ -1,27 +1,25 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 
 	"github.com/hlfs/hlfs/lfs"
+	"github.com/spf13/cobra"
 )
 
-var rmCmd = &command{
-	name:    "rm",
-	args:    "VOLUME",
-	summary: "remove a volume and all its data",
-	help: `
+// rmCmd returns "hlfs rm".
+func (c *cli) rmCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm VOLUME",
+		Short: "remove a volume and all its data",
+		Long: `
 Rm removes a volume and all its data from the store. It refuses while the
 volume is served.`,
-	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-		return func(c *cli, args []string) error {
-			if err := wantArgs("rm", args, "VOLUME"); err != nil {
-				return err
-			}
+		Args: positional("VOLUME"),
+		RunE: func(_ *cobra.Command, args []string) error {
 			return c.rm(args[0])
-		}
-	},
+		},
+	}
 }
 
 func (c *cli) rm(arg string) error {

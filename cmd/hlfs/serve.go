@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -19,17 +18,19 @@ import (
 	"github.com/hlfs/hlfs/internal/journal"
 	"github.com/hlfs/hlfs/lfs"
 	"github.com/hlfs/hlfs/nbdserver"
+	"github.com/spf13/cobra"
 )
 
 // shutdownTimeout bounds how long serve waits for in-flight requests after
 // SIGINT or SIGTERM before it flushes and closes the volumes anyway.
 const shutdownTimeout = 30 * time.Second
 
-var serveCmd = &command{
-	name:    "serve",
-	args:    "[--listen ADDR] [--socket PATH] [--admin-socket PATH] [VOLUME|VOLUME@SNAPSHOT...]",
-	summary: "serve volumes and snapshots over NBD",
-	help: `
+// serveCmd returns "hlfs serve".
+func (c *cli) serveCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve [--listen ADDR] [--socket PATH] [--admin-socket PATH] [VOLUME|VOLUME@SNAPSHOT...]",
+		Short: "serve volumes and snapshots over NBD",
+		Long: `
 Serve opens the named volumes, or every volume in the store when none is
 named, and serves them over NBD until SIGINT or SIGTERM. The export name is
 the volume name (nbd://127.0.0.1:10809/VOLUME). On a signal it stops
@@ -60,47 +61,49 @@ demand.
 
 A volume can be served by one process at a time; serve fails before serving
 anything when a volume or snapshot cannot be opened.`,
-	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-		listen := fs.String("listen", "127.0.0.1:10809", "TCP `ADDR` to listen on; \"\" for none, port 0 for any free port")
-		socket := fs.String("socket", "", "also listen on the Unix socket `PATH`")
-		adminSocket := fs.String("admin-socket", "", "admin socket `PATH` (default $XDG_RUNTIME_DIR/hlfs-PID.sock); \"none\" for none")
-		lease := fs.Duration("lease", lfs.DefaultLease, "owner lease `DURATION`: renewed every third of it; another host may take a volume over once a lease ran out")
-		journalDir := fs.String("journal", "", "keep new log segments in the local write-back journal `DIR` and ship them to the store in the background (see README: durability)")
-		noGC := fs.Bool("no-gc", false, "do not clean volumes in the background (\"hlfs gc\" still works through the admin socket)")
-		gcRate := fs.String("gc-rate", "32M", "let the background cleaner copy `SIZE` bytes per second, or as fast as clients write if that is more (without bound once far behind); 0 for no bound")
-		gcTrigger := fs.Float64("gc-trigger", 0.25, "start cleaning when this `FRACTION` of the cleanable segment bytes is garbage")
-		gcInterval := fs.Duration("gc-interval", time.Second, "check for garbage every `DURATION`")
-		gcMaxUtil := fs.Float64("gc-max-utilization", 0.8, "leave segments alone whose live share is above `FRACTION`")
-		return func(c *cli, args []string) error {
-			if !*noGC {
-				if strings.TrimSpace(*gcRate) == "" {
-					return usageError("serve", "--gc-rate: want a size, or 0 for no bound")
-				}
-				rate, err := rateFlag("serve", "gc-rate", *gcRate)
-				if err != nil {
-					return err
-				}
-				if rate == 0 {
-					rate = -1 // no bound
-				}
-				if *gcTrigger <= 0 || *gcTrigger >= 1 || *gcMaxUtil <= 0 || *gcMaxUtil >= 1 {
-					return usageError("serve", "--gc-trigger and --gc-max-utilization take a fraction between 0 and 1")
-				}
-				if *gcInterval < 10*time.Millisecond {
-					return usageError("serve", "--gc-interval %s: want at least 10ms", *gcInterval)
-				}
-				c.cleaner = &lfs.CleanerOptions{Interval: *gcInterval, Trigger: *gcTrigger, Rate: rate, MaxUtilization: *gcMaxUtil}
+		Args: cobra.ArbitraryArgs,
+	}
+	fs := cmd.Flags()
+	listen := fs.String("listen", "127.0.0.1:10809", "TCP `ADDR` to listen on; \"\" for none, port 0 for any free port")
+	socket := fs.String("socket", "", "also listen on the Unix socket `PATH`")
+	adminSocket := fs.String("admin-socket", "", "admin socket `PATH` (default $XDG_RUNTIME_DIR/hlfs-PID.sock); \"none\" for none")
+	lease := fs.Duration("lease", lfs.DefaultLease, "owner lease `DURATION`: renewed every third of it; another host may take a volume over once a lease ran out")
+	journalDir := fs.String("journal", "", "keep new log segments in the local write-back journal `DIR` and ship them to the store in the background (see README: durability)")
+	noGC := fs.Bool("no-gc", false, "do not clean volumes in the background (\"hlfs gc\" still works through the admin socket)")
+	gcRate := fs.String("gc-rate", "32M", "let the background cleaner copy `SIZE` bytes per second, or as fast as clients write if that is more (without bound once far behind); 0 for no bound")
+	gcTrigger := fs.Float64("gc-trigger", 0.25, "start cleaning when this `FRACTION` of the cleanable segment bytes is garbage")
+	gcInterval := fs.Duration("gc-interval", time.Second, "check for garbage every `DURATION`")
+	gcMaxUtil := fs.Float64("gc-max-utilization", 0.8, "leave segments alone whose live share is above `FRACTION`")
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		if !*noGC {
+			if strings.TrimSpace(*gcRate) == "" {
+				return usageError("serve", "--gc-rate: want a size, or 0 for no bound")
 			}
-			if *listen == "" && *socket == "" {
-				return usageError("serve", "nothing to listen on: --listen is empty and --socket not given")
+			rate, err := rateFlag("serve", "gc-rate", *gcRate)
+			if err != nil {
+				return err
 			}
-			if *lease < time.Second {
-				return usageError("serve", "--lease %s: want at least 1s", *lease)
+			if rate == 0 {
+				rate = -1 // no bound
 			}
-			c.journalDir, c.lease = *journalDir, *lease
-			return c.serve(*listen, *socket, *adminSocket, args)
+			if *gcTrigger <= 0 || *gcTrigger >= 1 || *gcMaxUtil <= 0 || *gcMaxUtil >= 1 {
+				return usageError("serve", "--gc-trigger and --gc-max-utilization take a fraction between 0 and 1")
+			}
+			if *gcInterval < 10*time.Millisecond {
+				return usageError("serve", "--gc-interval %s: want at least 10ms", *gcInterval)
+			}
+			c.cleaner = &lfs.CleanerOptions{Interval: *gcInterval, Trigger: *gcTrigger, Rate: rate, MaxUtilization: *gcMaxUtil}
 		}
-	},
+		if *listen == "" && *socket == "" {
+			return usageError("serve", "nothing to listen on: --listen is empty and --socket not given")
+		}
+		if *lease < time.Second {
+			return usageError("serve", "--lease %s: want at least 1s", *lease)
+		}
+		c.journalDir, c.lease = *journalDir, *lease
+		return c.serve(*listen, *socket, *adminSocket, args)
+	}
+	return cmd
 }
 
 // serveArgs is what the arguments of serve name.

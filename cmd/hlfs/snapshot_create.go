@@ -1,32 +1,30 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 
 	"github.com/hlfs/hlfs/internal/admin"
 	"github.com/hlfs/hlfs/lfs"
+	"github.com/spf13/cobra"
 )
 
-var snapshotCreateCmd = &command{
-	name:    "snapshot create",
-	args:    "VOLUME@SNAPSHOT",
-	summary: "snapshot a volume, served or not",
-	help: `
+// snapshotCreateCmd returns "hlfs snapshot create".
+func (c *cli) snapshotCreateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "create VOLUME@SNAPSHOT",
+		Short: "snapshot a volume, served or not",
+		Long: `
 Snapshot create makes snapshot SNAPSHOT of VOLUME: a read-only image holding
 every write acknowledged before the command started. It works whether or not
 the volume is served: when it is, the serving process takes the snapshot
 (through the admin socket its owner lock names) and exports it at once as
 VOLUME@SNAPSHOT if it serves every snapshot. It costs one small record,
 whatever the size of the volume.`,
-	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-		return func(c *cli, args []string) error {
-			if err := wantArgs("snapshot create", args, "VOLUME@SNAPSHOT"); err != nil {
-				return err
-			}
+		Args: positional("VOLUME@SNAPSHOT"),
+		RunE: func(_ *cobra.Command, args []string) error {
 			return c.snapshotCreate(args[0])
-		}
-	},
+		},
+	}
 }
 
 func (c *cli) snapshotCreate(arg string) error {

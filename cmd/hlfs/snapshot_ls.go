@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -11,13 +10,15 @@ import (
 
 	"github.com/hlfs/hlfs/internal/cliutil"
 	"github.com/hlfs/hlfs/lfs"
+	"github.com/spf13/cobra"
 )
 
-var snapshotLsCmd = &command{
-	name:    "snapshot ls",
-	args:    "VOLUME [--tree] [--json]",
-	summary: "list a volume's snapshots",
-	help: `
+// snapshotLsCmd returns "hlfs snapshot ls".
+func (c *cli) snapshotLsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ls VOLUME [--tree] [--json]",
+		Short: "list a volume's snapshots",
+		Long: `
 Snapshot ls lists the snapshots of VOLUME in the order they were taken: name,
 when it was taken, its parent snapshot (the one the volume descended from
 when it was taken), the bytes only it holds (what removing it would free)
@@ -28,19 +29,18 @@ included, with "* (live volume)" under the snapshot the volume as it is now
 descends from. With --json it prints an array of objects with the fields
 name, parent ("" for none), created, exclusive_bytes, clones and head (the
 live volume descends from it).`,
-	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-		tree := fs.Bool("tree", false, "draw the snapshot tree")
-		asJSON := fs.Bool("json", false, "print JSON")
-		return func(c *cli, args []string) error {
-			if err := wantArgs("snapshot ls", args, "VOLUME"); err != nil {
-				return err
-			}
-			if *tree && *asJSON {
-				return usageError("snapshot ls", "--tree and --json do not go together")
-			}
-			return c.snapshotLs(args[0], *tree, *asJSON)
+		Args: positional("VOLUME"),
+	}
+	fs := cmd.Flags()
+	tree := fs.Bool("tree", false, "draw the snapshot tree")
+	asJSON := fs.Bool("json", false, "print JSON")
+	cmd.RunE = func(_ *cobra.Command, args []string) error {
+		if *tree && *asJSON {
+			return usageError("snapshot ls", "--tree and --json do not go together")
 		}
-	},
+		return c.snapshotLs(args[0], *tree, *asJSON)
+	}
+	return cmd
 }
 
 // snapshotJSON is a snapshot as "snapshot ls --json" prints it.

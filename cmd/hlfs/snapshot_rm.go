@@ -1,31 +1,28 @@
 package main
 
 import (
-	"flag"
-
 	"github.com/hlfs/hlfs/internal/admin"
 	"github.com/hlfs/hlfs/lfs"
+	"github.com/spf13/cobra"
 )
 
-var snapshotRmCmd = &command{
-	name:    "snapshot rm",
-	args:    "VOLUME@SNAPSHOT",
-	summary: "remove a snapshot",
-	help: `
+// snapshotRmCmd returns "hlfs snapshot rm".
+func (c *cli) snapshotRmCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm VOLUME@SNAPSHOT",
+		Short: "remove a snapshot",
+		Long: `
 Snapshot rm removes snapshot SNAPSHOT of VOLUME, served or not. When the
 volume is served, the serving process removes it and stops exporting it;
 clients connected to VOLUME@SNAPSHOT read on until they disconnect. It
 refuses, naming them, while clones made from the snapshot depend on it:
 flatten or remove them first. The volume and its other snapshots are
 unchanged.`,
-	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-		return func(c *cli, args []string) error {
-			if err := wantArgs("snapshot rm", args, "VOLUME@SNAPSHOT"); err != nil {
-				return err
-			}
+		Args: positional("VOLUME@SNAPSHOT"),
+		RunE: func(_ *cobra.Command, args []string) error {
 			return c.snapshotRm(args[0])
-		}
-	},
+		},
+	}
 }
 
 func (c *cli) snapshotRm(arg string) error {

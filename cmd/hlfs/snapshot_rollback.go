@@ -2,30 +2,28 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 
 	"github.com/hlfs/hlfs/lfs"
+	"github.com/spf13/cobra"
 )
 
-var snapshotRollbackCmd = &command{
-	name:    "snapshot rollback",
-	args:    "VOLUME@SNAPSHOT",
-	summary: "make a volume read as one of its snapshots again",
-	help: `
+// snapshotRollbackCmd returns "hlfs snapshot rollback".
+func (c *cli) snapshotRollbackCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "rollback VOLUME@SNAPSHOT",
+		Short: "make a volume read as one of its snapshots again",
+		Long: `
 Snapshot rollback makes VOLUME read exactly as SNAPSHOT: writes made since
 that were not snapshotted are discarded. Later snapshots are kept, as a
 branch of the snapshot tree ("hlfs snapshot ls VOLUME --tree"), and new
 writes start a new branch from SNAPSHOT. The volume must not be served:
 stop serving it, roll back, and serve it again.`,
-	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-		return func(c *cli, args []string) error {
-			if err := wantArgs("snapshot rollback", args, "VOLUME@SNAPSHOT"); err != nil {
-				return err
-			}
+		Args: positional("VOLUME@SNAPSHOT"),
+		RunE: func(_ *cobra.Command, args []string) error {
 			return c.snapshotRollback(args[0])
-		}
-	},
+		},
+	}
 }
 
 func (c *cli) snapshotRollback(arg string) error {

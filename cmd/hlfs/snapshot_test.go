@@ -13,6 +13,7 @@ import (
 
 	"github.com/hlfs/hlfs/internal/admin"
 	"github.com/hlfs/hlfs/lfs"
+	"github.com/spf13/cobra"
 )
 
 // writeVolume writes data at off into a volume nobody serves, durably.
@@ -52,30 +53,45 @@ func TestSnapshotGroup(t *testing.T) {
 		if r.code != 0 || !strings.HasPrefix(r.stdout, "Usage: hlfs snapshot SUBCOMMAND") || r.stderr != "" {
 			t.Errorf("%q: exit %d stdout %q stderr %q", args, r.code, r.stdout, r.stderr)
 		}
-		for _, sub := range snapshotCmd.subs {
-			if !strings.Contains(r.stdout, "  "+strings.TrimPrefix(sub.name, "snapshot ")+" "+sub.args) {
-				t.Errorf("%q does not list %s:\n%s", args, sub.name, r.stdout)
+		for _, sub := range snapshotSubcommands(t) {
+			if !strings.Contains(r.stdout, "  "+sub.Use+" ") {
+				t.Errorf("%q does not list %s:\n%s", args, sub.Name(), r.stdout)
 			}
 		}
 	}
 	// Every subcommand has its help page, three ways; global flags work
 	// before the subcommand too.
-	for _, sub := range snapshotCmd.subs {
-		word := strings.TrimPrefix(sub.name, "snapshot ")
+	for _, sub := range snapshotSubcommands(t) {
+		word := sub.Name()
 		for _, args := range [][]string{{"help", "snapshot", word}, {"snapshot", word, "-h"}, {"snapshot", "--store", store, word, "--help"}} {
 			r := hlfs(t, store, args...)
-			if r.code != 0 || !strings.HasPrefix(r.stdout, "Usage: hlfs "+sub.name+" "+sub.args) ||
+			if r.code != 0 || !strings.HasPrefix(r.stdout, "Usage: hlfs snapshot "+sub.Use+"\n") ||
 				!strings.Contains(r.stdout, "--store URI") || r.stderr != "" {
 				t.Errorf("%q: exit %d stdout %q stderr %q", args, r.code, r.stdout, r.stderr)
 			}
 		}
-		if sub.summary == "" || strings.TrimSpace(sub.help) == "" {
-			t.Errorf("%s has no summary or help", sub.name)
+		if sub.Short == "" || strings.TrimSpace(sub.Long) == "" {
+			t.Errorf("snapshot %s has no summary or help", word)
 		}
 	}
 	if out := mustHLFS(t, store, "help"); !strings.Contains(out, "  snapshot ") {
 		t.Errorf("hlfs help does not list snapshot:\n%s", out)
 	}
+}
+
+// snapshotSubcommands returns the subcommands of "hlfs snapshot".
+func snapshotSubcommands(t *testing.T) []*cobra.Command {
+	t.Helper()
+	var subs []*cobra.Command
+	for _, cmd := range commandTree(t) {
+		if cmd.Parent().Name() == "snapshot" {
+			subs = append(subs, cmd)
+		}
+	}
+	if len(subs) != 4 {
+		t.Fatalf("%d snapshot subcommands, want 4", len(subs))
+	}
+	return subs
 }
 
 // The names in VOLUME@SNAPSHOT arguments, for every command taking one.

@@ -1,32 +1,31 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/spf13/cobra"
 )
 
 // version is the release, set at build time with
 // -ldflags "-X main.version=v1.2.3"; otherwise the module version or "dev".
 var version = ""
 
-var versionCmd = &command{
-	name:    "version",
-	args:    "",
-	summary: "print the version of hlfs",
-	help: `
+// versionCmd returns "hlfs version".
+func (c *cli) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "print the version of hlfs",
+		Long: `
 Version prints the version of hlfs, the commit it was built from when known,
 and the Go version and platform.`,
-	flags: func(fs *flag.FlagSet) func(*cli, []string) error {
-		return func(c *cli, args []string) error {
-			if err := wantArgs("version", args); err != nil {
-				return err
-			}
+		Args: positional(),
+		RunE: func(_ *cobra.Command, args []string) error {
 			fmt.Fprintln(c.stdout, versionString())
 			return nil
-		}
-	},
+		},
+	}
 }
 
 // versionString is the line "hlfs version" prints.
