@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hlfs/hlfs/internal/objstore"
+	"github.com/hlfs/hlfs/snapshot"
 )
 
 // List returns the names of the volumes in the store, sorted: the folders
@@ -102,8 +103,8 @@ func Stat(st objstore.Store, name string) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	if src := lin.source(); src != "" {
-		info.Source = src + "@" + lin.sourceName
+	if src := lin.Source(); src != "" {
+		info.Source = src + "@" + lin.SourceName
 	}
 	if info.Clones, err = liveClones(st, name, 0); err != nil {
 		return Info{}, err
@@ -141,10 +142,10 @@ func Remove(st objstore.Store, name string) error {
 		_ = own.release()
 		return err
 	}
-	if src := lin.source(); src != "" {
+	if src := lin.Source(); src != "" {
 		_ = st.Remove(cloneRegName(src, name)) // a leftover is stale, and ignored
 	}
-	for _, dir := range []string{segDir(name), ckptDir(name), snapDir(name), gcDir(name), readersDir(name), clonesDir(name), branchesDir(name), ownerDir(name), name} {
+	for _, dir := range []string{segDir(name), ckptDir(name), snapshot.Dir(name), gcDir(name), readersDir(name), clonesDir(name), branchesDir(name), ownerDir(name), name} {
 		names, err := st.List(dir)
 		if err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 
 	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/segment"
+	"github.com/hlfs/hlfs/snapshot"
 )
 
 // books counts the live bytes of each segment of the volume's own branch:
@@ -28,9 +29,9 @@ type books struct {
 	live  map[uint64]int64
 	exact bool
 
-	newestSnap logPos // meta record of the newest snapshot; zero when none
+	newestSnap segment.Pos // meta record of the newest snapshot; zero when none
 	anySnap    bool
-	rollback   logPos // the last rollback's meta record; zero when none
+	rollback   segment.Pos // the last rollback's meta record; zero when none
 
 	// recount is not nil while a recount runs: the changes since its cut.
 	recount *recountDelta
@@ -47,7 +48,7 @@ func newBooks(own uint16) *books {
 
 // loadedBooks returns books as a checkpoint recorded them (a version 1
 // checkpoint has none: inexact until a recount) for snapshot table t.
-func loadedBooks(own uint16, c checkpoint, t *snapTable) *books {
+func loadedBooks(own uint16, c checkpoint, t *snapshot.Tree) *books {
 	b := newBooks(own)
 	if c.live != nil {
 		b.live = c.live
@@ -90,16 +91,16 @@ func (b *books) removed(e blockmap.Extent) {
 	if e.Branch != b.own {
 		return // an ancestor's bytes: its own books
 	}
-	rec := logPos{uint64(e.Seq), int64(e.PayOff) - segment.HeaderSize}
+	rec := segment.Pos{Seq: uint64(e.Seq), Off: int64(e.PayOff) - segment.HeaderSize}
 	switch {
 	case !b.anySnap:
 		b.add(uint64(e.Seq), -int64(e.Length))
 	case e.Flags&blockmap.FlagCopy != 0:
 		// A copy is newer than the snapshots that may hold its bytes.
 		b.inexact()
-	case !rec.less(b.newestSnap):
+	case !rec.Less(b.newestSnap):
 		b.add(uint64(e.Seq), -int64(e.Length)) // no snapshot is newer than the record
-	case b.rollback.less(b.newestSnap):
+	case b.rollback.Less(b.newestSnap):
 		// The newest snapshot came after the record and after the last
 		// rollback, so it holds these bytes.
 	default:
@@ -107,20 +108,18 @@ func (b *books) removed(e blockmap.Extent) {
 	}
 }
 
-// snapshotsChanged records the snapshot table after a create, delete or
+// snapshotsChanged records the snapshot tree after a create, delete or
 // rollback (op; 0 when loaded). Creating a snapshot changes no count: it
 // holds only bytes the live map holds.
-func (b *books) snapshotsChanged(t *snapTable, op uint8) {
-	b.anySnap, b.newestSnap, b.rollback = false, logPos{}, t.rollback
-	for _, s := range t.list {
-		if !b.anySnap || b.newestSnap.less(s.pos) {
-			b.anySnap, b.newestSnap = true, s.pos
+func (b *books) snapshotsChanged(t *snapshot.Tree, op snapshot.Kind) {
+	b.anySnap, b.newestSnap, b.rollback = false, segment.Pos{}, t.LastRollback()
+	for _, s := range t.Nodes() {
+		if !b.anySnap || b.newestSnap.Less(s.Pos) {
+			b.anySnap, b.newestSnap = true, s.Pos
 		}
 	}
 	switch op {
-	case metaSnapshotDelete:
-		b.inexact()
-	case metaRollback:
+	case snapshot.Delete, snapshot.Rollback:
 		b.inexact()
 	}
 }

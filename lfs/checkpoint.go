@@ -13,6 +13,8 @@ import (
 
 	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/internal/objstore"
+	"github.com/hlfs/hlfs/segment"
+	"github.com/hlfs/hlfs/snapshot"
 )
 
 // Checkpoint layout (part of the format, never change; docs/format.md):
@@ -23,7 +25,7 @@ import (
 //	extents 32 bytes each: offset u64, length u32, seq u32, payload offset u32,
 //	  payload length u32, skip u32, flags u8, branch u16, reserved 1
 //	CRC-32C of all extent bytes
-//	snapshot table (snapshot_table.go)
+//	snapshot table (snapshot.Tree.Encode)
 const ckptMagic uint32 = 0x31434c48
 
 const (
@@ -37,10 +39,10 @@ const (
 // checkpoint is a decoded checkpoint. Snapshot map objects (VOL/snap/<id>)
 // use the same format with an empty snapshot table.
 type checkpoint struct {
-	pos   logPos
+	pos   segment.Pos
 	size  int64
 	m     *blockmap.Map
-	snaps *snapTable // nil writes an empty table
+	snaps *snapshot.Tree // nil writes an empty table
 	// live and exact are the space books (books.live); a version 1
 	// checkpoint has none (exact false).
 	live  map[uint64]int64
@@ -66,8 +68,8 @@ func writeCheckpoint(st objstore.Store, name string, uid uint64, c checkpoint) e
 	binary.LittleEndian.PutUint32(h[0:], ckptMagic)
 	binary.LittleEndian.PutUint16(h[4:], ckptVersion)
 	binary.LittleEndian.PutUint64(h[8:], uid)
-	binary.LittleEndian.PutUint64(h[16:], c.pos.seq)
-	binary.LittleEndian.PutUint64(h[24:], uint64(c.pos.off))
+	binary.LittleEndian.PutUint64(h[16:], c.pos.Seq)
+	binary.LittleEndian.PutUint64(h[24:], uint64(c.pos.Off))
 	binary.LittleEndian.PutUint64(h[32:], uint64(c.m.Len()))
 	binary.LittleEndian.PutUint64(h[40:], uint64(c.size))
 	binary.LittleEndian.PutUint64(h[48:], uint64(time.Now().UnixNano()))
@@ -87,9 +89,9 @@ func writeCheckpoint(st objstore.Store, name string, uid uint64, c checkpoint) e
 	_, _ = bw.Write(encodeBooks(c.live, c.exact))
 	snaps := c.snaps
 	if snaps == nil {
-		snaps = &snapTable{}
+		snaps = &snapshot.Tree{}
 	}
-	_, _ = bw.Write(snaps.encode())
+	_, _ = bw.Write(snaps.Encode())
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -123,7 +125,7 @@ func decodeCheckpoint(name string, uid uint64, b []byte) (checkpoint, error) {
 		return checkpoint{}, corruptf(name, 8, "checkpoint belongs to another volume")
 	}
 	c := checkpoint{
-		pos:  logPos{binary.LittleEndian.Uint64(h[16:]), int64(binary.LittleEndian.Uint64(h[24:]))},
+		pos:  segment.Pos{Seq: binary.LittleEndian.Uint64(h[16:]), Off: int64(binary.LittleEndian.Uint64(h[24:]))},
 		size: int64(binary.LittleEndian.Uint64(h[40:])),
 		m:    blockmap.New(),
 	}
@@ -144,7 +146,7 @@ func decodeCheckpoint(name string, uid uint64, b []byte) (checkpoint, error) {
 		}
 		rest, restOff = rest[n:], restOff+int64(n)
 	}
-	snaps, err := decodeSnapTable(rest, ver)
+	snaps, err := snapshot.DecodeTree(rest, ver)
 	if err != nil {
 		return checkpoint{}, corruptf(name, restOff, "%v", err)
 	}
@@ -162,12 +164,12 @@ func decodeCheckpoint(name string, uid uint64, b []byte) (checkpoint, error) {
 }
 
 // listCheckpoints returns the positions of vol's checkpoints, newest first.
-func listCheckpoints(st objstore.Store, vol string) ([]logPos, error) {
+func listCheckpoints(st objstore.Store, vol string) ([]segment.Pos, error) {
 	names, err := st.List(ckptDir(vol))
 	if err != nil {
 		return nil, err
 	}
-	var out []logPos
+	var out []segment.Pos
 	for _, n := range names {
 		a, b, ok := strings.Cut(n, "-")
 		seq, err1 := strconv.ParseUint(a, 16, 64)
@@ -175,9 +177,9 @@ func listCheckpoints(st objstore.Store, vol string) ([]logPos, error) {
 		if !ok || err1 != nil || err2 != nil || len(a) != 16 || len(b) != 16 {
 			continue // a temporary or foreign object
 		}
-		out = append(out, logPos{seq, off})
+		out = append(out, segment.Pos{Seq: seq, Off: off})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[j].less(out[i]) })
+	sort.Slice(out, func(i, j int) bool { return out[j].Less(out[i]) })
 	return out, nil
 }
 

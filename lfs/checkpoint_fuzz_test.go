@@ -8,6 +8,8 @@ import (
 
 	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/internal/objstore"
+	"github.com/hlfs/hlfs/segment"
+	"github.com/hlfs/hlfs/snapshot"
 )
 
 // FuzzDecodeCheckpoint feeds damaged checkpoints (both format versions,
@@ -24,10 +26,23 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 	m := blockmap.New()
 	m.Set(blockmap.Extent{Off: 4096, Length: 8192, Seq: 3, PayOff: 32 + 64, PayLen: 8192, Branch: 1})
 	m.Set(blockmap.Extent{Off: 65536, Length: 100, Seq: 7, PayOff: 4096, PayLen: 90, Skip: 12, Flags: 1 | blockmap.FlagCopy})
-	t := newSnapTable()
-	t.list = append(t.list, &snapshot{id: 1, name: "s1", pos: logPos{2, 64}, gen: 3}, &snapshot{id: 2, parent: 1, name: "s2", pos: logPos{5, 10}})
-	t.next, t.head, t.rollback = 3, 2, logPos{4, 99}
-	if err := writeCheckpoint(st, "c", uid, checkpoint{pos: logPos{9, 128}, size: 1 << 20, m: m, snaps: t,
+	t := snapshot.New()
+	for _, step := range []struct {
+		op  snapshot.Op
+		pos segment.Pos
+	}{
+		{snapshot.Op{Kind: snapshot.Create, ID: 1, Name: "s1"}, segment.Pos{Seq: 2, Off: 64}},
+		{snapshot.Op{Kind: snapshot.Create, ID: 2, Parent: 1, Name: "s2"}, segment.Pos{Seq: 5, Off: 10}},
+		{snapshot.Op{Kind: snapshot.Rollback, ID: 2}, segment.Pos{Seq: 5, Off: 99}},
+	} {
+		if err := t.Apply(step.op, step.pos); err != nil {
+			f.Fatal(err)
+		}
+	}
+	if err := t.SetGen(1, 3); err != nil {
+		f.Fatal(err)
+	}
+	if err := writeCheckpoint(st, "c", uid, checkpoint{pos: segment.Pos{Seq: 9, Off: 128}, size: 1 << 20, m: m, snaps: t,
 		live: map[uint64]int64{3: 8192, 7: 100}, exact: true}); err != nil {
 		f.Fatal(err)
 	}
@@ -59,7 +74,7 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 		var e1, e2 bytes.Buffer
 		c.m.Ascend(func(e blockmap.Extent) bool { e1.WriteString(e.String()); return true })
 		c2.m.Ascend(func(e blockmap.Extent) bool { e2.WriteString(e.String()); return true })
-		if e1.String() != e2.String() || len(c.snaps.list) != len(c2.snaps.list) || c.exact != c2.exact {
+		if e1.String() != e2.String() || !bytes.Equal(c.snaps.Encode(), c2.snaps.Encode()) || c.exact != c2.exact {
 			t.Fatal("a re-encoded checkpoint decodes differently")
 		}
 	})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hlfs/hlfs/segment"
+	"github.com/hlfs/hlfs/snapshot"
 )
 
 // maybeCheckpoint wakes the checkpointer once enough log was written.
@@ -97,11 +98,11 @@ func (v *Volume) checkpointLocked(force bool) error {
 		return err
 	}
 	if err := writeCheckpoint(v.st, ckptName(v.name, pos), v.sb.uid,
-		checkpoint{pos: pos, size: v.sb.size, m: m, snaps: snaps, live: live, exact: exact}); err != nil {
+		checkpoint{pos: pos, size: v.sb.size, m: m, snaps: snaps.tree, live: live, exact: exact}); err != nil {
 		return err
 	}
 	prev, prevSnaps := v.lastCkpt, v.lastCkptSnaps
-	v.lastCkpt, v.lastCkptSnaps = pos, snaps.gens()
+	v.lastCkpt, v.lastCkptSnaps = pos, snaps.tree.Objects()
 	v.ckptCount++
 	positions, err := listCheckpoints(v.st, v.name)
 	if err != nil {
@@ -126,7 +127,7 @@ var nopRecord = segment.Append(nil, segment.Header{Type: segment.TypeCopy, Logic
 // cleaner changed it meanwhile. t is a copy (copyWithMaps); its entries get
 // the generations written. ckptMu is held.
 func (v *Volume) materializeSnapshots(t *snapTable) error {
-	for _, s := range t.list {
+	for _, s := range t.list() {
 		if s.durable || s.m == nil {
 			continue
 		}
@@ -138,20 +139,21 @@ func (v *Volume) materializeSnapshots(t *snapTable) error {
 		// Written aside and renamed into place: once the name exists the
 		// map is complete (Clone waits for the name).
 		gen := s.nextGen
-		final := snapObject(v.name, s.id, gen)
+		final := snapshot.ObjectName(v.name, s.ID, gen)
 		tmp := fmt.Sprintf("%s.tmp-%016x", final, newUID())
-		err := writeCheckpoint(v.st, tmp, v.sb.uid, checkpoint{pos: s.pos, size: v.sb.size, m: s.m})
+		err := writeCheckpoint(v.st, tmp, v.sb.uid, checkpoint{pos: s.Pos, size: v.sb.size, m: s.m})
 		if err == nil {
 			err = v.st.Rename(tmp, final)
 		}
 		if err != nil {
 			_ = v.st.Remove(tmp)
-			return fmt.Errorf("lfs: write snapshot %s of %s: %w", s.name, v.name, err)
+			return fmt.Errorf("lfs: write snapshot %s of %s: %w", s.Name, v.name, err)
 		}
-		s.durable, s.gen, s.nextGen = true, gen, gen+1
+		t.wroteGen(s.ID, gen)
 		v.mu.Lock()
-		if live := v.mu.snaps.byID(s.id); live != nil && live.m == s.m {
-			live.durable, live.m, live.gen, live.nextGen = true, nil, gen, gen+1
+		if live, ok := v.mu.snaps.byID(s.ID); ok && live.m == s.m {
+			v.mu.snaps.wroteGen(s.ID, gen)
+			live.m = nil
 		}
 		v.mu.Unlock()
 	}
@@ -169,13 +171,13 @@ func (v *Volume) materializeCurrent() error {
 // removeUnreferencedSnapObjects deletes snapshot map objects that neither
 // the newest checkpoint nor the previous one (a recovery fallback) names,
 // and that no snapshot in memory still uses, and temporaries a crash left.
-func (v *Volume) removeUnreferencedSnapObjects(prevSnaps map[snapGen]bool) {
-	names, err := v.st.List(snapDir(v.name))
+func (v *Volume) removeUnreferencedSnapObjects(prevSnaps map[snapshot.ObjectID]bool) {
+	names, err := v.st.List(snapshot.Dir(v.name))
 	if err != nil {
 		return
 	}
 	v.mu.RLock()
-	live := v.mu.snaps.gens()
+	live := v.mu.snaps.tree.Objects()
 	v.mu.RUnlock()
 	// A clone may have started from any generation of its source snapshot
 	// (even one a crash left unnamed): those stay while it may.
@@ -184,18 +186,18 @@ func (v *Volume) removeUnreferencedSnapObjects(prevSnaps map[snapGen]bool) {
 		return
 	}
 	for _, n := range names {
-		g, ok := parseSnapObject(n)
-		if ok && withClones[g.id] {
+		g, ok := snapshot.ParseObjectName(n)
+		if ok && withClones[g.ID] {
 			continue
 		}
 		if !ok {
 			if strings.Contains(n, ".tmp-") { // left by a crash while materializing (ckptMu excludes a running one)
-				_ = v.st.Remove(path.Join(snapDir(v.name), n))
+				_ = v.st.Remove(path.Join(snapshot.Dir(v.name), n))
 			}
 			continue
 		}
 		if !live[g] && !v.lastCkptSnaps[g] && !prevSnaps[g] {
-			_ = v.st.Remove(snapObject(v.name, g.id, g.gen))
+			_ = v.st.Remove(snapshot.ObjectName(v.name, g.ID, g.Gen))
 		}
 	}
 }

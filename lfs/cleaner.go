@@ -16,6 +16,7 @@ import (
 	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/hlfs/hlfs/segment"
+	"github.com/hlfs/hlfs/snapshot"
 )
 
 // The cleaner (docs/design.md §3) frees the space of old segments: it
@@ -88,8 +89,8 @@ type cleanerState struct {
 // pendingDelete is a segment no map names any more, waiting for two
 // checkpoints written after that before it may go.
 type pendingDelete struct {
-	readyAt int      // ckptCount at which it may be deleted
-	snaps   []uint32 // snapshots that named it before it was copied
+	readyAt int           // ckptCount at which it may be deleted
+	snaps   []snapshot.ID // snapshots that named it before it was copied
 }
 
 // GC cleans the volume now: every segment whose share of live bytes is at
@@ -147,7 +148,7 @@ func (v *Volume) anythingToClean(opts GCOptions) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	last := v.lw.end().seq
+	last := v.lw.end().Seq
 	for _, seq := range seqs {
 		if seq >= last {
 			break
@@ -178,10 +179,10 @@ func (v *Volume) forceCheckpoints() error {
 
 // passPlan is what one pass decided after counting.
 type passPlan struct {
-	victims []uint64              // segments to copy, oldest first
-	ranges  map[uint64][]recRange // live ranges of each victim
-	named   map[uint64][]uint32   // snapshots naming each victim or free segment
-	copy    int64                 // live bytes to copy
+	victims []uint64                 // segments to copy, oldest first
+	ranges  map[uint64][]recRange    // live ranges of each victim
+	named   map[uint64][]snapshot.ID // snapshots naming each victim or free segment
+	copy    int64                    // live bytes to copy
 }
 
 // cleanPass recounts the books, queues segments nothing names for
@@ -245,7 +246,7 @@ func (v *Volume) ckptCountNow() int {
 // snapshot's map, and installs the result. gcMu is held (one recount at a
 // time: changes since the cut are collected for it). It returns the counts and the
 // snapshot maps it used (by id).
-func (v *Volume) recount() (map[uint64]int64, map[uint32]*blockmap.Map, error) {
+func (v *Volume) recount() (map[uint64]int64, map[snapshot.ID]*blockmap.Map, error) {
 	// A cut in log order: appends change the map under lw.mu.
 	if v.lw != nil {
 		v.lw.mu.Lock()
@@ -265,7 +266,7 @@ func (v *Volume) recount() (map[uint64]int64, map[uint32]*blockmap.Map, error) {
 		v.mu.Unlock()
 		return nil, nil, err
 	}
-	counts := countLive(v.lin.branch, live, slices.Collect(maps.Values(snapMaps)))
+	counts := countLive(v.lin.Branch, live, slices.Collect(maps.Values(snapMaps)))
 	v.mu.Lock()
 	v.mu.books.finishRecount(counts)
 	counts = v.mu.books.copyCounts()
@@ -276,23 +277,23 @@ func (v *Volume) recount() (map[uint64]int64, map[uint32]*blockmap.Map, error) {
 // loadSnapshotMaps returns the map of every snapshot of t by id. Maps read
 // from map objects are cached (they never change) up to snapCacheExtents
 // extents, so passes do not read every snapshot map again.
-func (v *Volume) loadSnapshotMaps(t *snapTable) (map[uint32]*blockmap.Map, error) {
-	out := make(map[uint32]*blockmap.Map, len(t.list))
+func (v *Volume) loadSnapshotMaps(t *snapTable) (map[snapshot.ID]*blockmap.Map, error) {
+	out := make(map[snapshot.ID]*blockmap.Map, t.tree.Len())
 	v.snapCache.Lock()
 	defer v.snapCache.Unlock()
 	if v.snapCache.maps == nil {
-		v.snapCache.maps = make(map[snapGen]*blockmap.Map)
+		v.snapCache.maps = make(map[snapshot.ObjectID]*blockmap.Map)
 	}
-	keep := make(map[snapGen]*blockmap.Map)
+	keep := make(map[snapshot.ObjectID]*blockmap.Map)
 	cached := 0
-	for _, s := range t.list {
+	for _, s := range t.list() {
 		m := s.m
 		if m == nil {
-			g := snapGen{s.id, s.gen}
+			g := snapshot.ObjectID{ID: s.ID, Gen: s.Gen}
 			if m = v.snapCache.maps[g]; m == nil {
 				var err error
-				if m, err = loadSnapMap(v.st, v.name, v.sb.uid, s.id, s.gen); err != nil {
-					return nil, fmt.Errorf("lfs: load snapshot %s@%s: %w", v.name, s.name, err)
+				if m, err = loadSnapMap(v.st, v.name, v.sb.uid, s.ID, s.Gen); err != nil {
+					return nil, fmt.Errorf("lfs: load snapshot %s@%s: %w", v.name, s.Name, err)
 				}
 			}
 			if cached+m.Len() <= snapCacheExtents {
@@ -300,7 +301,7 @@ func (v *Volume) loadSnapshotMaps(t *snapTable) (map[uint32]*blockmap.Map, error
 				cached += m.Len()
 			}
 		}
-		out[s.id] = m
+		out[s.ID] = m
 	}
 	v.snapCache.maps = keep // what the table no longer names goes
 	return out, nil
@@ -311,8 +312,8 @@ func (v *Volume) loadSnapshotMaps(t *snapTable) (map[uint32]*blockmap.Map, error
 const snapCacheExtents = 4 << 20
 
 // planPass picks the segments to delete and to copy.
-func (v *Volume) planPass(opts GCOptions, live map[uint64]int64, snapMaps map[uint32]*blockmap.Map) (passPlan, error) {
-	plan := passPlan{ranges: map[uint64][]recRange{}, named: map[uint64][]uint32{}}
+func (v *Volume) planPass(opts GCOptions, live map[uint64]int64, snapMaps map[snapshot.ID]*blockmap.Map) (passPlan, error) {
+	plan := passPlan{ranges: map[uint64][]recRange{}, named: map[uint64][]snapshot.ID{}}
 	limit, err := v.cleanLimit()
 	if err != nil || limit <= 1 {
 		return plan, err
@@ -326,7 +327,7 @@ func (v *Volume) planPass(opts GCOptions, live map[uint64]int64, snapMaps map[ui
 		return plan, err
 	}
 	// Which snapshots name which segments, for the re-check before deleting.
-	namedBy := make(map[uint64][]uint32)
+	namedBy := make(map[uint64][]snapshot.ID)
 	for id, m := range snapMaps {
 		for seq := range v.ownSegments(m) {
 			namedBy[seq] = append(namedBy[seq], id)
@@ -395,7 +396,7 @@ func (v *Volume) planPass(opts GCOptions, live map[uint64]int64, snapMaps map[ui
 	for _, m := range snapMaps {
 		maps = append(maps, m)
 	}
-	for _, r := range rangesIn(v.lin.branch, maps, set) {
+	for _, r := range rangesIn(v.lin.Branch, maps, set) {
 		plan.ranges[uint64(r.seq)] = append(plan.ranges[uint64(r.seq)], r)
 	}
 	return plan, nil
@@ -409,7 +410,7 @@ func (v *Volume) cleanLimit() (uint64, error) {
 	if err != nil || len(ps) == 0 {
 		return 0, err
 	}
-	return ps[len(ps)-1].seq, nil
+	return ps[len(ps)-1].Seq, nil
 }
 
 // segmentSize is the size of segment seq's object. Sizes of segments
@@ -431,12 +432,12 @@ func (v *Volume) segmentSize(seq, limit uint64) (int64, error) {
 // snapshotsWithClones returns the snapshots a clone registration names,
 // including registrations of clones being made (no superblock yet) and
 // ones a crash left: a clone's map may point into what they name.
-func (v *Volume) snapshotsWithClones() (map[uint32]bool, error) {
+func (v *Volume) snapshotsWithClones() (map[snapshot.ID]bool, error) {
 	names, err := v.st.List(clonesDir(v.name))
 	if err != nil {
 		return nil, err
 	}
-	out := map[uint32]bool{}
+	out := map[snapshot.ID]bool{}
 	if len(names) == 0 {
 		return out, nil
 	}
@@ -450,8 +451,8 @@ func (v *Volume) snapshotsWithClones() (map[uint32]bool, error) {
 		if err != nil {
 			return nil, err
 		}
-		if s := v.mu.snaps.byName(string(b)); s != nil {
-			out[s.id] = true
+		if s, ok := v.mu.snaps.tree.ByName(string(b)); ok {
+			out[s.ID] = true
 		}
 	}
 	return out, nil
@@ -460,7 +461,7 @@ func (v *Volume) snapshotsWithClones() (map[uint32]bool, error) {
 // clonePinnedSegments returns the segments that a snapshot with clones
 // names, in its map now or in any generation of its map object in the
 // store: a clone's map started from one of them.
-func (v *Volume) clonePinnedSegments(pinnedSnaps map[uint32]bool, snapMaps map[uint32]*blockmap.Map) (map[uint64]bool, error) {
+func (v *Volume) clonePinnedSegments(pinnedSnaps map[snapshot.ID]bool, snapMaps map[snapshot.ID]*blockmap.Map) (map[uint64]bool, error) {
 	pinned := make(map[uint64]bool)
 	mark := func(m *blockmap.Map) { maps.Copy(pinned, v.ownSegments(m)) }
 	if len(pinnedSnaps) == 0 {
@@ -471,16 +472,16 @@ func (v *Volume) clonePinnedSegments(pinnedSnaps map[uint32]bool, snapMaps map[u
 			mark(m)
 		}
 	}
-	names, err := v.st.List(snapDir(v.name))
+	names, err := v.st.List(snapshot.Dir(v.name))
 	if err != nil {
 		return nil, err
 	}
 	for _, n := range names {
-		g, ok := parseSnapObject(n)
-		if !ok || !pinnedSnaps[g.id] {
+		g, ok := snapshot.ParseObjectName(n)
+		if !ok || !pinnedSnaps[g.ID] {
 			continue
 		}
-		m, err := loadSnapMap(v.st, v.name, v.sb.uid, g.id, g.gen)
+		m, err := loadSnapMap(v.st, v.name, v.sb.uid, g.ID, g.Gen)
 		if errors.Is(err, objstore.ErrNotExist) {
 			continue
 		}
@@ -496,7 +497,7 @@ func (v *Volume) clonePinnedSegments(pinnedSnaps map[uint32]bool, snapMaps map[u
 func (v *Volume) ownSegments(m *blockmap.Map) map[uint64]bool {
 	out := make(map[uint64]bool)
 	m.Ascend(func(e blockmap.Extent) bool {
-		if e.Branch == v.lin.branch {
+		if e.Branch == v.lin.Branch {
 			out[uint64(e.Seq)] = true
 		}
 		return true
@@ -530,7 +531,8 @@ func (v *Volume) keptSegments() (map[uint64]bool, error) {
 		held := false
 		v.mu.RLock()
 		for i := 0; i+4 <= len(b); i += 4 {
-			held = held || v.mu.snaps.byID(binary.LittleEndian.Uint32(b[i:])) != nil
+			_, ok := v.mu.snaps.tree.ByID(snapshot.ID(binary.LittleEndian.Uint32(b[i:])))
+			held = held || ok
 		}
 		v.mu.RUnlock()
 		if held {
@@ -550,8 +552,8 @@ const copyBatch = 1 << 20
 // points every map at them. It returns the bytes copied.
 //
 // maps caches the snapshot maps by id as this pass last left them.
-func (v *Volume) copyForward(seq uint64, ranges []recRange, maps map[uint32]*blockmap.Map, opts GCOptions, stop <-chan struct{}, progress func(int64)) (int64, error) {
-	k := segKey{branch: v.lin.branch, seq: seq}
+func (v *Volume) copyForward(seq uint64, ranges []recRange, maps map[snapshot.ID]*blockmap.Map, opts GCOptions, stop <-chan struct{}, progress func(int64)) (int64, error) {
+	k := segKey{branch: v.lin.Branch, seq: seq}
 	buf, err := readObject(v.st, v.readers.name(k))
 	if err != nil {
 		return 0, fmt.Errorf("lfs: clean segment %s: %w", v.readers.name(k), err)
@@ -626,7 +628,7 @@ func (v *Volume) copyForward(seq uint64, ranges []recRange, maps map[uint32]*blo
 // what record i copies) and points the live map and every snapshot's map
 // at them. No snapshot operation or checkpoint runs meanwhile. cache holds
 // snapshot maps by id as the pass last left them; it is updated.
-func (v *Volume) applyCopies(seq uint64, b *recordBatch, olds []recRange, cache map[uint32]*blockmap.Map) error {
+func (v *Volume) applyCopies(seq uint64, b *recordBatch, olds []recRange, cache map[snapshot.ID]*blockmap.Map) error {
 	v.snapMu.Lock()
 	defer v.snapMu.Unlock()
 	v.ckptMu.Lock()
@@ -636,25 +638,25 @@ func (v *Volume) applyCopies(seq uint64, b *recordBatch, olds []recRange, cache 
 	v.mu.RLock()
 	t := v.mu.snaps.copyWithMaps()
 	v.mu.RUnlock()
-	for _, s := range t.list {
-		if s.m == nil && cache[s.id] != nil {
-			s.m = cache[s.id] // a map object the pass has read, or written
+	for _, s := range t.list() {
+		if s.m == nil && cache[s.ID] != nil {
+			s.m = cache[s.ID] // a map object the pass has read, or written
 		}
 	}
 	maps, err := v.loadSnapshotMaps(t)
 	if err != nil {
 		return err
 	}
-	work := make(map[uint32]*blockmap.Map, len(maps))
+	work := make(map[snapshot.ID]*blockmap.Map, len(maps))
 	for id, m := range maps {
 		work[id] = m.Clone()
 		cache[id] = m
 	}
-	changed := map[uint32]bool{}
+	changed := map[snapshot.ID]bool{}
 	_, err = v.lw.append(b.buf, b.lens, func(i int, p placed) {
 		h, r := b.hdrs[i], olds[i]
 		to := blockmap.Extent{Seq: uint32(p.seq), PayOff: uint32(p.recOff + segment.HeaderSize), PayLen: h.PayloadLen,
-			Flags: h.Flags | blockmap.FlagCopy, Branch: v.lin.branch}
+			Flags: h.Flags | blockmap.FlagCopy, Branch: v.lin.Branch}
 		v.mu.Lock()
 		defer v.mu.Unlock()
 		moved := v.mu.m.Redirect(r.ext, r.base, r.lo, r.hi, to, nil)
@@ -676,7 +678,7 @@ func (v *Volume) applyCopies(seq uint64, b *recordBatch, olds []recRange, cache 
 	// written before the next checkpoint.
 	v.mu.Lock()
 	for id := range changed {
-		if s := v.mu.snaps.byID(id); s != nil {
+		if s, ok := v.mu.snaps.byID(id); ok {
 			s.m, s.durable = work[id], false
 		}
 		cache[id] = work[id]
@@ -728,7 +730,7 @@ func (v *Volume) deleteReady() (GCStats, error) {
 	}
 	for _, seq := range ready {
 		p := v.gc.pending[seq]
-		var holders []uint32
+		var holders []snapshot.ID
 		for _, id := range p.snaps {
 			if pinned[id] {
 				holders = append(holders, id)
@@ -739,7 +741,7 @@ func (v *Volume) deleteReady() (GCStats, error) {
 			// loaded the snapshot map that named it.
 			var b []byte
 			for _, id := range holders {
-				b = binary.LittleEndian.AppendUint32(b, id)
+				b = binary.LittleEndian.AppendUint32(b, uint32(id))
 			}
 			if err := writeObject(v.st, keepName(v.name, seq), b); err != nil && !errors.Is(err, objstore.ErrExist) {
 				return stats, err
@@ -778,7 +780,7 @@ func (v *Volume) verifyBooks() error {
 	if err != nil {
 		return err
 	}
-	if d := diffCounts(have, countLive(v.lin.branch, live, slices.Collect(maps.Values(snapMaps)))); d != "" {
+	if d := diffCounts(have, countLive(v.lin.Branch, live, slices.Collect(maps.Values(snapMaps)))); d != "" {
 		return fmt.Errorf("%w: space books of %s differ from a recount: %s", ErrCorrupt, v.name, d)
 	}
 	return nil
@@ -812,7 +814,7 @@ func diffCounts(have, want map[uint64]int64) string {
 func (v *Volume) deleteSegment(seq uint64, attempts []int) error {
 	v.readGate.Lock()
 	defer v.readGate.Unlock()
-	v.readers.forget(segKey{branch: v.lin.branch, seq: seq})
+	v.readers.forget(segKey{branch: v.lin.Branch, seq: seq})
 	for _, a := range attempts {
 		if err := v.st.Remove(segObjName(v.name, seq, a)); err != nil && !errors.Is(err, objstore.ErrNotExist) {
 			return fmt.Errorf("lfs: delete cleaned segment %s: %w", segObjName(v.name, seq, a), err)

@@ -149,7 +149,7 @@ func (v *Volume) garbageBooks() (garbageEstimate, error) {
 	if g.limit, err = v.cleanLimit(); err != nil {
 		return g, err
 	}
-	g.active = v.lw.end().seq
+	g.active = v.lw.end().Seq
 	seqs, err := listSegments(v.st, v.name)
 	if err != nil {
 		return g, err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/internal/objstore"
+	"github.com/hlfs/hlfs/snapshot"
 )
 
 // ErrNotClone is returned by Flatten for a volume that has no source.
@@ -48,7 +49,7 @@ func Clone(st objstore.Store, srcVol, snap, newVol string) error {
 	if err := waitForSnapObject(st, srcVol, id, snapshotWait); err != nil {
 		return fmt.Errorf("lfs: the map of %s@%s is not written yet: %w", srcVol, snap, err)
 	}
-	branch, err := allocateBranch(st, srcLin.root, newVol)
+	branch, err := allocateBranch(st, srcLin.Root, newVol)
 	if err != nil {
 		return err
 	}
@@ -60,10 +61,10 @@ func Clone(st objstore.Store, srcVol, snap, newVol string) error {
 	if err := writeObject(st, reg, []byte(snap)); err != nil {
 		return err
 	}
-	lin := lineage{branch: branch, sourceBranch: srcLin.branch, sourceSnap: id, sourceName: snap,
-		sourceUID: srcSB.uid, volumes: map[uint16]string{branch: newVol}, root: srcLin.root}
-	for b, n := range srcLin.volumes {
-		lin.volumes[b] = n
+	lin := snapshot.Lineage{Branch: branch, SourceBranch: srcLin.Branch, SourceSnap: id, SourceName: snap,
+		SourceUID: srcSB.uid, Volumes: map[uint16]string{branch: newVol}, Root: srcLin.Root}
+	for b, n := range srcLin.Volumes {
+		lin.Volumes[b] = n
 	}
 	if err := writeLineage(st, newVol, lin); err != nil {
 		return err
@@ -75,7 +76,7 @@ func Clone(st objstore.Store, srcVol, snap, newVol string) error {
 }
 
 // findSnapshot returns the id of vol@snap, reading the volume read-only.
-func findSnapshot(st objstore.Store, vol, snap string) (uint32, error) {
+func findSnapshot(st objstore.Store, vol, snap string) (snapshot.ID, error) {
 	v, err := Open(st, vol, Options{ReadOnly: true})
 	if err != nil {
 		return 0, err
@@ -83,16 +84,16 @@ func findSnapshot(st objstore.Store, vol, snap string) (uint32, error) {
 	defer v.Close()
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	s := v.mu.snaps.byName(snap)
-	if s == nil {
+	s, ok := v.mu.snaps.tree.ByName(snap)
+	if !ok {
 		return 0, fmt.Errorf("%w: %s@%s", ErrSnapshotNotFound, vol, snap)
 	}
-	return s.id, nil
+	return s.ID, nil
 }
 
 // waitForSnapObject waits until some generation of snapshot id's map
 // object exists.
-func waitForSnapObject(st objstore.Store, vol string, id uint32, limit time.Duration) error {
+func waitForSnapObject(st objstore.Store, vol string, id snapshot.ID, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
 		_, err := latestSnapObject(st, vol, id)
@@ -123,7 +124,7 @@ func Flatten(st objstore.Store, vol string, progress func(done, total int64)) er
 }
 
 func (v *Volume) flatten(progress func(done, total int64)) error {
-	src := v.lin.source()
+	src := v.lin.Source()
 	if src == "" {
 		return fmt.Errorf("%w: %s", ErrNotClone, v.name)
 	}
@@ -135,22 +136,22 @@ func (v *Volume) flatten(progress func(done, total int64)) error {
 		return fmt.Errorf("%w: cannot flatten %s: clones %s read through it (flatten them first)", ErrHasClones, v.name, strings.Join(clones, ", "))
 	}
 	v.mu.RLock()
-	snaps := v.mu.snaps.copyMeta()
+	snaps := v.mu.snaps.tree.Nodes()
 	v.mu.RUnlock()
-	for _, s := range snaps.list {
-		m, _, err := v.snapshotMap(s.name)
+	for _, s := range snaps {
+		m, _, _, err := v.snapshotMap(s.Name)
 		if err != nil {
 			return err
 		}
-		if hasForeign(m, v.lin.branch) {
-			return fmt.Errorf("%w: cannot flatten %s: its snapshot %s still shares data with %s (remove it first)", ErrHasSnapshots, v.name, s.name, src)
+		if hasForeign(m, v.lin.Branch) {
+			return fmt.Errorf("%w: cannot flatten %s: its snapshot %s still shares data with %s (remove it first)", ErrHasSnapshots, v.name, s.Name, src)
 		}
 	}
 	var foreign []blockmap.Extent
 	var total int64
 	v.mu.RLock()
 	v.mu.m.Ascend(func(e blockmap.Extent) bool {
-		if e.Branch != v.lin.branch {
+		if e.Branch != v.lin.Branch {
 			foreign = append(foreign, e)
 			total += int64(e.Length)
 		}
@@ -180,11 +181,11 @@ func (v *Volume) flatten(progress func(done, total int64)) error {
 	}
 	// No map names the source any more: detach. The clone becomes the root
 	// of its own family, keeping its branch id (reserved in its registry).
-	own := path.Join(branchesDir(v.name), fmt.Sprintf("%04x", v.lin.branch))
+	own := path.Join(branchesDir(v.name), fmt.Sprintf("%04x", v.lin.Branch))
 	if err := writeObject(v.st, own, []byte(v.name)); err != nil && !errors.Is(err, objstore.ErrExist) {
 		return err
 	}
-	lin := lineage{branch: v.lin.branch, sourceBranch: noBranch, volumes: map[uint16]string{v.lin.branch: v.name}, root: v.name}
+	lin := snapshot.Lineage{Branch: v.lin.Branch, SourceBranch: snapshot.NoBranch, Volumes: map[uint16]string{v.lin.Branch: v.name}, Root: v.name}
 	if err := writeLineage(v.st, v.name, lin); err != nil {
 		return err
 	}

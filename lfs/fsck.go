@@ -139,9 +139,9 @@ func Fsck(st objstore.Store, name string, progress func(done, total int64)) (Fsc
 				rep.Problems = append(rep.Problems, "checkpoint "+p.String()+" recovers other content than the newest: "+d)
 			}
 		}
-		oldest := fast.ckpt.seq
+		oldest := fast.ckpt.Seq
 		if len(positions) > 0 {
-			oldest = positions[len(positions)-1].seq
+			oldest = positions[len(positions)-1].Seq
 		}
 		for _, seq := range segs {
 			if seq >= oldest {
@@ -160,22 +160,22 @@ func Fsck(st objstore.Store, name string, progress func(done, total int64)) (Fsc
 	rep.Problems = append(rep.Problems, verifyExtents(rv.readers, fast.m, "")...)
 
 	// Every snapshot's map, and the books.
-	snapMaps := make([]*blockmap.Map, 0, len(fast.snaps.list))
-	for _, s := range fast.snaps.list {
+	snapMaps := make([]*blockmap.Map, 0, fast.snaps.tree.Len())
+	for _, s := range fast.snaps.list() {
 		m := s.m
 		if m == nil {
-			if m, err = loadSnapMap(st, name, sb.uid, s.id, s.gen); err != nil {
+			if m, err = loadSnapMap(st, name, sb.uid, s.ID, s.Gen); err != nil {
 				if fatal(err) {
 					return rep, err
 				}
-				problem(fmt.Errorf("snapshot %s: %w", s.name, err))
+				problem(fmt.Errorf("snapshot %s: %w", s.Name, err))
 				continue
 			}
 		}
 		snapMaps = append(snapMaps, m)
-		rep.Problems = append(rep.Problems, verifyExtents(rv.readers, m, "snapshot "+s.name+": ")...)
+		rep.Problems = append(rep.Problems, verifyExtents(rv.readers, m, "snapshot "+s.Name+": ")...)
 	}
-	counted := countLive(lin.branch, fast.m, snapMaps)
+	counted := countLive(lin.Branch, fast.m, snapMaps)
 	for _, n := range counted {
 		rep.LiveBytes += n
 	}

@@ -126,7 +126,7 @@ func addHoles(b *recordBatch, off, length int64) {
 }
 
 // commit appends the batch to the log and applies it to the map in log order.
-func (v *Volume) commit(b *recordBatch) (logPos, error) {
+func (v *Volume) commit(b *recordBatch) (segment.Pos, error) {
 	end, err := v.lw.append(b.buf, b.lens, func(i int, p placed) {
 		h := b.hdrs[i]
 		v.mu.Lock()
@@ -134,7 +134,7 @@ func (v *Volume) commit(b *recordBatch) (logPos, error) {
 			v.mu.m.PunchFn(int64(h.Addr), int64(h.LogicalLen), v.mu.books.removed)
 		} else {
 			e := blockmap.Extent{Off: int64(h.Addr), Length: h.LogicalLen, Seq: uint32(p.seq),
-				PayOff: uint32(p.recOff + segment.HeaderSize), PayLen: h.PayloadLen, Flags: h.Flags, Branch: v.lin.branch}
+				PayOff: uint32(p.recOff + segment.HeaderSize), PayLen: h.PayloadLen, Flags: h.Flags, Branch: v.lin.Branch}
 			v.mu.m.SetFn(e, v.mu.books.removed)
 			v.mu.books.added(e)
 		}
@@ -210,7 +210,7 @@ func (v *Volume) Zero(off, length int64, punch, fua bool) error {
 // acknowledges anything, that this process still owns the volume: after a
 // pause longer than most of a lease another host may have taken over, so
 // the lease is renewed first (ErrFenced when someone else holds it now).
-func (v *Volume) flushTo(end logPos) error {
+func (v *Volume) flushTo(end segment.Pos) error {
 	if err := v.lw.flush(end); err != nil {
 		return err
 	}
@@ -313,7 +313,7 @@ func (v *Volume) readExtent(dst []byte, e blockmap.Extent) error {
 // from memory while the store does not have them complete, the rest from
 // the store.
 func (v *Volume) readSegment(k segKey, p []byte, off int64) error {
-	if v.lw != nil && k.branch == v.lin.branch {
+	if v.lw != nil && k.branch == v.lin.Branch {
 		if ok, err := v.lw.readMem(k.seq, p, off); ok {
 			return err
 		}

@@ -10,16 +10,6 @@ import (
 	"github.com/hlfs/hlfs/segment"
 )
 
-// logPos is a position in the log: a byte offset in a segment.
-type logPos struct {
-	seq uint64
-	off int64
-}
-
-func (p logPos) less(q logPos) bool {
-	return p.seq < q.seq || (p.seq == q.seq && p.off < q.off)
-}
-
 // memSegment is a segment whose bytes are held in memory until the store has
 // it complete (closed): reads of it are served from buf, and a failed store
 // object can be written again from it. Bytes below len(buf) never change
@@ -27,18 +17,18 @@ func (p logPos) less(q logPos) bool {
 type memSegment struct {
 	seq    uint64
 	buf    []byte
-	sealed bool   // no more appends; len(buf) is final
-	prev   logPos // end of the previous segment, where the log stood before this one
+	sealed bool        // no more appends; len(buf) is final
+	prev   segment.Pos // end of the previous segment, where the log stood before this one
 }
 
 // endPos is the position after the segment's last record; for a segment
 // holding only its header that is the end of the previous one, so positions
 // never name a segment that may not exist in the store.
-func (s *memSegment) endPos() logPos {
+func (s *memSegment) endPos() segment.Pos {
 	if len(s.buf) == segment.SegmentHeaderLen {
 		return s.prev
 	}
-	return logPos{s.seq, int64(len(s.buf))}
+	return segment.Pos{Seq: s.seq, Off: int64(len(s.buf))}
 }
 
 // logWriter appends records to the volume's log and makes them durable.
@@ -72,7 +62,7 @@ type logWriter struct {
 		segs    []*memSegment // not yet closed in the store, oldest first; last is active
 		fatal   error         // sticky: the volume was taken over (fencing)
 		lastErr error         // the last store failure, cleared by a success
-		durable logPos        // every record before it is durable
+		durable segment.Pos   // every record before it is durable
 		written int64         // bytes appended since open
 		kicked  int           // len of the active segment at the last kick
 		space   *sync.Cond    // signalled when sealed segments are closed
@@ -125,7 +115,7 @@ var ErrStoreUnavailable = errors.New("lfs: store unavailable")
 
 // newLogWriter starts appending after end, the last valid byte of segment
 // end.seq (seq 0 for an empty log).
-func newLogWriter(st objstore.Store, vol string, uid, epoch uint64, segSize int, end logPos, attempts *attemptMap, retryFor time.Duration) *logWriter {
+func newLogWriter(st objstore.Store, vol string, uid, epoch uint64, segSize int, end segment.Pos, attempts *attemptMap, retryFor time.Duration) *logWriter {
 	l := &logWriter{st: st, vol: vol, uid: uid, epoch: epoch, segSize: segSize, attempts: attempts, retryFor: retryFor,
 		abandoned: make(map[uint64][]string), kick: make(chan struct{}, 1), done: make(chan struct{})}
 	l.mu.space = sync.NewCond(&l.mu.Mutex)
@@ -138,17 +128,17 @@ func newLogWriter(st objstore.Store, vol string, uid, epoch uint64, segSize int,
 
 // newSegment starts the segment after prev, reusing a closed segment's
 // buffer when there is one. mu is held (or l is not shared yet).
-func (l *logWriter) newSegment(prev logPos) *memSegment {
+func (l *logWriter) newSegment(prev segment.Pos) *memSegment {
 	var buf []byte
 	if n := len(l.mu.free); n > 0 {
 		buf, l.mu.free = l.mu.free[n-1][:0], l.mu.free[:n-1]
 	} else {
 		buf = make([]byte, 0, l.segSize+segment.HeaderSize+segment.MaxPayloadLen)
 	}
-	s := &memSegment{seq: prev.seq + 1, prev: prev, buf: buf}
+	s := &memSegment{seq: prev.Seq + 1, prev: prev, buf: buf}
 	s.buf = segment.AppendSegmentHeader(s.buf, segment.SegmentHeader{
 		VolumeUID: l.uid, Seq: s.seq, Epoch: l.epoch,
-		PrevSeq: prev.seq, PrevEnd: uint64(prev.off), Created: time.Now().UnixNano(),
+		PrevSeq: prev.Seq, PrevEnd: uint64(prev.Off), Created: time.Now().UnixNano(),
 	})
 	return s
 }
@@ -162,17 +152,17 @@ type placed struct {
 // append copies encoded records (as produced by segment.Append, lengths in
 // lens) into the log and calls apply for each with its place, in log order,
 // still under the log lock so the map sees writes in log order.
-func (l *logWriter) append(recs []byte, lens []int, apply func(i int, p placed)) (logPos, error) {
+func (l *logWriter) append(recs []byte, lens []int, apply func(i int, p placed)) (segment.Pos, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.waitSpaceLocked(); err != nil {
-		return logPos{}, err
+		return segment.Pos{}, err
 	}
 	for i, n := range lens {
 		act := l.mu.segs[len(l.mu.segs)-1]
 		if len(act.buf)+n > l.segSize && len(act.buf) > segment.SegmentHeaderLen {
 			act.sealed = true
-			act = l.newSegment(logPos{act.seq, int64(len(act.buf))})
+			act = l.newSegment(segment.Pos{Seq: act.seq, Off: int64(len(act.buf))})
 			l.mu.segs = append(l.mu.segs, act)
 			l.mu.kicked = 0
 			l.kickPusher()
@@ -239,7 +229,7 @@ func (l *logWriter) kickPusher() {
 }
 
 // end returns the position after the last appended record.
-func (l *logWriter) end() logPos {
+func (l *logWriter) end() segment.Pos {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.mu.segs[len(l.mu.segs)-1].endPos()
@@ -307,7 +297,7 @@ func (l *logWriter) pushLoop() {
 }
 
 // flush makes every record before target durable.
-func (l *logWriter) flush(target logPos) error {
+func (l *logWriter) flush(target segment.Pos) error {
 	if done, err := l.durableAt(target); done || err != nil {
 		return err
 	}
@@ -339,13 +329,13 @@ func (l *logWriter) flush(target logPos) error {
 }
 
 // durableAt reports whether target is durable, or the fatal error.
-func (l *logWriter) durableAt(target logPos) (bool, error) {
+func (l *logWriter) durableAt(target segment.Pos) (bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.mu.fatal != nil {
 		return false, l.mu.fatal
 	}
-	return !l.mu.durable.less(target), nil
+	return !l.mu.durable.Less(target), nil
 }
 
 // pushLocked writes appended bytes to the store, closing sealed segments.
@@ -397,7 +387,7 @@ func (l *logWriter) pushLocked(sync bool) error {
 		if err != nil {
 			return l.failLocked(fmt.Errorf("lfs: sync segment %d of %s: %w", seg.seq, l.vol, err))
 		}
-		l.advanceDurable(logPos{seg.seq, int64(len(data))})
+		l.advanceDurable(segment.Pos{Seq: seg.seq, Off: int64(len(data))})
 		l.succeeded()
 		return nil
 	}
@@ -427,13 +417,13 @@ func (l *logWriter) sealActive(seg *memSegment) {
 	defer l.mu.Unlock()
 	if !seg.sealed {
 		seg.sealed = true
-		l.mu.segs = append(l.mu.segs, l.newSegment(logPos{seg.seq, int64(len(seg.buf))}))
+		l.mu.segs = append(l.mu.segs, l.newSegment(segment.Pos{Seq: seg.seq, Off: int64(len(seg.buf))}))
 	}
 }
 
-func (l *logWriter) advanceDurable(p logPos) {
+func (l *logWriter) advanceDurable(p segment.Pos) {
 	l.mu.Lock()
-	if l.mu.durable.less(p) {
+	if l.mu.durable.Less(p) {
 		l.mu.durable = p
 	}
 	l.mu.Unlock()

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+
+	"github.com/hlfs/hlfs/segment"
 )
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
@@ -50,6 +52,6 @@ func segObjName(vol string, seq uint64, attempt int) string {
 	}
 	return path.Join(segDir(vol), fmt.Sprintf("%016x.%d", seq, attempt))
 }
-func ckptName(vol string, p logPos) string {
-	return path.Join(ckptDir(vol), fmt.Sprintf("%016x-%016x", p.seq, p.off))
+func ckptName(vol string, p segment.Pos) string {
+	return path.Join(ckptDir(vol), fmt.Sprintf("%016x-%016x", p.Seq, p.Off))
 }

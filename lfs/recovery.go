@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path"
 	"slices"
 	"sort"
 	"strconv"
@@ -13,25 +12,24 @@ import (
 	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/hlfs/hlfs/segment"
+	"github.com/hlfs/hlfs/snapshot"
 )
 
 // volMeta is what recovery needs to know about a volume.
 type volMeta struct {
 	name string
 	sb   superblock
-	lin  lineage
+	lin  snapshot.Lineage
 }
 
 // replayed is the state rebuilt from the store.
 type replayed struct {
-	m     *blockmap.Map
-	snaps *snapTable
-	books *books
-	ckpt  logPos // checkpoint the replay started from ((0,0): none)
+	mapState
+	ckpt segment.Pos // checkpoint the replay started from ((0,0): none)
 	// ckptSnaps are the snapshot map objects the checkpoint names.
-	ckptSnaps map[snapGen]bool
-	end       logPos   // after the last valid record
-	discard   []uint64 // segments after the end of the log, to remove before writing
+	ckptSnaps map[snapshot.ObjectID]bool
+	end       segment.Pos // after the last valid record
+	discard   []uint64    // segments after the end of the log, to remove before writing
 	// attempts is the attempt chosen for each replayed segment;
 	// discardObjects are the attempts that lost, to remove before writing.
 	attempts       map[uint64]int
@@ -134,24 +132,24 @@ func replay(st objstore.Store, vm volMeta, useCkpt bool, log *slog.Logger,
 
 // replayAt rebuilds the map from the checkpoint at pos only (fsck checks
 // that every checkpoint kept recovers the volume).
-func replayAt(st objstore.Store, vm volMeta, pos logPos, log *slog.Logger) (replayed, error) {
+func replayAt(st objstore.Store, vm volMeta, pos segment.Pos, log *slog.Logger) (replayed, error) {
 	return replayImpl(st, vm, true, &pos, log, nil)
 }
 
-func replayImpl(st objstore.Store, vm volMeta, useCkpt bool, only *logPos, log *slog.Logger,
+func replayImpl(st objstore.Store, vm volMeta, useCkpt bool, only *segment.Pos, log *slog.Logger,
 	visit func(seq uint64, off int, h segment.Header)) (replayed, error) {
 	vol, sb := vm.name, vm.sb
-	r := replayed{m: blockmap.New(), snaps: newSnapTable(), books: newBooks(vm.lin.branch),
-		attempts: make(map[uint64]int), ckptSnaps: map[snapGen]bool{}}
+	r := replayed{mapState: mapState{m: blockmap.New(), snaps: newSnapTable(), books: newBooks(vm.lin.Branch)},
+		attempts: make(map[uint64]int), ckptSnaps: map[snapshot.ObjectID]bool{}}
 	if useCkpt {
 		if err := r.loadCheckpoint(st, vm, only, log); err != nil {
 			return r, err
 		}
 	}
-	if r.ckpt == (logPos{}) && vm.lin.source() != "" {
+	if r.ckpt == (segment.Pos{}) && vm.lin.Source() != "" {
 		// A clone starts as its source snapshot's map.
-		src := vm.lin.source()
-		m, err := loadLatestSnapMap(st, src, vm.lin.sourceUID, vm.lin.sourceSnap)
+		src := vm.lin.Source()
+		m, err := loadLatestSnapMap(st, src, vm.lin.SourceUID, vm.lin.SourceSnap)
 		if err != nil {
 			return r, fmt.Errorf("lfs: clone %s: load source snapshot of %s: %w", vol, src, err)
 		}
@@ -169,13 +167,13 @@ func replayImpl(st objstore.Store, vm volMeta, useCkpt bool, only *logPos, log *
 		r.attempts[seq] = slices.Max(as)
 	}
 	i := 0
-	for i < len(segs) && segs[i] < r.ckpt.seq {
+	for i < len(segs) && segs[i] < r.ckpt.Seq {
 		i++
 	}
-	if r.ckpt.seq > 0 && (i == len(segs) || segs[i] != r.ckpt.seq) {
-		return r, corruptf(ckptName(vol, r.ckpt), 16, "checkpoint names segment %d, which is missing", r.ckpt.seq)
+	if r.ckpt.Seq > 0 && (i == len(segs) || segs[i] != r.ckpt.Seq) {
+		return r, corruptf(ckptName(vol, r.ckpt), 16, "checkpoint names segment %d, which is missing", r.ckpt.Seq)
 	}
-	if r.ckpt.seq == 0 && len(segs) > 0 && segs[0] != 1 {
+	if r.ckpt.Seq == 0 && len(segs) > 0 && segs[0] != 1 {
 		return r, corruptf(segName(vol, segs[0]), 0, "the log starts at segment %d, segment 1 is missing", segs[0])
 	}
 	r.end = r.ckpt
@@ -189,7 +187,7 @@ func replayImpl(st objstore.Store, vm volMeta, useCkpt bool, only *logPos, log *
 	var buf []byte
 	if i < len(segs) {
 		buf, err = r.readBestAttempt(st, vm, segs[i], attempts[segs[i]])
-		if err != nil && isTruncation(err) && r.ckpt.seq == 0 {
+		if err != nil && isTruncation(err) && r.ckpt.Seq == 0 {
 			cut(i, err.Error()) // the first segment of the log never became durable
 		} else if err != nil {
 			return r, err
@@ -198,8 +196,8 @@ func replayImpl(st objstore.Store, vm volMeta, useCkpt bool, only *logPos, log *
 	for ; i < len(segs); i++ {
 		seq, name := segs[i], segName(vol, segs[i])
 		start := segment.SegmentHeaderLen
-		if seq == r.ckpt.seq {
-			start = int(r.ckpt.off)
+		if seq == r.ckpt.Seq {
+			start = int(r.ckpt.Off)
 		}
 		if start > len(buf) {
 			return r, corruptf(name, int64(len(buf)), "checkpoint position %d is beyond the segment's %d bytes", start, len(buf))
@@ -250,7 +248,7 @@ func replayImpl(st objstore.Store, vm volMeta, useCkpt bool, only *logPos, log *
 				"segment", name, "offset", end, "dropped_bytes", len(buf)-end)
 		}
 		r.replayed += int64(end - start)
-		r.end = logPos{seq, int64(end)}
+		r.end = segment.Pos{Seq: seq, Off: int64(end)}
 		buf = next
 	}
 	return r, nil
@@ -264,14 +262,14 @@ func isTruncation(err error) bool { return errors.Is(err, errTruncated) }
 
 // loadCheckpoint loads the newest valid checkpoint into r (with only, that
 // checkpoint or an error).
-func (r *replayed) loadCheckpoint(st objstore.Store, vm volMeta, only *logPos, log *slog.Logger) error {
+func (r *replayed) loadCheckpoint(st objstore.Store, vm volMeta, only *segment.Pos, log *slog.Logger) error {
 	vol, sb := vm.name, vm.sb
 	positions, err := listCheckpoints(st, vol)
 	if err != nil {
 		return err
 	}
 	if only != nil {
-		positions = []logPos{*only}
+		positions = []segment.Pos{*only}
 	}
 	for _, p := range positions {
 		name := ckptName(vol, p)
@@ -294,9 +292,9 @@ func (r *replayed) loadCheckpoint(st objstore.Store, vm volMeta, only *logPos, l
 			r.skipped = append(r.skipped, err.Error())
 			continue
 		}
-		r.m, r.ckpt, r.snaps, r.ckptSnaps = c.m, c.pos, c.snaps, c.snaps.gens()
+		r.m, r.ckpt, r.snaps, r.ckptSnaps = c.m, c.pos, loadedSnapTable(c.snaps), c.snaps.Objects()
 		r.m.Punch(sb.size, maxVolumeSize-sb.size) // a shrink since then
-		r.books = loadedBooks(vm.lin.branch, c, c.snaps)
+		r.books = loadedBooks(vm.lin.Branch, c, c.snaps)
 		return nil
 	}
 	return nil
@@ -340,7 +338,7 @@ func (r *replayed) apply(st objstore.Store, vm volMeta, seq uint64, off int, h s
 		if addr >= vm.sb.size {
 			return nil
 		}
-		e := blockmap.Extent{Off: addr, Length: h.LogicalLen, Seq: uint32(seq), Branch: vm.lin.branch,
+		e := blockmap.Extent{Off: addr, Length: h.LogicalLen, Seq: uint32(seq), Branch: vm.lin.Branch,
 			PayOff: uint32(off + segment.HeaderSize), PayLen: h.PayloadLen, Flags: h.Flags}
 		if e.End() > vm.sb.size {
 			e.Length = uint32(vm.sb.size - addr)
@@ -348,60 +346,41 @@ func (r *replayed) apply(st objstore.Store, vm volMeta, seq uint64, off int, h s
 		r.m.SetFn(e, r.books.removed)
 		r.books.added(e)
 	case segment.TypeMeta:
-		op, err := decodeMetaOp(payload)
+		op, err := snapshot.DecodeOp(payload)
 		if err != nil {
 			return err
 		}
-		return r.applyMeta(st, vm, op, logPos{seq, int64(off)})
+		return r.applyMeta(st, vm, op, segment.Pos{Seq: seq, Off: int64(off)})
 	}
 	return nil
 }
 
-// applyMeta replays a snapshot operation.
-func (r *replayed) applyMeta(st objstore.Store, vm volMeta, op metaOp, pos logPos) error {
-	t := r.snaps
-	switch op.op {
-	case metaSnapshotCreate:
-		if op.id < t.next || t.byName(op.name) != nil || (op.parent != 0 && t.byID(op.parent) == nil) {
-			return fmt.Errorf("snapshot create record %q (id %d, parent %d) conflicts with the snapshot table", op.name, op.id, op.parent)
-		}
-		t.list = append(t.list, &snapshot{id: op.id, parent: op.parent, name: op.name, created: op.created, pos: pos, m: r.m.Clone()})
-		t.next, t.head = op.id+1, op.id
-		r.books.snapshotsChanged(t, op.op)
-	case metaSnapshotDelete:
-		if t.byID(op.id) == nil {
-			return fmt.Errorf("snapshot delete record names unknown snapshot %d", op.id)
-		}
-		t.remove(op.id)
-		r.books.snapshotsChanged(t, op.op)
-	case metaRollback:
-		s := t.byID(op.id)
-		if s == nil {
-			return fmt.Errorf("rollback record names unknown snapshot %d", op.id)
-		}
-		m := s.m
-		if m == nil {
+// applyMeta replays a snapshot operation: the rules are the live path's
+// (mapState.applySnapshotOp); a rollback loads its target map first.
+func (r *replayed) applyMeta(st objstore.Store, vm volMeta, op snapshot.Op, pos segment.Pos) error {
+	var target *blockmap.Map
+	if s, ok := r.snaps.byID(op.ID); ok && op.Kind == snapshot.Rollback {
+		if target = s.m; target == nil {
 			var err error
-			if m, err = loadSnapMap(st, vm.name, vm.sb.uid, s.id, s.gen); err != nil {
-				return fmt.Errorf("rollback to snapshot %s: %w", s.name, err)
+			if target, err = loadSnapMap(st, vm.name, vm.sb.uid, s.ID, s.Gen); err != nil {
+				return fmt.Errorf("rollback to snapshot %s: %w", s.Name, err)
 			}
 		}
-		r.m = m.Clone()
-		r.m.Punch(vm.sb.size, maxVolumeSize-vm.sb.size)
-		t.head, t.rollback = op.id, pos
-		r.books.snapshotsChanged(t, op.op)
+	}
+	if err := r.applySnapshotOp(op, pos, target, vm.sb.size); err != nil {
+		return fmt.Errorf("snapshot %s record (id %d, parent %d, name %q) does not fit the snapshot table: %w", op.Kind, op.ID, op.Parent, op.Name, err)
 	}
 	return nil
 }
 
 // loadSnapMap reads generation gen of the map of snapshot id of volume vol
 // (whose uid is uid).
-func loadSnapMap(st objstore.Store, vol string, uid uint64, id, gen uint32) (*blockmap.Map, error) {
-	return loadMapObject(st, snapObject(vol, id, gen), uid)
+func loadSnapMap(st objstore.Store, vol string, uid uint64, id snapshot.ID, gen snapshot.Gen) (*blockmap.Map, error) {
+	return loadMapObject(st, snapshot.ObjectName(vol, id, gen), uid)
 }
 
 // loadLatestSnapMap reads the newest generation of a snapshot's map.
-func loadLatestSnapMap(st objstore.Store, vol string, uid uint64, id uint32) (*blockmap.Map, error) {
+func loadLatestSnapMap(st objstore.Store, vol string, uid uint64, id snapshot.ID) (*blockmap.Map, error) {
 	name, err := latestSnapObject(st, vol, id)
 	if err != nil {
 		return nil, err
@@ -420,5 +399,3 @@ func loadMapObject(st objstore.Store, name string, uid uint64) (*blockmap.Map, e
 	}
 	return c.m, nil
 }
-
-func (p logPos) String() string { return path.Join(fmt.Sprintf("%d", p.seq), fmt.Sprintf("%d", p.off)) }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/internal/objstore"
+	"github.com/hlfs/hlfs/snapshot"
 )
 
 // segmentReaders caches open readers of closed segments of every branch a
@@ -31,8 +32,8 @@ type segKey struct {
 
 const maxOpenSegments = 512
 
-func newSegmentReaders(st objstore.Store, lin lineage, attempts *attemptMap) *segmentReaders {
-	return &segmentReaders{st: st, volumes: lin.volumes, own: lin.branch, attempts: attempts,
+func newSegmentReaders(st objstore.Store, lin snapshot.Lineage, attempts *attemptMap) *segmentReaders {
+	return &segmentReaders{st: st, volumes: lin.Volumes, own: lin.Branch, attempts: attempts,
 		open: make(map[segKey]objstore.Reader)}
 }
 

@@ -10,6 +10,8 @@ import (
 
 	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/internal/objstore"
+	"github.com/hlfs/hlfs/segment"
+	"github.com/hlfs/hlfs/snapshot"
 )
 
 var (
@@ -25,21 +27,9 @@ var (
 	ErrHasSnapshots = errors.New("lfs: snapshots depend on it")
 )
 
-// ParseSnapshotRef splits "VOLUME@SNAPSHOT"; both parts follow the volume
-// name rule. Errors wrap ErrInvalidName.
-func ParseSnapshotRef(ref string) (vol, snap string, err error) {
-	vol, snap, ok := strings.Cut(ref, "@")
-	if !ok {
-		return "", "", fmt.Errorf("%w %q: want VOLUME@SNAPSHOT", ErrInvalidName, ref)
-	}
-	if err := ValidateName(vol); err != nil {
-		return "", "", err
-	}
-	if err := validateName("snapshot", snap); err != nil {
-		return "", "", err
-	}
-	return vol, snap, nil
-}
+// ParseSnapshotRef splits "VOLUME@SNAPSHOT" (snapshot.ParseRef); both
+// parts follow the volume name rule. Errors wrap ErrInvalidName.
+func ParseSnapshotRef(ref string) (vol, snap string, err error) { return snapshot.ParseRef(ref) }
 
 // SnapshotInfo describes one snapshot.
 type SnapshotInfo struct {
@@ -59,7 +49,7 @@ type SnapshotInfo struct {
 // call. It costs one log record and a flush, independent of volume size;
 // the snapshot's map is written to its own object in the background.
 func (v *Volume) CreateSnapshot(name string) error {
-	if err := validateName("snapshot", name); err != nil {
+	if err := snapshot.ValidateName(name); err != nil {
 		return err
 	}
 	if err := v.checkOpen(true); err != nil {
@@ -68,30 +58,41 @@ func (v *Volume) CreateSnapshot(name string) error {
 	v.snapMu.Lock()
 	defer v.snapMu.Unlock()
 	v.mu.RLock()
-	exists, op := v.mu.snaps.byName(name) != nil, metaOp{op: metaSnapshotCreate, id: v.mu.snaps.next,
-		parent: v.mu.snaps.head, created: time.Now().UTC(), name: name}
+	t := v.mu.snaps.tree
+	op := snapshot.Op{Kind: snapshot.Create, ID: t.Next(), Parent: t.Head(), Created: time.Now().UTC(), Name: name}
 	v.mu.RUnlock()
-	if exists {
-		return fmt.Errorf("%w: %s@%s", ErrSnapshotExists, v.name, name)
-	}
-	return v.appendMeta(op, func(t *snapTable, pos logPos) {
-		t.list = append(t.list, &snapshot{id: op.id, parent: op.parent, name: name,
-			created: op.created, pos: pos, m: v.mu.m.Clone()})
-		t.next, t.head = op.id+1, op.id
-		v.mu.books.snapshotsChanged(t, op.op)
-	})
+	return v.appendSnapshotOp(op, nil)
 }
 
-// appendMeta logs a metadata operation, applies it under mu in log order,
-// makes it durable and wakes the checkpointer (which materializes
-// snapshots). snapMu is held.
-func (v *Volume) appendMeta(op metaOp, apply func(t *snapTable, pos logPos)) error {
-	rec := metaRecord(op)
+// appendSnapshotOp logs a snapshot operation, applies it under mu in log
+// order (mapState.applySnapshotOp, as replay does), makes it durable and
+// wakes the checkpointer (which materializes snapshots). The operation is
+// checked against the tree before it is logged (snapMu, held, keeps the
+// tree as checked until it is applied); target is a rollback's map.
+func (v *Volume) appendSnapshotOp(op snapshot.Op, target *blockmap.Map) error {
+	v.mu.RLock()
+	err := v.mu.snaps.tree.Validate(op)
+	v.mu.RUnlock()
+	switch {
+	case errors.Is(err, snapshot.ErrExists):
+		return fmt.Errorf("%w: %s@%s", ErrSnapshotExists, v.name, op.Name)
+	case errors.Is(err, snapshot.ErrNotFound):
+		return fmt.Errorf("%w: %s (id %d)", ErrSnapshotNotFound, v.name, op.ID)
+	case err != nil:
+		return fmt.Errorf("lfs: snapshot %s on %s: %w", op.Kind, v.name, err)
+	}
+	rec := snapshot.Record(op)
+	var applyErr error
 	end, err := v.lw.append(rec, []int{len(rec)}, func(_ int, p placed) {
 		v.mu.Lock()
-		apply(v.mu.snaps, logPos{p.seq, p.recOff})
+		applyErr = v.mu.applySnapshotOp(op, segment.Pos{Seq: p.seq, Off: p.recOff}, target, v.sb.size)
 		v.mu.Unlock()
 	})
+	if err == nil && applyErr != nil {
+		// Validate passed under snapMu: only a bug gets here, and the log
+		// now holds a record replay will refuse too.
+		err = fmt.Errorf("lfs: snapshot %s on %s logged but not applied: %w", op.Kind, v.name, applyErr)
+	}
 	if err != nil {
 		return err
 	}
@@ -115,12 +116,12 @@ func (v *Volume) DeleteSnapshot(name string) error {
 	v.snapMu.Lock()
 	defer v.snapMu.Unlock()
 	v.mu.RLock()
-	s := v.mu.snaps.byName(name)
+	s, ok := v.mu.snaps.byName(name)
 	v.mu.RUnlock()
-	if s == nil {
+	if !ok {
 		return fmt.Errorf("%w: %s@%s", ErrSnapshotNotFound, v.name, name)
 	}
-	clones, err := liveClones(v.st, v.name, s.id)
+	clones, err := liveClones(v.st, v.name, s.ID)
 	if err != nil {
 		return err
 	}
@@ -128,10 +129,7 @@ func (v *Volume) DeleteSnapshot(name string) error {
 		return fmt.Errorf("%w: cannot remove %s@%s: clones %s depend on it (flatten or remove them first)",
 			ErrHasClones, v.name, name, strings.Join(clones, ", "))
 	}
-	return v.appendMeta(metaOp{op: metaSnapshotDelete, id: s.id}, func(t *snapTable, _ logPos) {
-		t.remove(s.id)
-		v.mu.books.snapshotsChanged(t, metaSnapshotDelete)
-	})
+	return v.appendSnapshotOp(snapshot.Op{Kind: snapshot.Delete, ID: s.ID}, nil)
 }
 
 // rollback makes the live volume the snapshot's content again. The volume
@@ -142,39 +140,33 @@ func (v *Volume) rollback(name string) error {
 	}
 	v.snapMu.Lock()
 	defer v.snapMu.Unlock()
-	m, s, err := v.snapshotMap(name)
+	m, s, _, err := v.snapshotMap(name)
 	if err != nil {
 		return err
 	}
-	return v.appendMeta(metaOp{op: metaRollback, id: s.id}, func(t *snapTable, pos logPos) {
-		v.mu.m = m.Clone()
-		t.head, t.rollback = s.id, pos
-		v.mu.books.snapshotsChanged(t, metaRollback)
-	})
+	return v.appendSnapshotOp(snapshot.Op{Kind: snapshot.Rollback, ID: s.ID}, m)
 }
 
 // snapshotMap returns a snapshot's map, loading it from its object when it
-// is not in memory.
-func (v *Volume) snapshotMap(name string) (*blockmap.Map, *snapshot, error) {
+// is not in memory (inMem tells which), and the snapshot as it was when
+// looked up.
+func (v *Volume) snapshotMap(name string) (m *blockmap.Map, s snapshot.Node, inMem bool, err error) {
 	v.mu.RLock()
-	var m *blockmap.Map
-	s := v.mu.snaps.byName(name)
-	if s != nil {
-		cs := *s // the cleaner may change the map and generation under mu
-		m, s = cs.m, &cs
+	e, ok := v.mu.snaps.byName(name)
+	if ok {
+		m = e.m // the cleaner may change the map and generation under mu
 	}
 	v.mu.RUnlock()
-	if s == nil {
-		return nil, nil, fmt.Errorf("%w: %s@%s", ErrSnapshotNotFound, v.name, name)
+	if !ok {
+		return nil, s, false, fmt.Errorf("%w: %s@%s", ErrSnapshotNotFound, v.name, name)
 	}
 	if m != nil {
-		return m, s, nil
+		return m, e.Node, true, nil
 	}
-	m, err := loadSnapMap(v.st, v.name, v.sb.uid, s.id, s.gen)
-	if err != nil {
-		return nil, nil, fmt.Errorf("lfs: load snapshot %s@%s: %w", v.name, name, err)
+	if m, err = loadSnapMap(v.st, v.name, v.sb.uid, e.ID, e.Gen); err != nil {
+		return nil, s, false, fmt.Errorf("lfs: load snapshot %s@%s: %w", v.name, name, err)
 	}
-	return m, s, nil
+	return m, e.Node, false, nil
 }
 
 // SnapshotNames lists the snapshot names in creation order; unlike
@@ -182,9 +174,9 @@ func (v *Volume) snapshotMap(name string) (*blockmap.Map, *snapshot, error) {
 func (v *Volume) SnapshotNames() []string {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	names := make([]string, 0, len(v.mu.snaps.list))
-	for _, s := range v.mu.snaps.list {
-		names = append(names, s.name)
+	names := make([]string, 0, v.mu.snaps.tree.Len())
+	for _, s := range v.mu.snaps.tree.Nodes() {
+		names = append(names, s.Name)
 	}
 	return names
 }
@@ -196,19 +188,20 @@ func (v *Volume) Snapshots() ([]SnapshotInfo, error) {
 		return nil, err
 	}
 	v.mu.RLock()
-	t := v.mu.snaps.copyMeta()
+	t := v.mu.snaps.tree.Clone()
 	live := v.mu.m
 	v.mu.RUnlock()
-	maps := make([]*blockmap.Map, len(t.list))
-	for i, s := range t.list {
-		m, _, err := v.snapshotMap(s.name)
+	nodes := t.Nodes()
+	maps := make([]*blockmap.Map, len(nodes))
+	for i, s := range nodes {
+		m, _, _, err := v.snapshotMap(s.Name)
 		if err != nil {
 			return nil, err
 		}
 		maps[i] = m
 	}
-	out := make([]SnapshotInfo, len(t.list))
-	for i, s := range t.list {
+	out := make([]SnapshotInfo, len(nodes))
+	for i, s := range nodes {
 		others := []*blockmap.Map{live}
 		for j, m := range maps {
 			if j != i {
@@ -218,11 +211,11 @@ func (v *Volume) Snapshots() ([]SnapshotInfo, error) {
 		v.mu.RLock() // live may change while we look
 		excl := exclusiveBytes(maps[i], others)
 		v.mu.RUnlock()
-		info := SnapshotInfo{ID: s.id, Name: s.name, Created: s.created, ExclusiveBytes: excl, Head: t.head == s.id}
-		if p := t.byID(s.parent); p != nil {
-			info.Parent = p.name
+		info := SnapshotInfo{ID: uint32(s.ID), Name: s.Name, Created: s.Created, ExclusiveBytes: excl, Head: t.Head() == s.ID}
+		if p, ok := t.ByID(s.Parent); ok {
+			info.Parent = p.Name
 		}
-		clones, err := liveClones(v.st, v.name, s.id)
+		clones, err := liveClones(v.st, v.name, s.ID)
 		if err != nil {
 			return nil, err
 		}
@@ -266,10 +259,10 @@ func exclusiveBytes(m *blockmap.Map, others []*blockmap.Map) int64 {
 type SnapshotView struct {
 	v    *Volume
 	name string
-	id   uint32
+	id   snapshot.ID
 	mu   sync.Mutex
 	m    *blockmap.Map // the snapshot's map as last seen
-	gen  uint32        // its generation, when it came from a map object
+	gen  snapshot.Gen  // its generation, when it came from a map object
 	mem  bool          // m was the in-memory map
 }
 
@@ -281,35 +274,36 @@ func (v *Volume) SnapshotView(name string) (*SnapshotView, error) {
 	if err := v.checkOpen(false); err != nil {
 		return nil, err
 	}
-	m, s, err := v.snapshotMap(name)
+	m, s, inMem, err := v.snapshotMap(name)
 	if err != nil {
 		return nil, err
 	}
-	return &SnapshotView{v: v, m: m, name: name, id: s.id, gen: s.gen, mem: s.m != nil}, nil
+	return &SnapshotView{v: v, m: m, name: name, id: s.ID, gen: s.Gen, mem: inMem}, nil
 }
 
 // current returns the snapshot's map now: the cleaner may have moved data
 // it names since the view last looked.
 func (s *SnapshotView) current() (*blockmap.Map, error) {
 	s.v.mu.RLock()
-	var cur snapshot
-	live := s.v.mu.snaps.byID(s.id)
-	if live != nil {
-		cur = *live
+	var curMap *blockmap.Map
+	var curGen snapshot.Gen
+	cur, live := s.v.mu.snaps.byID(s.id)
+	if live {
+		curMap, curGen = cur.m, cur.Gen
 	}
 	s.v.mu.RUnlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
-	case live == nil: // deleted: keep what we have
-	case cur.m != nil:
-		s.m, s.mem = cur.m, true
-	case s.mem || cur.gen != s.gen:
-		m, err := loadSnapMap(s.v.st, s.v.name, s.v.sb.uid, s.id, cur.gen)
+	case !live: // deleted: keep what we have
+	case curMap != nil:
+		s.m, s.mem = curMap, true
+	case s.mem || curGen != s.gen:
+		m, err := loadSnapMap(s.v.st, s.v.name, s.v.sb.uid, s.id, curGen)
 		if err != nil {
 			return nil, fmt.Errorf("lfs: load snapshot %s: %w", s.Name(), err)
 		}
-		s.m, s.gen, s.mem = m, cur.gen, false
+		s.m, s.gen, s.mem = m, curGen, false
 	}
 	return s.m, nil
 }

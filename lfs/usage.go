@@ -5,6 +5,7 @@ import (
 	"path"
 
 	"github.com/hlfs/hlfs/internal/objstore"
+	"github.com/hlfs/hlfs/snapshot"
 )
 
 // Usage is where a volume's space goes (`hlfs du`). Live bytes are counted
@@ -100,7 +101,7 @@ func (v *Volume) Usage() (Usage, error) {
 		}
 	}
 	u.Garbage = max(0, u.SegmentBytes-u.Live)
-	for _, dir := range []string{ckptDir(v.name), snapDir(v.name)} {
+	for _, dir := range []string{ckptDir(v.name), snapshot.Dir(v.name)} {
 		names, err := v.st.List(dir)
 		if err != nil {
 			return u, err

@@ -11,6 +11,8 @@ import (
 
 	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/internal/objstore"
+	"github.com/hlfs/hlfs/segment"
+	"github.com/hlfs/hlfs/snapshot"
 )
 
 // Options tune Open.
@@ -47,7 +49,7 @@ type Volume struct {
 	st   objstore.Store
 	name string
 	sb   superblock
-	lin  lineage
+	lin  snapshot.Lineage
 	opts Options
 	log  *slog.Logger
 
@@ -60,9 +62,7 @@ type Volume struct {
 	// it. Lock order: snapMu, then lw.mu, then mu.
 	mu struct {
 		sync.RWMutex
-		m      *blockmap.Map
-		snaps  *snapTable
-		books  *books
+		mapState
 		closed bool
 	}
 	// snapMu serializes snapshot operations (check, append, apply).
@@ -70,10 +70,10 @@ type Volume struct {
 
 	// ckptMu serializes checkpoints; it guards lastCkpt and prevCkptSnaps.
 	ckptMu        sync.Mutex
-	lastCkpt      logPos
-	lastCkptSnaps map[snapGen]bool // snapshot map objects the newest checkpoint names
-	ckptCount     int              // checkpoints written since open
-	ckptAt        int64            // log bytes written when the last checkpoint started
+	lastCkpt      segment.Pos
+	lastCkptSnaps map[snapshot.ObjectID]bool // snapshot map objects the newest checkpoint names
+	ckptCount     int                        // checkpoints written since open
+	ckptAt        int64                      // log bytes written when the last checkpoint started
 	ckptKick      chan struct{}
 	snapKick      chan struct{} // a snapshot waits to be materialized
 	ckptDone      chan struct{}
@@ -94,7 +94,7 @@ type Volume struct {
 	// cleaner and the books (loadSnapshotMaps).
 	snapCache struct {
 		sync.Mutex
-		maps map[snapGen]*blockmap.Map
+		maps map[snapshot.ObjectID]*blockmap.Map
 	}
 }
 
@@ -232,8 +232,8 @@ func (v *Volume) repairTail(r replayed) error {
 			return err
 		}
 	}
-	if r.end.seq > 0 {
-		return v.st.Persist(segObjName(v.name, r.end.seq, r.attempts[r.end.seq]))
+	if r.end.Seq > 0 {
+		return v.st.Persist(segObjName(v.name, r.end.Seq, r.attempts[r.end.Seq]))
 	}
 	return nil
 }
