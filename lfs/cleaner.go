@@ -765,27 +765,6 @@ func (v *Volume) deleteReady() (GCStats, error) {
 	return stats, nil
 }
 
-// verifyBooks recounts the books from every map and compares them with the
-// volume's, when those claim to be exact. Fsck and tests call it.
-func (v *Volume) verifyBooks() error {
-	v.mu.Lock() // Clone writes to the tree it copies
-	exact, have := v.mu.books.exact, v.mu.books.copyCounts()
-	live := v.mu.m.Clone()
-	t := v.mu.snaps.copyWithMaps()
-	v.mu.Unlock()
-	if !exact {
-		return nil
-	}
-	snapMaps, err := v.loadSnapshotMaps(t)
-	if err != nil {
-		return err
-	}
-	if d := diffCounts(have, countLive(v.lin.Branch, live, slices.Collect(maps.Values(snapMaps)))); d != "" {
-		return fmt.Errorf("%w: space books of %s differ from a recount: %s", ErrCorrupt, v.name, d)
-	}
-	return nil
-}
-
 // diffCounts describes the first difference between two books, "" when
 // equal.
 func diffCounts(have, want map[uint64]int64) string {

@@ -19,7 +19,7 @@ import (
 // volume claims they are exact.
 func checkBooks(t *testing.T, v *Volume) {
 	t.Helper()
-	require.NoError(t, v.verifyBooks())
+	require.NoError(t, v.Check())
 }
 
 func storedSegmentBytes(t *testing.T, st objstore.Store, vol string) int64 {
@@ -60,8 +60,7 @@ func TestGCReclaimsOverwrittenAndTrimmedSpace(t *testing.T) {
 	checkBooks(t, v)
 	checkAgainstModel(t, v, model, rng)
 	require.NoError(t, v.Close())
-	v, err = Open(st, "g", Options{})
-	require.NoError(t, err)
+	v = openChecked(t, st, "g", Options{})
 	checkAgainstModel(t, v, model, rng)
 	checkBooks(t, v)
 	// Nothing left to clean: a second run changes nothing.
@@ -92,8 +91,7 @@ func TestGCReclaimsOverwrittenAndTrimmedSpace(t *testing.T) {
 func gcCrashSetup(t *testing.T, st objstore.Store) (live []byte, snaps map[string][]byte) {
 	const size = 4 << 20
 	require.NoError(t, Create(st, "g", Config{Size: size, BlockSize: 4096, SegmentSize: 1 << 20}))
-	v, err := Open(st, "g", Options{CheckpointInterval: -1})
-	require.NoError(t, err)
+	v := openChecked(t, st, "g", Options{CheckpointInterval: -1})
 	rng := rand.New(rand.NewSource(7))
 	live, snaps = make([]byte, size), map[string][]byte{}
 	write := func(off int64, n int) {
@@ -164,6 +162,7 @@ func TestCrashDuringGCAtEveryStoreOperation(t *testing.T) {
 			what := fmt.Sprintf("noSync=%v k=%d", noSync, k)
 			v, err = Open(st, "g", Options{})
 			require.NoError(t, err, what)
+			requireCheck(t, v, what)
 			if !flushed {
 				// The write after gc may or may not have survived.
 				got := make([]byte, len(tail))
@@ -201,8 +200,7 @@ func TestBackgroundCleanerUnderLoad(t *testing.T) {
 	st := objstore.NewMemStore(false, 3)
 	const size = 2 << 20
 	require.NoError(t, Create(st, "b", Config{Size: size, BlockSize: 4096, SegmentSize: 1 << 20}))
-	v, err := Open(st, "b", Options{CheckpointInterval: 2 << 20})
-	require.NoError(t, err)
+	v := openChecked(t, st, "b", Options{CheckpointInterval: 2 << 20})
 	v.StartCleaner(CleanerOptions{Interval: 5 * time.Millisecond, Trigger: 0.05, Rate: -1, MaxUtilization: 0.95})
 	model := make([]byte, size)
 	snaps := map[string][]byte{}
@@ -250,8 +248,7 @@ func TestBackgroundCleanerUnderLoad(t *testing.T) {
 	stored := storedSegmentBytes(t, st, "b")
 	t.Logf("wrote %d MiB to a %d MiB volume; %d MiB of segments remain", 4000*len(p)>>20, size>>20, stored>>20)
 	require.Less(t, stored, int64(4000*len(p)/2), "the cleaner should have reclaimed most of the log")
-	v, err = Open(st, "b", Options{})
-	require.NoError(t, err)
+	v = openChecked(t, st, "b", Options{})
 	checkVolumeContent(t, v, model, snaps, "after a restart")
 	checkBooks(t, v)
 	require.NoError(t, v.Close())
@@ -349,20 +346,18 @@ func TestGCFreesSnapshotDataOnlyAfterTheLastReference(t *testing.T) {
 			require.NoError(t, v.CreateSnapshot("s"))
 			require.NoError(t, v.Close())
 			require.NoError(t, Clone(st, "src", "s", "c"))
-			v, err := Open(st, "src", Options{})
-			require.NoError(t, err)
+			v = openChecked(t, st, "src", Options{})
 			cur := bytes.Repeat([]byte{2}, size)
 			for i := 0; i < 3; i++ {
 				require.NoError(t, v.WriteAt(cur, 0, false))
 			}
-			_, err = v.GC(GCOptions{})
+			_, err := v.GC(GCOptions{})
 			require.NoError(t, err)
 			held := storedSegmentBytes(t, st, "src")
 			require.Greater(t, held, int64(2*size-size/8), "the snapshot's data must stay")
 			checkVolumeContent(t, v, cur, map[string][]byte{"s": old}, "source after gc")
 			require.NoError(t, v.Close())
-			c, err := Open(st, "c", Options{ReadOnly: true})
-			require.NoError(t, err)
+			c := openChecked(t, st, "c", Options{ReadOnly: true})
 			checkVolumeContent(t, c, old, nil, "clone after the source's gc")
 			require.NoError(t, c.Close())
 
@@ -371,8 +366,7 @@ func TestGCFreesSnapshotDataOnlyAfterTheLastReference(t *testing.T) {
 			} else {
 				require.NoError(t, Remove(st, "c"))
 			}
-			v, err = Open(st, "src", Options{})
-			require.NoError(t, err)
+			v = openChecked(t, st, "src", Options{})
 			require.NoError(t, v.DeleteSnapshot("s"))
 			_, err = v.GC(GCOptions{})
 			require.NoError(t, err)
@@ -383,8 +377,7 @@ func TestGCFreesSnapshotDataOnlyAfterTheLastReference(t *testing.T) {
 			checkBooks(t, v)
 			require.NoError(t, v.Close())
 			if detach == "flatten" {
-				c, err := Open(st, "c", Options{ReadOnly: true})
-				require.NoError(t, err)
+				c := openChecked(t, st, "c", Options{ReadOnly: true})
 				checkVolumeContent(t, c, old, nil, "flattened clone")
 				require.NoError(t, c.Close())
 			}
@@ -405,8 +398,7 @@ func TestReadOnlyOpenKeepsSegmentsUntilClosed(t *testing.T) {
 	require.NoError(t, v.Flush())
 	_, err := v.GC(GCOptions{}) // checkpoints: the reader starts from one
 	require.NoError(t, err)
-	ro, err := Open(st, "r", Options{ReadOnly: true})
-	require.NoError(t, err)
+	ro := openChecked(t, st, "r", Options{ReadOnly: true})
 	cur := bytes.Repeat([]byte{2}, size)
 	for i := 0; i < 3; i++ {
 		require.NoError(t, v.WriteAt(cur, 0, false))

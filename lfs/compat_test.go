@@ -39,8 +39,7 @@ func TestFormat1VolumeIsReadAndCleaned(t *testing.T) {
 		require.NoError(t, view.ReadAt(got, 0))
 		require.Equal(t, v1SnapSHA256, sha(got), what+": snapshot s1")
 	}
-	v, err := Open(st, "v1", Options{})
-	require.NoError(t, err)
+	v := openChecked(t, st, "v1", Options{})
 	check(v, "as written by format 1")
 	v.mu.RLock()
 	exact := v.mu.books.exact
@@ -52,8 +51,7 @@ func TestFormat1VolumeIsReadAndCleaned(t *testing.T) {
 	checkBooks(t, v)
 	check(v, "after gc")
 	require.NoError(t, v.Close())
-	v, err = Open(st, "v1", Options{ReadOnly: true})
-	require.NoError(t, err)
+	v = openChecked(t, st, "v1", Options{ReadOnly: true})
 	check(v, "after a restart")
 	require.NoError(t, v.Close())
 	rep, err := Fsck(st, "v1", nil)

@@ -77,8 +77,7 @@ func TestCrashAtRandomPoints(t *testing.T) {
 				require.NoError(t, Create(st, "c", Config{Size: size, BlockSize: 512, Compress: seed%2 == 0, SegmentSize: 1 << 20}))
 				opts := Options{CheckpointInterval: 512 << 10, StoreRetry: -1, Logger: testLogger(t)}
 				open := func() *Volume {
-					v, err := Open(st.Session(), "c", opts)
-					require.NoError(t, err)
+					v := openChecked(t, st.Session(), "c", opts)
 					if mode.clean {
 						v.StartCleaner(CleanerOptions{Interval: time.Millisecond, Trigger: 0.05, Rate: -1, MaxUtilization: 0.95, MinGarbage: 64 << 10})
 					}
@@ -235,8 +234,7 @@ func writtenAfter(i, step int) bool {
 func TestCorruptionInTheMiddleIsReported(t *testing.T) {
 	st := objstore.NewMemStore(false, 1)
 	require.NoError(t, Create(st, "d", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
-	v, err := Open(st, "d", Options{CheckpointInterval: -1})
-	require.NoError(t, err)
+	v := openChecked(t, st, "d", Options{CheckpointInterval: -1})
 	for i := 0; i < 8; i++ {
 		require.NoError(t, v.WriteAt(bytes.Repeat([]byte{byte(i + 1)}, 4096), int64(i)*4096, false))
 	}
@@ -244,7 +242,7 @@ func TestCorruptionInTheMiddleIsReported(t *testing.T) {
 	v.readers.close()
 	v.releaseOwner()
 	require.NoError(t, st.Corrupt(segName("d", 1), 80+3*4128))
-	_, err = Open(st, "d", Options{})
+	_, err := Open(st, "d", Options{})
 	var ce *CorruptionError
 	require.True(t, errors.As(err, &ce), "got %v", err)
 	require.Equal(t, segName("d", 1), ce.Object)
@@ -261,27 +259,24 @@ func TestTornTailIsEOF(t *testing.T) {
 	simulateOwnDeath(t)
 	st := objstore.NewMemStore(false, 1)
 	require.NoError(t, Create(st, "t", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
-	v, err := Open(st.Session(), "t", Options{CheckpointInterval: -1})
-	require.NoError(t, err)
+	v := openChecked(t, st.Session(), "t", Options{CheckpointInterval: -1})
 	require.NoError(t, v.WriteAt(bytes.Repeat([]byte{1}, 4096), 0, true))
 	require.NoError(t, v.WriteAt(bytes.Repeat([]byte{2}, 4096), 4096, false))
 	v.lw.ioMu.Lock() // stop the pusher, then write part of the last record by hand
 	seg := v.lw.segmentBytes(1)
-	_, err = v.lw.w.Write(seg[v.lw.pushed : len(seg)-100])
+	_, err := v.lw.w.Write(seg[v.lw.pushed : len(seg)-100])
 	require.NoError(t, err)
 	st.Crash()
 	v.lw.ioMu.Unlock()
 
-	v2, err := Open(st, "t", Options{})
-	require.NoError(t, err)
+	v2 := openChecked(t, st, "t", Options{})
 	got := make([]byte, 8192)
 	require.NoError(t, v2.ReadAt(got, 0))
 	require.Equal(t, bytes.Repeat([]byte{1}, 4096), got[:4096])
 	require.Equal(t, make([]byte, 4096), got[4096:])
 	require.NoError(t, v2.WriteAt(bytes.Repeat([]byte{3}, 4096), 8192, true))
 	require.NoError(t, v2.Close())
-	v3, err := Open(st, "t", Options{})
-	require.NoError(t, err)
+	v3 := openChecked(t, st, "t", Options{})
 	require.NoError(t, v3.ReadAt(got, 4096))
 	require.Equal(t, bytes.Repeat([]byte{3}, 4096), got[4096:])
 	require.NoError(t, v3.Close())
@@ -301,8 +296,7 @@ func TestTruncatedSegmentEndsTheLog(t *testing.T) {
 		st, err := objstore.NewDirStore(dir)
 		require.NoError(t, err)
 		require.NoError(t, Create(st, "s", Config{Size: 4 << 20, SegmentSize: 1 << 20}))
-		v, err := Open(st, "s", Options{CheckpointInterval: -1})
-		require.NoError(t, err)
+		v := openChecked(t, st, "s", Options{CheckpointInterval: -1})
 		require.NoError(t, v.WriteAt(bytes.Repeat([]byte{9}, 4096), 0, true)) // flushed
 		for i := 1; i < 400; i++ {                                            // ~1.6 MiB: seals segment 1
 			require.NoError(t, v.WriteAt(bytes.Repeat([]byte{byte(i)}, 4096), int64(i)*4096, false))
@@ -316,8 +310,7 @@ func TestTruncatedSegmentEndsTheLog(t *testing.T) {
 	t.Run("truncated", func(t *testing.T) {
 		st, seg1 := setup(t)
 		require.NoError(t, os.Truncate(seg1, 100<<10))
-		v, err := Open(st, "s", Options{})
-		require.NoError(t, err)
+		v := openChecked(t, st, "s", Options{})
 		got := make([]byte, 4096)
 		require.NoError(t, v.ReadAt(got, 0))
 		require.Equal(t, bytes.Repeat([]byte{9}, 4096), got, "the flushed write survives")

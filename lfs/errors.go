@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/hlfs/hlfs/segment"
+	"github.com/hlfs/hlfs/snapshot"
 )
 
 var (
@@ -13,8 +14,10 @@ var (
 	ErrNotFound = errors.New("lfs: no such volume")
 	// ErrExists is returned by Create when the volume exists.
 	ErrExists = errors.New("lfs: volume already exists")
-	// ErrInvalidName is returned for a volume name outside the allowed set.
-	ErrInvalidName = errors.New("lfs: invalid name")
+	// ErrInvalidName is wrapped by the errors of ValidateName,
+	// ParseSnapshotRef and CreateSnapshot for a volume or snapshot name
+	// outside the allowed set; it is snapshot.ErrInvalidName.
+	ErrInvalidName = snapshot.ErrInvalidName
 	// ErrInvalidConfig is returned by Create for a bad size, block size or
 	// segment size.
 	ErrInvalidConfig = errors.New("lfs: invalid volume configuration")

@@ -268,18 +268,6 @@ func verifyExtents(readers *segmentReaders, m *blockmap.Map, what string) []stri
 	return probs
 }
 
-// Check verifies the invariants of an open volume's map; tests call it after
-// every scenario.
-func (v *Volume) Check() error {
-	v.mu.RLock()
-	probs := v.mu.m.Problems(v.sb.size)
-	v.mu.RUnlock()
-	if len(probs) > 0 {
-		return fmt.Errorf("%w: %v", ErrCorrupt, probs)
-	}
-	return nil
-}
-
 // MappedBytes returns the bytes of the volume that hold data (not holes).
 func (v *Volume) MappedBytes() int64 {
 	v.mu.RLock()

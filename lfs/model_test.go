@@ -151,15 +151,13 @@ func runModel(t *testing.T, tc modelCase, seed int64) {
 	const size = 4 << 20
 	require.NoError(t, Create(st, "m", Config{Size: size, BlockSize: tc.blockSize, Compress: tc.compress, SegmentSize: 1 << 20}))
 	opts := Options{CheckpointInterval: 1 << 20}
-	v, err := Open(st, "m", opts)
-	require.NoError(t, err)
+	v := openChecked(t, st, "m", opts)
 	model := make([]byte, size)
 	for i := 0; i < 600; i++ {
 		switch r := rng.Intn(100); {
 		case r < 2:
 			require.NoError(t, v.Close())
-			v, err = Open(st, "m", opts)
-			require.NoError(t, err)
+			v = openChecked(t, st, "m", opts)
 			checkAgainstModel(t, v, model, rng)
 		case r < 4:
 			// Clean with any threshold: copies, snapshot-free books, deletes.
@@ -185,8 +183,7 @@ func runModel(t *testing.T, tc modelCase, seed int64) {
 	seqs, err := listSegments(st, "m")
 	require.NoError(t, err)
 	require.Greater(t, seqs[len(seqs)-1], uint64(3), "the test should span many segments")
-	v, err = Open(st, "m", Options{ReadOnly: true})
-	require.NoError(t, err)
+	v = openChecked(t, st, "m", Options{ReadOnly: true})
 	checkAgainstModel(t, v, model, rng)
 	require.NoError(t, v.Close())
 }

@@ -3,39 +3,16 @@ package lfs
 import (
 	"fmt"
 	"path"
-	"regexp"
 
 	"github.com/hlfs/hlfs/segment"
+	"github.com/hlfs/hlfs/snapshot"
 )
-
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 // ValidateName returns an error wrapping ErrInvalidName unless name is a
 // valid volume name: 1 to 128 characters of letters, digits, '.', '_' and
-// '-', starting with a letter or digit. '@' is reserved for snapshots.
-func ValidateName(name string) error { return validateName("volume", name) }
-
-// validateName checks a volume or snapshot name; kind names it in the error.
-func validateName(kind, name string) error {
-	if nameRE.MatchString(name) {
-		return nil
-	}
-	return &NameError{Kind: kind, Name: name}
-}
-
-// NameError reports a volume or snapshot name outside the allowed set; it
-// wraps ErrInvalidName.
-type NameError struct {
-	Kind string // "volume" or "snapshot"
-	Name string
-}
-
-func (e *NameError) Error() string {
-	return fmt.Sprintf("invalid %s name %q: use 1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit ('@' is reserved for VOLUME@SNAPSHOT)", e.Kind, e.Name)
-}
-
-// Unwrap makes errors.Is(err, ErrInvalidName) true.
-func (e *NameError) Unwrap() error { return ErrInvalidName }
+// '-', starting with a letter or digit. '@' is reserved for snapshots. The
+// rule and its error (*snapshot.NameError) live in package snapshot.
+func ValidateName(name string) error { return snapshot.ValidateVolumeName(name) }
 
 // Object names inside a volume's folder (docs/format.md).
 func superName(vol string) string           { return path.Join(vol, "super") }

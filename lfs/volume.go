@@ -37,6 +37,10 @@ type Options struct {
 	// volume over once a lease ran out, and this process stops acknowledging
 	// flushes once it could not renew for 2/3 of a lease.
 	Lease time.Duration
+
+	// beforeClose, when not nil, runs at the start of Close while the
+	// volume is still whole: tests check the invariants there (Check).
+	beforeClose func(v *Volume)
 }
 
 const (
@@ -260,6 +264,9 @@ func (v *Volume) BlockSize() int { return v.sb.blockSize }
 // Close makes every write durable, writes a checkpoint and releases
 // ownership. Later calls return ErrClosed.
 func (v *Volume) Close() error {
+	if v.opts.beforeClose != nil && v.checkOpen(false) == nil {
+		v.opts.beforeClose(v)
+	}
 	err := v.closeLog()
 	if err == nil {
 		v.releaseOwner()

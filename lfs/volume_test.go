@@ -17,9 +17,30 @@ import (
 func newTestVolume(t *testing.T, st objstore.Store, name string, size int64) *Volume {
 	t.Helper()
 	require.NoError(t, Create(st, name, Config{Size: size, SegmentSize: 1 << 20}))
-	v, err := Open(st, name, Options{})
+	return openChecked(t, st, name, Options{})
+}
+
+// openChecked opens a volume with its full invariant check (Volume.Check)
+// run when it is closed, or when the test ends if it is still open then:
+// every engine test that opens a volume this way ends with the check.
+func openChecked(t testing.TB, st objstore.Store, name string, opts Options) *Volume {
+	t.Helper()
+	opts.beforeClose = func(v *Volume) { requireCheck(t, v, "at Close") }
+	v, err := Open(st, name, opts)
 	require.NoError(t, err)
+	t.Cleanup(func() {
+		if v.checkOpen(false) == nil {
+			requireCheck(t, v, "at the end of the test")
+		}
+	})
 	return v
+}
+
+// requireCheck fails the test if v.Check finds a problem.
+func requireCheck(t testing.TB, v *Volume, when string) {
+	if err := v.Check(); err != nil {
+		t.Errorf("Check %s: %v", when, err)
+	}
 }
 
 func TestValidateName(t *testing.T) {
@@ -71,8 +92,7 @@ func TestOutOfRangeAndClosed(t *testing.T) {
 	require.NoError(t, v.Close())
 	require.ErrorIs(t, v.WriteAt([]byte{1}, 0, false), ErrClosed)
 	require.ErrorIs(t, v.Close(), ErrClosed)
-	ro, err := Open(st, "r", Options{ReadOnly: true})
-	require.NoError(t, err)
+	ro := openChecked(t, st, "r", Options{ReadOnly: true})
 	require.ErrorIs(t, ro.WriteAt([]byte{1}, 0, false), ErrReadOnly)
 	b := make([]byte, 1)
 	require.NoError(t, ro.ReadAt(b, 1<<20-1))
@@ -96,14 +116,12 @@ func TestOwnerLock(t *testing.T) {
 	require.NoError(t, v.Close())
 
 	// Clean release: the next owner gets a higher epoch.
-	v, err = Open(st, "o", Options{})
-	require.NoError(t, err)
+	v = openChecked(t, st, "o", Options{})
 	epoch := v.owner.epoch
 	require.Greater(t, epoch, uint64(1))
 	// A lock left by a dead process is taken over.
 	simulateOwnDeath(t)
-	v2, err := Open(st, "o", Options{})
-	require.NoError(t, err)
+	v2 := openChecked(t, st, "o", Options{})
 	require.Equal(t, epoch+1, v2.owner.epoch)
 	require.NoError(t, v2.Close())
 }
@@ -137,8 +155,7 @@ func TestListRemoveResize(t *testing.T) {
 
 	require.ErrorIs(t, Resize(st, "a", 512<<10, false), ErrShrink)
 	require.NoError(t, Resize(st, "a", 2<<20, false))
-	v, err := Open(st, "a", Options{})
-	require.NoError(t, err)
+	v := openChecked(t, st, "a", Options{})
 	require.EqualValues(t, 2<<20, v.Size())
 	p := make([]byte, 8192)
 	require.NoError(t, v.ReadAt(p, 1<<20-8192))
@@ -147,8 +164,7 @@ func TestListRemoveResize(t *testing.T) {
 
 	require.NoError(t, Resize(st, "a", 1<<20-4096, true))
 	require.NoError(t, Resize(st, "a", 2<<20, false))
-	v, err = Open(st, "a", Options{})
-	require.NoError(t, err)
+	v = openChecked(t, st, "a", Options{})
 	require.NoError(t, v.ReadAt(p, 1<<20-8192))
 	require.Equal(t, bytes.Repeat([]byte{7}, 4096), p[:4096])
 	require.Equal(t, make([]byte, 4096), p[4096:], "shrinking then growing reads zeros")
@@ -172,8 +188,7 @@ func TestConcurrentWritersReadersFlushers(t *testing.T) {
 	st, err := objstore.NewDirStore(dir)
 	require.NoError(t, err)
 	require.NoError(t, Create(st, "c", Config{Size: 8 << 20, SegmentSize: 1 << 20}))
-	v, err := Open(st, "c", Options{CheckpointInterval: 2 << 20})
-	require.NoError(t, err)
+	v := openChecked(t, st, "c", Options{CheckpointInterval: 2 << 20})
 	const writers, perWriter = 8, 300
 	last := make([][]byte, writers*16)
 	var wg sync.WaitGroup
@@ -209,8 +224,7 @@ func TestConcurrentWritersReadersFlushers(t *testing.T) {
 	}
 	wg.Wait()
 	require.NoError(t, v.Close())
-	v, err = Open(st, "c", Options{})
-	require.NoError(t, err)
+	v = openChecked(t, st, "c", Options{})
 	for blk, want := range last {
 		if want == nil {
 			continue

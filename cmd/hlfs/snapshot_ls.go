@@ -10,6 +10,7 @@ import (
 
 	"github.com/hlfs/hlfs/internal/cliutil"
 	"github.com/hlfs/hlfs/lfs"
+	"github.com/hlfs/hlfs/snapshot"
 	"github.com/spf13/cobra"
 )
 
@@ -100,78 +101,21 @@ func orDash(s string) string {
 	return s
 }
 
-// liveMarker stands for the live volume in the snapshot tree.
-const liveMarker = "* (live volume)"
-
-// drawSnapshotTree draws vol's snapshots as a tree under the volume's name,
-// children in the order they were taken, and the live volume as the last
-// child of the newest snapshot it descends from:
+// drawSnapshotTree draws vol's snapshots as a tree (snapshot.Draw), each
+// with its creation time, exclusive bytes and clones:
 //
 //	vm1
 //	└── s1  2025-01-02 10:00:00  4 KiB
 //	    ├── s2  2025-01-02 11:00:00  8 KiB
 //	    └── * (live volume)
 func drawSnapshotTree(w io.Writer, vol string, snaps []lfs.SnapshotInfo) {
-	known := make(map[string]bool, len(snaps))
-	for _, s := range snaps {
-		known[s.Name] = true
+	items := make([]snapshot.DrawItem, len(snaps))
+	for i, s := range snaps {
+		label := fmt.Sprintf("%s  %s", snapshotTime(s.Created), cliutil.FormatSize(s.ExclusiveBytes))
+		if len(s.Clones) > 0 {
+			label += "  clones: " + strings.Join(s.Clones, ", ")
+		}
+		items[i] = snapshot.DrawItem{Name: s.Name, Parent: s.Parent, Label: label, Head: s.Head}
 	}
-	// children by parent name; "" is the volume, the root. A snapshot
-	// whose parent is unknown hangs from the root rather than vanish.
-	children := make(map[string][]lfs.SnapshotInfo)
-	for _, s := range snaps {
-		p := s.Parent
-		if !known[p] {
-			p = ""
-		}
-		children[p] = append(children[p], s)
-	}
-	// The live volume's parent is the head snapshot no head child follows.
-	live := ""
-	for _, s := range snaps {
-		if !s.Head {
-			continue
-		}
-		deepest := true
-		for _, ch := range children[s.Name] {
-			if ch.Head {
-				deepest = false
-			}
-		}
-		if deepest {
-			live = s.Name
-		}
-	}
-	fmt.Fprintln(w, vol)
-	drawn := make(map[string]bool) // guards against a (corrupt) cycle
-	var draw func(parent, indent string)
-	draw = func(parent, indent string) {
-		kids := children[parent]
-		n := len(kids)
-		if parent == live {
-			n++
-		}
-		for i := range n {
-			branch, next := "├── ", "│   "
-			if i == n-1 {
-				branch, next = "└── ", "    "
-			}
-			if i == len(kids) {
-				fmt.Fprintf(w, "%s%s%s\n", indent, branch, liveMarker)
-				continue
-			}
-			s := kids[i]
-			if drawn[s.Name] {
-				continue
-			}
-			drawn[s.Name] = true
-			line := fmt.Sprintf("%s  %s  %s", s.Name, snapshotTime(s.Created), cliutil.FormatSize(s.ExclusiveBytes))
-			if len(s.Clones) > 0 {
-				line += "  clones: " + strings.Join(s.Clones, ", ")
-			}
-			fmt.Fprintf(w, "%s%s%s\n", indent, branch, line)
-			draw(s.Name, indent+next)
-		}
-	}
-	draw("", "")
+	snapshot.Draw(w, vol, items)
 }
