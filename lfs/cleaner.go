@@ -177,14 +177,6 @@ func (v *Volume) forceCheckpoints() error {
 	return nil
 }
 
-// passPlan is what one pass decided after counting.
-type passPlan struct {
-	victims []uint64                 // segments to copy, oldest first
-	ranges  map[uint64][]recRange    // live ranges of each victim
-	named   map[uint64][]snapshot.ID // snapshots naming each victim or free segment
-	copy    int64                    // live bytes to copy
-}
-
 // cleanPass recounts the books, queues segments nothing names for
 // deletion, copies the chosen victims forward and writes a checkpoint.
 // stop, when closed, ends the pass early (between batches).
@@ -197,14 +189,22 @@ func (v *Volume) cleanPass(opts GCOptions, stop <-chan struct{}) (GCStats, error
 	if stats, err = v.deleteReady(); err != nil {
 		return stats, err
 	}
-	plan, err := v.planPass(opts, live, snapMaps)
-	if err != nil || len(plan.victims) == 0 {
+	in, err := v.gatherPlanInputs(live, snapMaps)
+	if err != nil {
 		return stats, err
 	}
+	plan := planPass(in, opts)
+	for _, seq := range plan.free {
+		v.gc.pending[seq] = pendingDelete{readyAt: v.ckptCountNow() + 2, snaps: in.namedBy[seq]}
+	}
+	if len(plan.victims) == 0 {
+		return stats, nil
+	}
+	ranges := v.liveRanges(plan.victims, snapMaps)
 	stats.Passes = 1
 	var done int64
 	for _, seq := range plan.victims {
-		n, err := v.copyForward(seq, plan.ranges[seq], snapMaps, opts, stop, func(k int64) {
+		n, err := v.copyForward(seq, ranges[seq], snapMaps, opts, stop, func(k int64) {
 			done += k
 			if opts.Progress != nil {
 				opts.Progress(done, plan.copy)
@@ -215,7 +215,7 @@ func (v *Volume) cleanPass(opts GCOptions, stop <-chan struct{}) (GCStats, error
 			return stats, err
 		}
 		stats.SegmentsCleaned++
-		v.gc.pending[seq] = pendingDelete{readyAt: v.ckptCountNow() + 2, snaps: plan.named[seq]}
+		v.gc.pending[seq] = pendingDelete{readyAt: v.ckptCountNow() + 2, snaps: in.namedBy[seq]}
 		if isClosed(stop) {
 			break
 		}
@@ -311,95 +311,66 @@ func (v *Volume) loadSnapshotMaps(t *snapTable) (map[snapshot.ID]*blockmap.Map, 
 // memory between passes (about 48 bytes each).
 const snapCacheExtents = 4 << 20
 
-// planPass picks the segments to delete and to copy.
-func (v *Volume) planPass(opts GCOptions, live map[uint64]int64, snapMaps map[snapshot.ID]*blockmap.Map) (passPlan, error) {
-	plan := passPlan{ranges: map[uint64][]recRange{}, named: map[uint64][]snapshot.ID{}}
-	limit, err := v.cleanLimit()
-	if err != nil || limit <= 1 {
-		return plan, err
+// gatherPlanInputs collects what planPass decides from: the store's
+// segments, checkpoints and keep objects, the clone registrations, and the
+// sizes of the segments that hold live bytes. live are the recounted
+// books, snapMaps every snapshot's map. gcMu is held.
+func (v *Volume) gatherPlanInputs(live map[uint64]int64, snapMaps map[snapshot.ID]*blockmap.Map) (planInputs, error) {
+	in := planInputs{live: live, sizes: map[uint64]int64{}, pending: map[uint64]bool{}, namedBy: map[uint64][]snapshot.ID{}}
+	var err error
+	if in.limit, err = v.cleanLimit(); err != nil || in.limit <= 1 {
+		return in, err
 	}
-	keep, err := v.keptSegments()
-	if err != nil {
-		return plan, err
+	if in.kept, err = v.keptSegments(); err != nil {
+		return in, err
 	}
 	pinnedSnaps, err := v.snapshotsWithClones()
 	if err != nil {
-		return plan, err
+		return in, err
+	}
+	if in.pinned, err = v.clonePinnedSegments(pinnedSnaps, snapMaps); err != nil {
+		return in, err
 	}
 	// Which snapshots name which segments, for the re-check before deleting.
-	namedBy := make(map[uint64][]snapshot.ID)
 	for id, m := range snapMaps {
 		for seq := range v.ownSegments(m) {
-			namedBy[seq] = append(namedBy[seq], id)
+			in.namedBy[seq] = append(in.namedBy[seq], id)
 		}
 	}
-	pinned, err := v.clonePinnedSegments(pinnedSnaps, snapMaps)
-	if err != nil {
-		return plan, err
+	for seq := range v.gc.pending {
+		in.pending[seq] = true
 	}
-	seqs, err := listSegments(v.st, v.name)
-	if err != nil {
-		return plan, err
+	if in.segments, err = listSegments(v.st, v.name); err != nil {
+		return in, err
 	}
-	maxU := opts.maxUtilization()
-	type candidate struct {
-		seq   uint64
-		score float64
+	for _, seq := range in.segments {
+		if seq < in.limit && live[seq] > 0 {
+			if in.sizes[seq], err = v.segmentSize(seq, in.limit); err != nil {
+				return in, err
+			}
+		}
 	}
-	var cands []candidate
-	last := limit
-	for _, seq := range seqs {
-		if seq >= limit || keep[seq] || pinned[seq] {
-			continue
-		}
-		if _, ok := v.gc.pending[seq]; ok {
-			continue
-		}
-		n := live[seq]
-		if n == 0 {
-			v.gc.pending[seq] = pendingDelete{readyAt: v.ckptCountNow() + 2, snaps: namedBy[seq]}
-			continue
-		}
-		size, err := v.segmentSize(seq, limit)
-		if err != nil {
-			return plan, err
-		}
-		u := float64(n) / float64(max(size, 1))
-		if u > maxU {
-			continue
-		}
-		// Rosenblum and Ousterhout's cost-benefit: free space gained
-		// times its age, per byte read and written. Age is in segments.
-		age := float64(last - seq)
-		cands = append(cands, candidate{seq, (1 - u) * age / (1 + u)})
-	}
-	sort.Slice(cands, func(i, j int) bool { return cands[i].score > cands[j].score })
-	for _, c := range cands {
-		if opts.MaxCopy > 0 && plan.copy > 0 && plan.copy+live[c.seq] > opts.MaxCopy {
-			break
-		}
-		plan.victims = append(plan.victims, c.seq)
-		plan.copy += live[c.seq]
-	}
-	slices.Sort(plan.victims)
-	if len(plan.victims) == 0 {
-		return plan, nil
-	}
-	set := make(map[uint64]bool, len(plan.victims))
-	for _, seq := range plan.victims {
+	return in, nil
+}
+
+// liveRanges returns the live byte ranges of each victim: the union over
+// the live map and every snapshot's map.
+func (v *Volume) liveRanges(victims []uint64, snapMaps map[snapshot.ID]*blockmap.Map) map[uint64][]recRange {
+	set := make(map[uint64]bool, len(victims))
+	for _, seq := range victims {
 		set[seq] = true
-		plan.named[seq] = namedBy[seq]
 	}
 	v.mu.Lock() // Clone writes to the tree it copies
-	maps := []*blockmap.Map{v.mu.m.Clone()}
+	all := []*blockmap.Map{v.mu.m.Clone()}
 	v.mu.Unlock()
 	for _, m := range snapMaps {
-		maps = append(maps, m)
+		all = append(all, m)
 	}
-	for _, r := range rangesIn(v.lin.Branch, maps, set) {
-		plan.ranges[uint64(r.seq)] = append(plan.ranges[uint64(r.seq)], r)
+	out := make(map[uint64][]recRange, len(victims))
+	for _, r := range rangesIn(v.lin.Branch, all, set) {
+		out[uint64(r.seq)] = append(out[uint64(r.seq)], r)
 	}
-	return plan, nil
+	return out
 }
 
 // cleanLimit is the first segment the cleaner must not touch: recovery
@@ -437,12 +408,7 @@ func (v *Volume) snapshotsWithClones() (map[snapshot.ID]bool, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := map[snapshot.ID]bool{}
-	if len(names) == 0 {
-		return out, nil
-	}
-	v.mu.RLock()
-	defer v.mu.RUnlock()
+	var snapNames []string
 	for _, n := range names {
 		b, err := readObject(v.st, path.Join(clonesDir(v.name), n))
 		if errors.Is(err, objstore.ErrNotExist) {
@@ -451,7 +417,13 @@ func (v *Volume) snapshotsWithClones() (map[snapshot.ID]bool, error) {
 		if err != nil {
 			return nil, err
 		}
-		if s, ok := v.mu.snaps.tree.ByName(string(b)); ok {
+		snapNames = append(snapNames, string(b))
+	}
+	out := map[snapshot.ID]bool{}
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	for _, n := range snapNames {
+		if s, ok := v.mu.snaps.tree.ByName(n); ok {
 			out[s.ID] = true
 		}
 	}
