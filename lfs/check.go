@@ -28,15 +28,14 @@ type stateCut struct {
 }
 
 // cut copies the maps and books between two appends.
-func (v *Volume) cut() stateCut {
-	if v.lw != nil { // appends change the maps under lw.mu
-		v.lw.mu.Lock()
-		defer v.lw.mu.Unlock()
-	}
-	v.mu.Lock() // Clone writes to the tree it copies
-	defer v.mu.Unlock()
-	return stateCut{live: v.mu.m.Clone(), snaps: v.mu.snaps.copyWithMaps(),
-		exact: v.mu.books.exact, books: v.mu.books.copyCounts()}
+func (v *Volume) cut() (c stateCut) {
+	v.atLogCut(func(logCut) {
+		v.mu.Lock() // Clone writes to the tree it copies
+		defer v.mu.Unlock()
+		c = stateCut{live: v.mu.m.Clone(), snaps: v.mu.snaps.copyWithMaps(),
+			exact: v.mu.books.exact, books: v.mu.books.copyCounts()}
+	})
+	return c
 }
 
 // checkCut checks a cut (Check).

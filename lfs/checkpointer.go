@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/segment"
 	"github.com/hlfs/hlfs/snapshot"
 )
@@ -17,9 +18,9 @@ func (v *Volume) maybeCheckpoint() {
 	if v.opts.CheckpointInterval < 0 {
 		return
 	}
-	v.ckptMu.Lock()
-	due := v.lw.bytesWritten()-v.ckptAt >= v.opts.CheckpointInterval
-	v.ckptMu.Unlock()
+	v.ckpt.Lock()
+	due := v.lw.bytesWritten()-v.ckpt.at >= v.opts.CheckpointInterval
+	v.ckpt.Unlock()
 	if due {
 		select {
 		case v.ckptKick <- struct{}{}:
@@ -29,19 +30,19 @@ func (v *Volume) maybeCheckpoint() {
 }
 
 func (v *Volume) checkpointLoop() {
-	defer v.ckptWG.Done()
+	defer v.backgroundWG.Done()
 	for {
 		select {
-		case <-v.ckptDone:
+		case <-v.stopBackground:
 			return
 		case <-v.ckptKick:
 			if err := v.checkpoint(); err != nil {
 				v.log.Error("checkpoint failed; recovery will replay more log", "err", err)
 			}
 		case <-v.snapKick:
-			v.ckptMu.Lock()
+			v.ckpt.Lock()
 			err := v.materializeCurrent()
-			v.ckptMu.Unlock()
+			v.ckpt.Unlock()
 			if err != nil {
 				v.log.Error("writing a snapshot map failed; it stays in memory and is retried at the next checkpoint", "err", err)
 			}
@@ -54,56 +55,57 @@ func (v *Volume) checkpointLoop() {
 // snapshot's map has its own object; then it removes older checkpoints and
 // snapshot map objects that neither of the two newest checkpoints names.
 func (v *Volume) checkpoint() error {
-	v.ckptMu.Lock()
-	defer v.ckptMu.Unlock()
-	return v.checkpointLocked(false)
+	v.ckpt.Lock()
+	defer v.ckpt.Unlock()
+	return v.checkpointLockedCkpt(false)
 }
 
-// checkpointLocked is checkpoint with ckptMu held. With force it writes one
+// checkpointLockedCkpt is checkpoint with ckpt held. With force it writes one
 // even when nothing was appended since the last (the cleaner needs a newer
 // checkpoint before it may delete): it appends a record that changes
 // nothing first.
-func (v *Volume) checkpointLocked(force bool) error {
-	// A consistent cut: no append can run between reading the end and
-	// cloning the map, because appends update the map under lw.mu.
-	v.lw.mu.Lock()
-	act := v.lw.mu.segs[len(v.lw.mu.segs)-1]
-	pos, empty := act.endPos(), len(act.buf) == segment.SegmentHeaderLen
-	v.lw.mu.Unlock()
+func (v *Volume) checkpointLockedCkpt(force bool) error {
+	var before logCut
+	v.lw.atCut(func(c logCut) { before = c })
+	pos, empty := before.end, before.activeEmpty
 	// A forced checkpoint lands in the newest segment, so the cleaner may
 	// take every older one (an empty active segment would put it at the end
 	// of the previous one).
-	if force && (pos == v.lastCkpt || empty) {
+	if force && (pos == v.ckpt.last || empty) {
 		if _, err := v.lw.append(nopRecord, []int{len(nopRecord)}, func(int, placed) {}); err != nil {
 			return err
 		}
 	}
-	v.lw.mu.Lock()
-	pos = v.lw.mu.segs[len(v.lw.mu.segs)-1].endPos()
-	v.ckptAt = v.lw.mu.written
-	v.mu.Lock()
-	m := v.mu.m.Clone()
-	snaps := v.mu.snaps.copyWithMaps()
-	live, exact := v.mu.books.copyCounts(), v.mu.books.exact
-	v.mu.Unlock()
-	v.lw.mu.Unlock()
-	if pos == v.lastCkpt {
+	// A consistent cut: the map, tree and books as the log up to pos
+	// leaves them.
+	var m *blockmap.Map
+	var snaps *snapTable
+	var live map[uint64]int64
+	var exact bool
+	v.lw.atCut(func(c logCut) {
+		pos, v.ckpt.at = c.end, c.written
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		m, snaps = v.mu.m.Clone(), v.mu.snaps.copyWithMaps()
+		live, exact = v.mu.books.copyCounts(), v.mu.books.exact
+	})
+	if pos == v.ckpt.last {
 		return nil
 	}
 	if err := v.lw.flush(pos); err != nil {
 		return err
 	}
 	// The cut's own copies get the generations written for them.
-	if err := v.materializeSnapshots(snaps); err != nil {
+	if err := v.materializeSnapshotsLockedCkpt(snaps); err != nil {
 		return err
 	}
 	if err := writeCheckpoint(v.st, ckptName(v.name, pos), v.sb.uid,
 		checkpoint{pos: pos, size: v.sb.size, m: m, snaps: snaps.tree, live: live, exact: exact}); err != nil {
 		return err
 	}
-	prev, prevSnaps := v.lastCkpt, v.lastCkptSnaps
-	v.lastCkpt, v.lastCkptSnaps = pos, snaps.tree.Objects()
-	v.ckptCount++
+	prev, prevSnaps := v.ckpt.last, v.ckpt.lastSnaps
+	v.ckpt.last, v.ckpt.lastSnaps = pos, snaps.tree.Objects()
+	v.ckpt.count++
 	positions, err := listCheckpoints(v.st, v.name)
 	if err != nil {
 		return nil // the new checkpoint is in place; cleanup waits for the next one
@@ -121,12 +123,12 @@ func (v *Volume) checkpointLocked(force bool) error {
 // applied by replay) of one byte.
 var nopRecord = segment.Append(nil, segment.Header{Type: segment.TypeCopy, LogicalLen: 1}, []byte{0})
 
-// materializeSnapshots writes a map object for every snapshot of t whose
+// materializeSnapshotsLockedCkpt writes a map object for every snapshot of t whose
 // map is only in memory, as the next generation, and lets the volume's own
 // record of it drop the map (it is loaded again on demand) unless the
 // cleaner changed it meanwhile. t is a copy (copyWithMaps); its entries get
-// the generations written. ckptMu is held.
-func (v *Volume) materializeSnapshots(t *snapTable) error {
+// the generations written. ckpt is held.
+func (v *Volume) materializeSnapshotsLockedCkpt(t *snapTable) error {
 	for _, s := range t.list() {
 		if s.durable || s.m == nil {
 			continue
@@ -165,7 +167,7 @@ func (v *Volume) materializeCurrent() error {
 	v.mu.RLock()
 	t := v.mu.snaps.copyWithMaps()
 	v.mu.RUnlock()
-	return v.materializeSnapshots(t)
+	return v.materializeSnapshotsLockedCkpt(t)
 }
 
 // removeUnreferencedSnapObjects deletes snapshot map objects that neither
@@ -191,12 +193,12 @@ func (v *Volume) removeUnreferencedSnapObjects(prevSnaps map[snapshot.ObjectID]b
 			continue
 		}
 		if !ok {
-			if strings.Contains(n, ".tmp-") { // left by a crash while materializing (ckptMu excludes a running one)
+			if strings.Contains(n, ".tmp-") { // left by a crash while materializing (ckpt excludes a running one)
 				_ = v.st.Remove(path.Join(snapshot.Dir(v.name), n))
 			}
 			continue
 		}
-		if !live[g] && !v.lastCkptSnaps[g] && !prevSnaps[g] {
+		if !live[g] && !v.ckpt.lastSnaps[g] && !prevSnaps[g] {
 			_ = v.st.Remove(snapshot.ObjectName(v.name, g.ID, g.Gen))
 		}
 	}
@@ -214,7 +216,9 @@ func (v *Volume) renewOwner() {
 }
 
 // every runs fn every d in the background until Close.
-func (v *Volume) every(d time.Duration, fn func()) { runEvery(&v.ckptWG, v.ckptDone, d, fn) }
+func (v *Volume) every(d time.Duration, fn func()) {
+	runEvery(&v.backgroundWG, v.stopBackground, d, fn)
+}
 
 // runEvery runs fn every d in the background until stop is closed; wg
 // tracks the goroutine.

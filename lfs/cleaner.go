@@ -153,7 +153,7 @@ func (v *Volume) anythingToClean(opts GCOptions) (bool, error) {
 		if seq >= last {
 			break
 		}
-		size, err := v.segmentSize(seq, 0)
+		size, err := v.segmentObjectSize(seq, 0)
 		if err != nil {
 			return false, err
 		}
@@ -167,9 +167,9 @@ func (v *Volume) anythingToClean(opts GCOptions) (bool, error) {
 // forceCheckpoints writes two checkpoints, even when nothing was written.
 func (v *Volume) forceCheckpoints() error {
 	for i := 0; i < 2; i++ {
-		v.ckptMu.Lock()
-		err := v.checkpointLocked(true)
-		v.ckptMu.Unlock()
+		v.ckpt.Lock()
+		err := v.checkpointLockedCkpt(true)
+		v.ckpt.Unlock()
 		if err != nil {
 			return err
 		}
@@ -237,9 +237,9 @@ func isClosed(c <-chan struct{}) bool {
 }
 
 func (v *Volume) ckptCountNow() int {
-	v.ckptMu.Lock()
-	defer v.ckptMu.Unlock()
-	return v.ckptCount
+	v.ckpt.Lock()
+	defer v.ckpt.Unlock()
+	return v.ckpt.count
 }
 
 // recount counts the books from scratch over the live map and every
@@ -247,18 +247,14 @@ func (v *Volume) ckptCountNow() int {
 // time: changes since the cut are collected for it). It returns the counts and the
 // snapshot maps it used (by id).
 func (v *Volume) recount() (map[uint64]int64, map[snapshot.ID]*blockmap.Map, error) {
-	// A cut in log order: appends change the map under lw.mu.
-	if v.lw != nil {
-		v.lw.mu.Lock()
-	}
-	v.mu.Lock()
-	live := v.mu.m.Clone()
-	t := v.mu.snaps.copyWithMaps()
-	v.mu.books.startRecount()
-	v.mu.Unlock()
-	if v.lw != nil {
-		v.lw.mu.Unlock()
-	}
+	var live *blockmap.Map
+	var t *snapTable
+	v.atLogCut(func(logCut) {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		live, t = v.mu.m.Clone(), v.mu.snaps.copyWithMaps()
+		v.mu.books.startRecount()
+	})
 	snapMaps, err := v.loadSnapshotMaps(t)
 	if err != nil {
 		v.mu.Lock()
@@ -345,7 +341,7 @@ func (v *Volume) gatherPlanInputs(live map[uint64]int64, snapMaps map[snapshot.I
 	}
 	for _, seq := range in.segments {
 		if seq < in.limit && live[seq] > 0 {
-			if in.sizes[seq], err = v.segmentSize(seq, in.limit); err != nil {
+			if in.sizes[seq], err = v.segmentObjectSize(seq, in.limit); err != nil {
 				return in, err
 			}
 		}
@@ -384,9 +380,9 @@ func (v *Volume) cleanLimit() (uint64, error) {
 	return ps[len(ps)-1].Seq, nil
 }
 
-// segmentSize is the size of segment seq's object. Sizes of segments
+// segmentObjectSize is the size of segment seq's object. Sizes of segments
 // before limit (complete: a checkpoint came after them) are cached.
-func (v *Volume) segmentSize(seq, limit uint64) (int64, error) {
+func (v *Volume) segmentObjectSize(seq, limit uint64) (int64, error) {
 	if n, ok := v.gc.sizes[seq]; ok {
 		return n, nil
 	}
@@ -603,8 +599,8 @@ func (v *Volume) copyForward(seq uint64, ranges []recRange, maps map[snapshot.ID
 func (v *Volume) applyCopies(seq uint64, b *recordBatch, olds []recRange, cache map[snapshot.ID]*blockmap.Map) error {
 	v.snapMu.Lock()
 	defer v.snapMu.Unlock()
-	v.ckptMu.Lock()
-	defer v.ckptMu.Unlock()
+	v.ckpt.Lock()
+	defer v.ckpt.Unlock()
 	// Every snapshot's map, copied on write: readers and the map objects
 	// being written keep the maps they hold.
 	v.mu.RLock()
@@ -722,7 +718,7 @@ func (v *Volume) deleteReady() (GCStats, error) {
 			stats.SegmentsKept++
 			continue
 		}
-		size, err := v.segmentSize(seq, 0)
+		size, err := v.segmentObjectSize(seq, 0)
 		if err != nil && !errors.Is(err, objstore.ErrNotExist) {
 			return stats, err
 		}

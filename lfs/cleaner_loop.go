@@ -73,7 +73,7 @@ func (v *Volume) StartCleaner(o CleanerOptions) {
 func (v *Volume) cleanStep(o CleanerOptions) error {
 	v.gcMu.Lock()
 	defer v.gcMu.Unlock()
-	for !isClosed(v.ckptDone) {
+	for !isClosed(v.stopBackground) {
 		if _, err := v.deleteReady(); err != nil {
 			return err
 		}
@@ -116,16 +116,16 @@ func (v *Volume) cleanStep(o CleanerOptions) error {
 		if g.cleanableShare > 1.2*o.Trigger {
 			rate = 0
 		}
-		st, err := v.cleanPass(GCOptions{Rate: rate, MaxCopy: o.MaxCopy, MaxUtilization: o.MaxUtilization}, v.ckptDone)
+		st, err := v.cleanPass(GCOptions{Rate: rate, MaxCopy: o.MaxCopy, MaxUtilization: o.MaxUtilization}, v.stopBackground)
 		if err != nil || st.Passes == 0 {
 			return err
 		}
 		// The pass ended with a checkpoint; one more and its victims go
 		// now rather than a pass later (space comes back sooner, for one
 		// more map write).
-		v.ckptMu.Lock()
-		err = v.checkpointLocked(true)
-		v.ckptMu.Unlock()
+		v.ckpt.Lock()
+		err = v.checkpointLockedCkpt(true)
+		v.ckpt.Unlock()
 		if err != nil {
 			return err
 		}
@@ -165,7 +165,7 @@ func (v *Volume) garbageBooks() (garbageEstimate, error) {
 		if _, ok := v.gc.pending[seq]; ok {
 			continue
 		}
-		n, err := v.segmentSize(seq, g.limit)
+		n, err := v.segmentObjectSize(seq, g.limit)
 		if err != nil {
 			return g, err
 		}
@@ -191,9 +191,9 @@ func (v *Volume) garbageBooks() (garbageEstimate, error) {
 // checkpoint lets it: checkpoints otherwise come only every
 // CheckpointInterval bytes.
 func (v *Volume) maybeCheckpointForCleaner() {
-	v.ckptMu.Lock()
-	since := v.lw.bytesWritten() - v.ckptAt
-	v.ckptMu.Unlock()
+	v.ckpt.Lock()
+	since := v.lw.bytesWritten() - v.ckpt.at
+	v.ckpt.Unlock()
 	v.mu.RLock()
 	live := v.mu.books.total()
 	v.mu.RUnlock()

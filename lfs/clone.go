@@ -12,9 +12,6 @@ import (
 	"github.com/hlfs/hlfs/snapshot"
 )
 
-// ErrNotClone is returned by Flatten for a volume that has no source.
-var ErrNotClone = errors.New("lfs: not a clone")
-
 // snapshotWait bounds how long Clone waits for a snapshot taken moments ago
 // by a serving process to have its map object written.
 const snapshotWait = 10 * time.Second

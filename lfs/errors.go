@@ -42,7 +42,29 @@ var (
 	ErrJournalPending = errors.New("lfs: a write-back journal holds unshipped data of this volume")
 	// ErrOutOfRange is returned for I/O beyond the end of the volume.
 	ErrOutOfRange = errors.New("lfs: range beyond end of volume")
+	// ErrNotClone is returned by Flatten for a volume that has no source.
+	ErrNotClone = errors.New("lfs: not a clone")
+	// ErrFenced is returned by every write after another writer created a
+	// segment this one meant to create: the volume was taken over.
+	ErrFenced = errors.New("lfs: volume taken over by another writer")
+	// ErrStoreUnavailable is returned by writes that waited too long for a
+	// failing store; it wraps the store's last error.
+	ErrStoreUnavailable = errors.New("lfs: store unavailable")
+	// ErrSnapshotNotFound is returned for a snapshot name a volume lacks.
+	ErrSnapshotNotFound = errors.New("lfs: no such snapshot")
+	// ErrSnapshotExists is returned by CreateSnapshot for a taken name.
+	ErrSnapshotExists = errors.New("lfs: snapshot already exists")
+	// ErrHasClones is returned by DeleteSnapshot, Remove and Flatten while
+	// clones depend on the snapshot or volume; the message names them.
+	ErrHasClones = errors.New("lfs: clones depend on it")
+	// ErrHasSnapshots is returned by Flatten while the clone's own
+	// snapshots still share data with its source.
+	ErrHasSnapshots = errors.New("lfs: snapshots depend on it")
 )
+
+// errTruncated marks a segment that holds no valid header and no valid
+// record: a crash before any of it was durable.
+var errTruncated = errors.New("segment has no valid header or records")
 
 // CorruptionError names a damaged object and offset.
 type CorruptionError struct {

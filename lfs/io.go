@@ -286,10 +286,10 @@ func (v *Volume) readMap(m *blockmap.Map, mu *sync.RWMutex, p []byte, off int64)
 func (v *Volume) readExtent(dst []byte, e blockmap.Extent) error {
 	recOff := int64(e.PayOff) - segment.HeaderSize
 	if !e.WholeRecord() && !e.Snappy() {
-		return v.readSegment(keyOf(e), dst, int64(e.PayOff)+int64(e.Skip))
+		return v.readSegmentAt(keyOf(e), dst, int64(e.PayOff)+int64(e.Skip))
 	}
 	rec := make([]byte, segment.HeaderSize+int(e.PayLen))
-	if err := v.readSegment(keyOf(e), rec, recOff); err != nil {
+	if err := v.readSegmentAt(keyOf(e), rec, recOff); err != nil {
 		return err
 	}
 	h, payload, err := segment.Decode(rec)
@@ -309,10 +309,10 @@ func (v *Volume) readExtent(dst []byte, e blockmap.Extent) error {
 	return nil
 }
 
-// readSegment reads bytes of a segment: the volume's own recent segments
+// readSegmentAt reads bytes of a segment: the volume's own recent segments
 // from memory while the store does not have them complete, the rest from
 // the store.
-func (v *Volume) readSegment(k segKey, p []byte, off int64) error {
+func (v *Volume) readSegmentAt(k segKey, p []byte, off int64) error {
 	if v.lw != nil && k.branch == v.lin.Branch {
 		if ok, err := v.lw.readMem(k.seq, p, off); ok {
 			return err

@@ -105,14 +105,6 @@ const (
 	maxBackoff   = 5 * time.Second
 )
 
-// ErrFenced is returned by every write after another writer created a
-// segment this one meant to create: the volume was taken over.
-var ErrFenced = errors.New("lfs: volume taken over by another writer")
-
-// ErrStoreUnavailable is returned by writes that waited too long for a
-// failing store; it wraps the store's last error.
-var ErrStoreUnavailable = errors.New("lfs: store unavailable")
-
 // newLogWriter starts appending after end, the last valid byte of segment
 // end.seq (seq 0 for an empty log).
 func newLogWriter(st objstore.Store, vol string, uid, epoch uint64, segSize int, end segment.Pos, attempts *attemptMap, retryFor time.Duration) *logWriter {
@@ -120,15 +112,34 @@ func newLogWriter(st objstore.Store, vol string, uid, epoch uint64, segSize int,
 		abandoned: make(map[uint64][]string), kick: make(chan struct{}, 1), done: make(chan struct{})}
 	l.mu.space = sync.NewCond(&l.mu.Mutex)
 	l.mu.durable = end
-	l.mu.segs = []*memSegment{l.newSegment(end)}
+	l.mu.segs = []*memSegment{l.newSegmentLockedMu(end)}
 	l.wg.Add(1)
 	go l.pushLoop()
 	return l
 }
 
-// newSegment starts the segment after prev, reusing a closed segment's
+// logCut describes the log between two appends.
+type logCut struct {
+	end         segment.Pos // end of the last record appended
+	activeEmpty bool        // the active segment holds no record yet
+	written     int64       // bytes appended since open
+}
+
+// atCut runs fn under the writer's lock, between two appends. Appends
+// change the maps in their apply callback under the same lock, so fn sees
+// the maps exactly as the log up to c.end leaves them: a consistent cut
+// for checkpoints, recounts and checks. fn must not append, flush or do
+// store I/O; it may take Volume.mu (lock order: lw.mu before mu).
+func (l *logWriter) atCut(fn func(c logCut)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	act := l.mu.segs[len(l.mu.segs)-1]
+	fn(logCut{end: act.endPos(), activeEmpty: len(act.buf) == segment.SegmentHeaderLen, written: l.mu.written})
+}
+
+// newSegmentLockedMu starts the segment after prev, reusing a closed segment's
 // buffer when there is one. mu is held (or l is not shared yet).
-func (l *logWriter) newSegment(prev segment.Pos) *memSegment {
+func (l *logWriter) newSegmentLockedMu(prev segment.Pos) *memSegment {
 	var buf []byte
 	if n := len(l.mu.free); n > 0 {
 		buf, l.mu.free = l.mu.free[n-1][:0], l.mu.free[:n-1]
@@ -155,14 +166,14 @@ type placed struct {
 func (l *logWriter) append(recs []byte, lens []int, apply func(i int, p placed)) (segment.Pos, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.waitSpaceLocked(); err != nil {
+	if err := l.waitSpaceLockedMu(); err != nil {
 		return segment.Pos{}, err
 	}
 	for i, n := range lens {
 		act := l.mu.segs[len(l.mu.segs)-1]
 		if len(act.buf)+n > l.segSize && len(act.buf) > segment.SegmentHeaderLen {
 			act.sealed = true
-			act = l.newSegment(segment.Pos{Seq: act.seq, Off: int64(len(act.buf))})
+			act = l.newSegmentLockedMu(segment.Pos{Seq: act.seq, Off: int64(len(act.buf))})
 			l.mu.segs = append(l.mu.segs, act)
 			l.mu.kicked = 0
 			l.kickPusher()
@@ -180,9 +191,9 @@ func (l *logWriter) append(recs []byte, lens []int, apply func(i int, p placed))
 	return l.mu.segs[len(l.mu.segs)-1].endPos(), nil
 }
 
-// waitSpaceLocked waits while too many sealed segments wait for the store,
+// waitSpaceLockedMu waits while too many sealed segments wait for the store,
 // up to appendWait. mu is held.
-func (l *logWriter) waitSpaceLocked() error {
+func (l *logWriter) waitSpaceLockedMu() error {
 	var timedOut bool
 	var timer *time.Timer
 	defer func() {
@@ -290,7 +301,7 @@ func (l *logWriter) pushLoop() {
 		}
 		l.ioMu.Lock()
 		if time.Now().After(l.retryAt) {
-			_ = l.pushLocked(false)
+			_ = l.pushLockedIO(false)
 		}
 		l.ioMu.Unlock()
 	}
@@ -315,7 +326,7 @@ func (l *logWriter) flush(target segment.Pos) error {
 	deadline := time.Now().Add(l.retryFor)
 	pause := 50 * time.Millisecond
 	for {
-		err := l.pushLocked(true)
+		err := l.pushLockedIO(true)
 		if err == nil || !errors.Is(err, objstore.ErrTransient) || !time.Now().Add(pause).Before(deadline) {
 			return err
 		}
@@ -338,10 +349,10 @@ func (l *logWriter) durableAt(target segment.Pos) (bool, error) {
 	return !l.mu.durable.Less(target), nil
 }
 
-// pushLocked writes appended bytes to the store, closing sealed segments.
+// pushLockedIO writes appended bytes to the store, closing sealed segments.
 // With sync it also makes everything appended so far durable: closed
 // segments are persisted in order, then the active one is synced. ioMu is held.
-func (l *logWriter) pushLocked(sync bool) error {
+func (l *logWriter) pushLockedIO(sync bool) error {
 	for {
 		l.mu.Lock()
 		if err := l.mu.fatal; err != nil {
@@ -354,20 +365,20 @@ func (l *logWriter) pushLocked(sync bool) error {
 		if !sealed && len(data) == segment.SegmentHeaderLen {
 			// No records in the active segment: it need not exist yet.
 			if sync {
-				if err := l.persistClosedLocked(); err != nil {
-					return l.failLocked(err)
+				if err := l.persistClosedLockedIO(); err != nil {
+					return l.failLockedIO(err)
 				}
 				l.advanceDurable(seg.prev)
 			}
 			l.succeeded()
 			return nil
 		}
-		if err := l.writeLocked(seg.seq, data); err != nil {
-			return l.failLocked(err)
+		if err := l.writeLockedIO(seg.seq, data); err != nil {
+			return l.failLockedIO(err)
 		}
 		if sealed {
-			if err := l.closeLocked(seg); err != nil {
-				return l.failLocked(err)
+			if err := l.closeLockedIO(seg); err != nil {
+				return l.failLockedIO(err)
 			}
 			continue
 		}
@@ -375,8 +386,8 @@ func (l *logWriter) pushLocked(sync bool) error {
 			l.succeeded()
 			return nil
 		}
-		if err := l.persistClosedLocked(); err != nil {
-			return l.failLocked(err)
+		if err := l.persistClosedLockedIO(); err != nil {
+			return l.failLockedIO(err)
 		}
 		err := l.w.Sync()
 		if errors.Is(err, objstore.ErrSyncUnsupported) {
@@ -385,7 +396,7 @@ func (l *logWriter) pushLocked(sync bool) error {
 			continue
 		}
 		if err != nil {
-			return l.failLocked(fmt.Errorf("lfs: sync segment %d of %s: %w", seg.seq, l.vol, err))
+			return l.failLockedIO(fmt.Errorf("lfs: sync segment %d of %s: %w", seg.seq, l.vol, err))
 		}
 		l.advanceDurable(segment.Pos{Seq: seg.seq, Off: int64(len(data))})
 		l.succeeded()
@@ -393,9 +404,9 @@ func (l *logWriter) pushLocked(sync bool) error {
 	}
 }
 
-// persistClosedLocked makes the segments closed since the last flush durable,
+// persistClosedLockedIO makes the segments closed since the last flush durable,
 // oldest first. ioMu is held.
-func (l *logWriter) persistClosedLocked() error {
+func (l *logWriter) persistClosedLockedIO() error {
 	for len(l.closed) > 0 {
 		seq := l.closed[0]
 		name := l.attempts.name(l.vol, seq)
@@ -417,7 +428,7 @@ func (l *logWriter) sealActive(seg *memSegment) {
 	defer l.mu.Unlock()
 	if !seg.sealed {
 		seg.sealed = true
-		l.mu.segs = append(l.mu.segs, l.newSegment(segment.Pos{Seq: seg.seq, Off: int64(len(seg.buf))}))
+		l.mu.segs = append(l.mu.segs, l.newSegmentLockedMu(segment.Pos{Seq: seg.seq, Off: int64(len(seg.buf))}))
 	}
 }
 
@@ -429,9 +440,9 @@ func (l *logWriter) advanceDurable(p segment.Pos) {
 	l.mu.Unlock()
 }
 
-// writeLocked creates the object of segment seq when needed and writes the
+// writeLockedIO creates the object of segment seq when needed and writes the
 // bytes of data it does not have yet.
-func (l *logWriter) writeLocked(seq uint64, data []byte) error {
+func (l *logWriter) writeLockedIO(seq uint64, data []byte) error {
 	if l.w == nil || l.wSeq != seq {
 		name := l.attempts.name(l.vol, seq)
 		w, err := l.st.Create(name)
@@ -449,10 +460,10 @@ func (l *logWriter) writeLocked(seq uint64, data []byte) error {
 	return nil
 }
 
-// closeLocked closes the sealed oldest segment and drops its memory copy;
+// closeLockedIO closes the sealed oldest segment and drops its memory copy;
 // reads of it go to the store from now on. It becomes durable at the next
 // flush (persistClosedLocked), or right away on stores where Close is.
-func (l *logWriter) closeLocked(seg *memSegment) error {
+func (l *logWriter) closeLockedIO(seg *memSegment) error {
 	if err := l.w.Close(); err != nil {
 		return fmt.Errorf("lfs: close segment %s: %w", l.attempts.name(l.vol, seg.seq), err)
 	}
@@ -471,11 +482,11 @@ func (l *logWriter) closeLocked(seg *memSegment) error {
 	return nil
 }
 
-// failLocked handles a store failure: the object being written is
+// failLockedIO handles a store failure: the object being written is
 // abandoned (its segment will be written again from memory to a new attempt
 // object) and the pusher backs off. ErrExist on create means another writer
 // took the volume over: that is final. ioMu is held.
-func (l *logWriter) failLocked(err error) error {
+func (l *logWriter) failLockedIO(err error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if errors.Is(err, objstore.ErrExist) {

@@ -37,7 +37,7 @@ type replayed struct {
 	allAttempts    map[uint64][]int // every segment object, by seq
 	segments       []uint64         // every segment object, oldest first
 	records        int              // records replayed
-	replayed       int64            // log bytes replayed
+	replayedBytes  int64            // log bytes replayed
 	skipped        []string         // damaged checkpoints passed over
 }
 
@@ -83,13 +83,13 @@ func segmentAttempts(st objstore.Store, vol string) ([]uint64, map[uint64][]int,
 func (r *replayed) readBestAttempt(st objstore.Store, vm volMeta, seq uint64, attempts []int) ([]byte, error) {
 	if len(attempts) == 1 {
 		r.attempts[seq] = attempts[0]
-		return readSegment(st, vm.name, vm.sb, seq, attempts[0])
+		return readWholeSegment(st, vm.name, vm.sb, seq, attempts[0])
 	}
 	var best []byte
 	bestEnd, bestAtt := -1, 0
 	var firstErr error
 	for _, a := range attempts {
-		buf, err := readSegment(st, vm.name, vm.sb, seq, a)
+		buf, err := readWholeSegment(st, vm.name, vm.sb, seq, a)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = err
@@ -247,16 +247,12 @@ func replayImpl(st objstore.Store, vm volMeta, useCkpt bool, only *segment.Pos, 
 			log.Warn("log ends in a torn record (crash during a write); unflushed data after it is discarded",
 				"segment", name, "offset", end, "dropped_bytes", len(buf)-end)
 		}
-		r.replayed += int64(end - start)
+		r.replayedBytes += int64(end - start)
 		r.end = segment.Pos{Seq: seq, Off: int64(end)}
 		buf = next
 	}
 	return r, nil
 }
-
-// errTruncated marks a segment that holds no valid header and no valid
-// record: a crash before any of it was durable.
-var errTruncated = errors.New("segment has no valid header or records")
 
 func isTruncation(err error) bool { return errors.Is(err, errTruncated) }
 
@@ -300,8 +296,8 @@ func (r *replayed) loadCheckpoint(st objstore.Store, vm volMeta, only *segment.P
 	return nil
 }
 
-// readSegment reads a whole segment object and verifies its header.
-func readSegment(st objstore.Store, vol string, sb superblock, seq uint64, attempt int) ([]byte, error) {
+// readWholeSegment reads a whole segment object and verifies its header.
+func readWholeSegment(st objstore.Store, vol string, sb superblock, seq uint64, attempt int) ([]byte, error) {
 	name := segObjName(vol, seq, attempt)
 	buf, err := readObject(st, name)
 	if err != nil {

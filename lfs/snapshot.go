@@ -14,19 +14,6 @@ import (
 	"github.com/hlfs/hlfs/snapshot"
 )
 
-var (
-	// ErrSnapshotNotFound is returned for a snapshot name a volume lacks.
-	ErrSnapshotNotFound = errors.New("lfs: no such snapshot")
-	// ErrSnapshotExists is returned by CreateSnapshot for a taken name.
-	ErrSnapshotExists = errors.New("lfs: snapshot already exists")
-	// ErrHasClones is returned by DeleteSnapshot, Remove and Flatten while
-	// clones depend on the snapshot or volume; the message names them.
-	ErrHasClones = errors.New("lfs: clones depend on it")
-	// ErrHasSnapshots is returned by Flatten while the clone's own
-	// snapshots still share data with its source.
-	ErrHasSnapshots = errors.New("lfs: snapshots depend on it")
-)
-
 // ParseSnapshotRef splits "VOLUME@SNAPSHOT" (snapshot.ParseRef); both
 // parts follow the volume name rule. Errors wrap ErrInvalidName.
 func ParseSnapshotRef(ref string) (vol, snap string, err error) { return snapshot.ParseRef(ref) }

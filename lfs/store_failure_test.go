@@ -138,8 +138,8 @@ func TestLeaseTakeoverFencesTheZombie(t *testing.T) {
 	t.Setenv("HLFS_HOSTNAME", "host-a")
 	zombie := openChecked(t, st, "z", Options{Lease: 2 * time.Second, CheckpointInterval: -1})
 	require.NoError(t, zombie.WriteAt(bytes.Repeat([]byte{1}, 4096), 0, true))
-	close(zombie.ckptDone) // the process pauses: no more renewals
-	zombie.ckptWG.Wait()
+	close(zombie.stopBackground) // the process pauses: no more renewals
+	zombie.backgroundWG.Wait()
 
 	t.Setenv("HLFS_HOSTNAME", "host-b")
 	_, err := Open(st, "z", Options{Lease: time.Minute})

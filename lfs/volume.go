@@ -49,6 +49,24 @@ const (
 )
 
 // Volume is an open volume. All methods are safe for concurrent use.
+//
+// Locks and gates, in lock order: a goroutine holding one takes only those
+// further down the list (docs/design.md §7).
+//
+//	gcMu        one cleaning run at a time; guards gc            I/O: yes
+//	snapMu      one snapshot operation at a time                 I/O: yes
+//	ckpt        one checkpoint at a time; the checkpoint state   I/O: yes
+//	snapCache   snapshot maps loaded for the cleaner and books   I/O: yes
+//	readGate    shared by reads, exclusive while deleting        I/O: yes
+//	lw.ioMu     the log's store I/O, in log order                I/O: yes
+//	lw.mu       in-memory segments; appends apply under it       I/O: never
+//	mu          the maps, the snapshot tree, the books, closed   I/O: never
+//	readers.mu, attemptMap.mu, ownership.mu, SnapshotView.mu     leaves
+//
+// A function that must be called with a lock held says so in its name:
+// ...LockedMu (mu of its receiver), ...LockedIO (lw.ioMu), ...LockedCkpt
+// (ckpt). Functions of cleaner.go below GC and the background loop run
+// with gcMu held. Other types reach lw.mu only through logWriter.atCut.
 type Volume struct {
 	st   objstore.Store
 	name string
@@ -62,8 +80,8 @@ type Volume struct {
 	lw      *logWriter // nil when read-only
 	readers *segmentReaders
 
-	// mu guards the block map and the snapshot tree. No I/O happens under
-	// it. Lock order: snapMu, then lw.mu, then mu.
+	// mu guards the maps, the snapshot tree and the books. No I/O happens
+	// under it.
 	mu struct {
 		sync.RWMutex
 		mapState
@@ -72,21 +90,25 @@ type Volume struct {
 	// snapMu serializes snapshot operations (check, append, apply).
 	snapMu sync.Mutex
 
-	// ckptMu serializes checkpoints; it guards lastCkpt and prevCkptSnaps.
-	ckptMu        sync.Mutex
-	lastCkpt      segment.Pos
-	lastCkptSnaps map[snapshot.ObjectID]bool // snapshot map objects the newest checkpoint names
-	ckptCount     int                        // checkpoints written since open
-	ckptAt        int64                      // log bytes written when the last checkpoint started
-	ckptKick      chan struct{}
-	snapKick      chan struct{} // a snapshot waits to be materialized
-	ckptDone      chan struct{}
-	ckptWG        sync.WaitGroup
+	// ckpt serializes checkpoints (it is held while one is written, which
+	// does store I/O) and guards the checkpoint state.
+	ckpt struct {
+		sync.Mutex
+		last      segment.Pos                // position of the newest checkpoint
+		lastSnaps map[snapshot.ObjectID]bool // snapshot map objects it names
+		count     int                        // checkpoints written since open
+		at        int64                      // log bytes written when the last one started
+	}
+	ckptKick chan struct{}
+	snapKick chan struct{} // a snapshot waits to be materialized
+	// stopBackground is closed by Close and Abandon: it stops every
+	// background loop (checkpoints, lease renewal, cleaner, read leases).
+	stopBackground chan struct{}
+	backgroundWG   sync.WaitGroup
 
 	stats recoveryStats
 
-	// gcMu serializes cleaning; it guards gc. Lock order: gcMu before
-	// snapMu.
+	// gcMu serializes cleaning; it guards gc.
 	gcMu sync.Mutex
 	gc   cleanerState
 	// readGate is held shared by every read from looking up the map to the
@@ -179,8 +201,8 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 		return nil, err
 	}
 	v.mu.m, v.mu.snaps, v.mu.books = r.m, r.snaps, r.books
-	v.lastCkpt, v.lastCkptSnaps = r.ckpt, r.ckptSnaps
-	v.stats = recoveryStats{records: r.records, replayed: r.replayed}
+	v.ckpt.last, v.ckpt.lastSnaps = r.ckpt, r.ckptSnaps
+	v.stats = recoveryStats{records: r.records, replayed: r.replayedBytes}
 	attempts := newAttemptMap()
 	for seq, a := range r.attempts {
 		attempts.set(seq, a)
@@ -192,8 +214,8 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 			retry = defaultStoreRetry
 		}
 		v.lw = newLogWriter(st, name, sb.uid, epoch, sb.segmentSize, r.end, attempts, retry)
-		v.ckptKick, v.snapKick, v.ckptDone = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
-		v.ckptWG.Add(1)
+		v.ckptKick, v.snapKick, v.stopBackground = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
+		v.backgroundWG.Add(1)
 		go v.checkpointLoop()
 		v.every(time.Duration(v.owner.rec.LeaseSeconds*float64(time.Second))/3, v.renewOwner)
 	}
@@ -288,8 +310,8 @@ func (v *Volume) closeLog() error {
 	v.mu.Unlock()
 	var err error
 	if v.lw != nil {
-		close(v.ckptDone)
-		v.ckptWG.Wait()
+		close(v.stopBackground)
+		v.backgroundWG.Wait()
 		err = v.checkpoint()
 		if cerr := v.lw.close(); err == nil {
 			err = cerr
@@ -297,6 +319,17 @@ func (v *Volume) closeLog() error {
 	}
 	v.readers.close()
 	return err
+}
+
+// atLogCut runs fn at a consistent cut of the log and the maps
+// (logWriter.atCut); a read-only volume's maps do not change with the log,
+// so fn then just runs (with a zero logCut).
+func (v *Volume) atLogCut(fn func(c logCut)) {
+	if v.lw == nil {
+		fn(logCut{})
+		return
+	}
+	v.lw.atCut(fn)
 }
 
 func (v *Volume) checkOpen(write bool) error {
@@ -332,8 +365,8 @@ func (v *Volume) Abandon() {
 	v.mu.closed = true
 	v.mu.Unlock()
 	if v.lw != nil {
-		close(v.ckptDone)
-		v.ckptWG.Wait()
+		close(v.stopBackground)
+		v.backgroundWG.Wait()
 		v.lw.fence(ErrClosed) // no more store I/O from the log writer
 		close(v.lw.done)
 		v.lw.wg.Wait()

@@ -1,14 +1,10 @@
 package blockmap
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/hlfs/hlfs/segment"
 )
-
-// ErrBroken is wrapped by the errors of Check.
-var ErrBroken = errors.New("blockmap: invariant broken")
 
 // maxProblems bounds the problems Problems reports.
 const maxProblems = 10
