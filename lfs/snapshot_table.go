@@ -68,15 +68,6 @@ func (t *snapTable) byID(id snapshot.ID) (snapEntry, bool) {
 	return snapEntry{n, t.run[n.ID]}, ok
 }
 
-// copyMeta copies the table without maps.
-func (t *snapTable) copyMeta() *snapTable {
-	c := t.copyWithMaps()
-	for _, r := range c.run {
-		r.m = nil
-	}
-	return c
-}
-
 // copyWithMaps copies the table; the copies share the (immutable) maps.
 func (t *snapTable) copyWithMaps() *snapTable {
 	c := &snapTable{tree: t.tree.Clone(), run: make(map[snapshot.ID]*snapRun, len(t.run))}
