@@ -6,7 +6,7 @@ BIN       := bin/hlfs
 STORE     ?= file://./hlfs-data
 LISTEN    ?= 127.0.0.1:10809
 DEMO_SIZE ?= 1G
-UNIT_PKGS := ./internal/... ./segment/... ./lfs/... ./nbdserver/... ./cmd/...
+UNIT_PKGS := ./internal/... ./segment/... ./snapshot/... ./lfs/... ./nbdserver/... ./cmd/...
 
 .PHONY: all build run test deps unit e2e hdfs-test fuzz-short fuzz bench bench-hdfs hdfs-up hdfs-down lint fmt-check clean
 
@@ -72,6 +72,9 @@ fuzz-short:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $$((200000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./nbdserver/
 	$(GO) test -run '^$$' -fuzz '^FuzzConn$$' -fuzztime $$((40000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./nbdserver/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCheckpoint$$' -fuzztime $$((100000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./lfs/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeOp$$' -fuzztime $$((100000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./snapshot/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeTree$$' -fuzztime $$((100000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./snapshot/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeLineage$$' -fuzztime $$((100000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./snapshot/
 
 fuzz:
 	$(MAKE) fuzz-short FUZZ_SCALE=30

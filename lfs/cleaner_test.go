@@ -141,9 +141,13 @@ func checkVolumeContent(t *testing.T, v *Volume, live []byte, snaps map[string][
 func TestCrashDuringGCAtEveryStoreOperation(t *testing.T) {
 	simulateOwnDeath(t)
 	for _, noSync := range []bool{false, true} {
+		// The setup is durable and the same for every k: built once, each
+		// run crashes a copy of it.
+		base := objstore.NewMemStore(noSync, 0)
+		baseLive, snaps := gcCrashSetup(t, base)
 		for k := 1; ; k++ {
-			st := objstore.NewMemStore(noSync, int64(k))
-			live, snaps := gcCrashSetup(t, st)
+			st := base.Clone(int64(k))
+			live := bytes.Clone(baseLive)
 			v, err := Open(st.Session(), "g", Options{CheckpointInterval: -1})
 			require.NoError(t, err)
 			dead := dieFrom(st, k)

@@ -46,12 +46,16 @@ func (t *Tree) Encode() []byte {
 }
 
 // DecodeTree decodes a snapshot table section written by a checkpoint of
-// version ver (1: no generations and no rollback position; 2). A decoded
+// version ver (1: no generations and no rollback position; 2; 0 is
+// invalid). A decoded
 // tree passes Check. Errors wrap ErrCorrupt, or ErrNewerVersion for a ver
 // above TreeVersion.
 func DecodeTree(b []byte, ver uint16) (*Tree, error) {
 	if ver > TreeVersion {
 		return nil, ErrNewerVersion
+	}
+	if ver == 0 {
+		return nil, corruptf("snapshot table of version 0")
 	}
 	if len(b) < 16 {
 		return nil, corruptf("snapshot table of %d bytes is too short", len(b))

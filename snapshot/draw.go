@@ -26,21 +26,35 @@ const LiveMarker = "* (live volume)"
 //	    ├── s2  LABEL
 //	    └── * (live volume)
 //
-// A snapshot whose parent is not among items hangs from the root rather
-// than vanish; a cycle (corrupt input) is drawn once.
+// A snapshot whose parent is not among items, or whose parents form a
+// cycle (corrupt input), hangs from the root rather than vanish; each item
+// is drawn once.
 func Draw(w io.Writer, root string, items []DrawItem) {
 	known := make(map[string]bool, len(items))
 	for _, s := range items {
 		known[s.Name] = true
 	}
+	parent := make(map[string]string, len(items))
+	for _, s := range items {
+		if known[s.Parent] {
+			parent[s.Name] = s.Parent
+		}
+	}
+	// A snapshot whose chain of parents never reaches a root (a cycle) is
+	// drawn as a root's child too.
+	for _, s := range items {
+		p, steps := parent[s.Name], 0
+		for p != "" && steps <= len(items) {
+			p, steps = parent[p], steps+1
+		}
+		if p != "" {
+			parent[s.Name] = ""
+		}
+	}
 	// children by parent name; "" is the volume, the root.
 	children := make(map[string][]DrawItem)
 	for _, s := range items {
-		p := s.Parent
-		if !known[p] {
-			p = ""
-		}
-		children[p] = append(children[p], s)
+		children[parent[s.Name]] = append(children[parent[s.Name]], s)
 	}
 	// The live volume's parent is the head snapshot no head child follows.
 	live := ""

@@ -30,7 +30,7 @@ func ObjectName(vol string, id ID, gen Gen) string {
 func ParseObjectName(n string) (o ObjectID, ok bool) {
 	hex, rest, hasGen := strings.Cut(n, ".")
 	id, err := strconv.ParseUint(hex, 16, 32)
-	if err != nil || len(hex) != 8 {
+	if err != nil || fmt.Sprintf("%08x", id) != hex { // exactly as ObjectName writes it
 		return o, false
 	}
 	o.ID = ID(id)

@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -12,6 +13,9 @@ import (
 // increasing order from 1 and never reused; 0 means "none" (the parent of a
 // root, the head of a volume without snapshots).
 type ID uint32
+
+// maxID is never given out: the next ID after it would wrap to 0.
+const maxID = ID(math.MaxUint32)
 
 // Gen is the generation of a snapshot's map object: the cleaner rewrites a
 // snapshot's map as a new generation when it moves the data the map names.
@@ -136,6 +140,9 @@ func (t *Tree) Validate(op Op) error {
 	case Create:
 		if op.ID == 0 || op.ID < t.next {
 			return fmt.Errorf("%w: create of %q with id %d, ids up to %d were given out", ErrConflict, op.Name, op.ID, t.next-1)
+		}
+		if op.ID == maxID {
+			return fmt.Errorf("%w: create of %q with id %d: no ids left after it", ErrConflict, op.Name, op.ID)
 		}
 		if err := ValidateName(op.Name); err != nil {
 			return fmt.Errorf("%w: %v", ErrConflict, err)

@@ -65,6 +65,24 @@ func NewMemStore(noSync bool, seed int64) *MemStore {
 	return s
 }
 
+// Clone returns an independent copy of the store: every object with its
+// bytes, what of them is durable and whether its name is, but no open
+// handle (objects a writer still appends to are not open in the copy) and
+// no injector. seed drives the copy's Crash. Tests build a state once and
+// crash copies of it.
+func (s *MemStore) Clone(seed int64) *MemStore {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := NewMemStore(s.noSync, seed)
+	for name, o := range s.mu.objects {
+		co := *o
+		co.data = append([]byte(nil), o.data...)
+		co.open = false
+		c.mu.objects[name] = &co
+	}
+	return c
+}
+
 // SetInjector installs (or with nil removes) a fault injector.
 func (s *MemStore) SetInjector(f Injector) {
 	s.mu.Lock()

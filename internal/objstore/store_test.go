@@ -86,3 +86,32 @@ func TestMemStoreCloseIsDurableOnlyWithoutSync(t *testing.T) {
 	require.Zero(t, lost[true], "close is durable on stores without sync")
 	require.Greater(t, lost[false], 0, "close alone is not durable where sync exists")
 }
+
+// TestMemStoreClone: a copy has the same objects and durability, and
+// neither store sees the other's later changes.
+func TestMemStoreClone(t *testing.T) {
+	s := objstore.NewMemStore(false, 1)
+	w, err := s.Create("a")
+	require.NoError(t, err)
+	_, _ = w.Write([]byte("durable"))
+	require.NoError(t, w.Sync())
+	_, _ = w.Write([]byte("-unsynced"))
+	c := s.Clone(2)
+	_, _ = w.Write([]byte("-later"))
+	require.NoError(t, w.Close())
+	require.NoError(t, s.Remove("a"))
+
+	r, err := c.Open("a")
+	require.NoError(t, err)
+	got := make([]byte, r.Size())
+	_, err = r.ReadAt(got, 0)
+	require.NoError(t, err)
+	require.Equal(t, "durable-unsynced", string(got), "the copy has the bytes as they were, not later ones")
+	c.Crash()
+	r, err = c.Open("a")
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, r.Size(), int64(7), "synced bytes stay durable in the copy")
+	require.LessOrEqual(t, r.Size(), int64(16))
+	_, err = s.Open("a")
+	require.ErrorIs(t, err, objstore.ErrNotExist, "the original's remove stays in the original")
+}
