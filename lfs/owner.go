@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hlfs/hlfs/internal/objstore"
+	"github.com/hlfs/hlfs/segment"
 )
 
 // OwnerRecord is the content of an owner lock object (docs/format.md).
@@ -28,6 +29,10 @@ type OwnerRecord struct {
 	// to be gone once its lease ran out.
 	Renewed      time.Time `json:"renewed"`
 	LeaseSeconds float64   `json:"lease_seconds"`
+	// Token is random per acquisition: a renewal that finds another token
+	// in its lock object knows someone else holds the same epoch (a lock
+	// removed by hand and taken again) and stops.
+	Token string `json:"token,omitempty"`
 }
 
 // DefaultLease is how long an owner's renewal holds when Options.Lease is 0.
@@ -109,17 +114,31 @@ func liveOwner(st objstore.Store, vol string) (*OwnerRecord, uint64, error) {
 }
 
 // acquireOwner takes the owner lock of vol or returns an *InUseError.
+//
+// Epochs only grow: the new epoch is above every epoch in the lock objects
+// and in the log's newest segment headers (every writer that acknowledged
+// a write created a segment stamped with its epoch). When the log knows a
+// higher epoch than the locks, the lock history is gone (removed by hand):
+// the writer of that epoch may still run without knowing, so the new
+// owner waits one lease before it writes. By then that writer has renewed,
+// found the newer epoch and stopped, or stopped acknowledging for want of
+// a renewal.
 func acquireOwner(st objstore.Store, vol, admin string, lease time.Duration) (*ownership, error) {
-	owner, epoch, err := liveOwner(st, vol)
+	owner, lockEpoch, err := liveOwner(st, vol)
 	if err != nil {
 		return nil, fmt.Errorf("lfs: read owner of %s: %w", vol, err)
 	}
 	if owner != nil {
 		return nil, &InUseError{Volume: vol, Owner: *owner}
 	}
-	rec := selfRecord(epoch+1, admin, lease)
+	logEpoch, err := newestLogEpoch(st, vol)
+	if err != nil {
+		return nil, fmt.Errorf("lfs: read the log epoch of %s: %w", vol, err)
+	}
+	epoch := max(lockEpoch, logEpoch) + 1
+	rec := selfRecord(epoch, admin, lease)
 	b, _ := json.Marshal(rec)
-	if err := writeObject(st, ownerObject(vol, "held", epoch+1), b); err != nil {
+	if err := writeObject(st, ownerObject(vol, "held", epoch), b); err != nil {
 		if errors.Is(err, objstore.ErrExist) {
 			if owner, _, _ := liveOwner(st, vol); owner != nil {
 				return nil, &InUseError{Volume: vol, Owner: *owner}
@@ -130,14 +149,57 @@ func acquireOwner(st objstore.Store, vol, admin string, lease time.Duration) (*o
 	}
 	// Older lock objects are history now; removing them is best effort.
 	if names, err := st.List(ownerDir(vol)); err == nil {
-		keep := path.Base(ownerObject(vol, "held", epoch+1))
+		keep := path.Base(ownerObject(vol, "held", epoch))
 		for _, n := range names {
 			if n != keep {
 				_ = st.Remove(path.Join(ownerDir(vol), n))
 			}
 		}
 	}
-	return &ownership{st: st, vol: vol, epoch: epoch + 1, rec: rec, lastRenew: rec.Renewed}, nil
+	if logEpoch > lockEpoch {
+		time.Sleep(time.Duration(rec.LeaseSeconds * float64(time.Second)))
+	}
+	return &ownership{st: st, vol: vol, epoch: epoch, rec: rec, lastRenew: rec.Renewed}, nil
+}
+
+// newestLogEpoch returns the highest owner epoch in the headers of vol's
+// newest segment objects (0 for an empty log). Segments are read from the
+// newest back until one has a readable header; a crash may leave the
+// newest without one.
+func newestLogEpoch(st objstore.Store, vol string) (uint64, error) {
+	seqs, attempts, err := segmentAttempts(st, vol)
+	if err != nil {
+		return 0, err
+	}
+	var epoch uint64
+	for i := len(seqs) - 1; i >= 0; i-- {
+		found := false
+		for _, a := range attempts[seqs[i]] {
+			sh, err := readSegmentHeader(st, segObjName(vol, seqs[i], a))
+			if err != nil {
+				continue // torn or damaged: recovery deals with it
+			}
+			epoch, found = max(epoch, sh.Epoch), true
+		}
+		if found {
+			return epoch, nil
+		}
+	}
+	return epoch, nil
+}
+
+// readSegmentHeader reads and decodes the header record of a segment object.
+func readSegmentHeader(st objstore.Store, name string) (segment.SegmentHeader, error) {
+	r, err := st.Open(name)
+	if err != nil {
+		return segment.SegmentHeader{}, err
+	}
+	defer r.Close()
+	b := make([]byte, segment.SegmentHeaderLen)
+	if _, err := r.ReadAt(b, 0); err != nil {
+		return segment.SegmentHeader{}, err
+	}
+	return segment.DecodeSegmentHeader(b)
 }
 
 // renew confirms the lease: it fails with ErrFenced when a newer owner
@@ -151,11 +213,22 @@ func (o *ownership) renew() error {
 	if epoch > o.epoch {
 		return fmt.Errorf("%w: %s has an owner with epoch %d, this process holds %d", ErrFenced, o.vol, epoch, o.epoch)
 	}
+	name := ownerObject(o.vol, "held", o.epoch)
+	cur, err := readObject(o.st, name)
+	if errors.Is(err, objstore.ErrNotExist) {
+		return fmt.Errorf("%w: %s: the owner lock of epoch %d is gone (removed by hand?)", ErrFenced, o.vol, o.epoch)
+	}
+	if err != nil {
+		return err
+	}
+	var held OwnerRecord
+	if json.Unmarshal(cur, &held) == nil && held.Token != o.rec.Token {
+		return fmt.Errorf("%w: %s: another process (pid %d on %s) holds the same epoch %d", ErrFenced, o.vol, held.PID, held.Host, o.epoch)
+	}
 	now := time.Now().UTC()
 	rec := o.rec
 	rec.Renewed = now
 	b, _ := json.Marshal(rec)
-	name := ownerObject(o.vol, "held", o.epoch)
 	tmp := fmt.Sprintf("%s.tmp-%016x", name, newUID())
 	if err := writeObject(o.st, tmp, b); err != nil {
 		return err
@@ -189,7 +262,8 @@ func selfRecord(epoch uint64, admin string, lease time.Duration) OwnerRecord {
 	}
 	now := time.Now().UTC()
 	return OwnerRecord{Host: hostname(), PID: os.Getpid(), PIDStart: pidStart(os.Getpid()),
-		Epoch: epoch, Since: now, Admin: admin, Renewed: now, LeaseSeconds: lease.Seconds()}
+		Epoch: epoch, Since: now, Admin: admin, Renewed: now, LeaseSeconds: lease.Seconds(),
+		Token: fmt.Sprintf("%016x", newUID())}
 }
 
 // processAlive reports whether rec's process may still run; a variable so

@@ -186,3 +186,55 @@ func TestFlushRidesOutAShortOutage(t *testing.T) {
 	require.Equal(t, bytes.Repeat([]byte{7}, 4096), got)
 	require.NoError(t, v.Close())
 }
+
+// TestHandRemovedLockNeverReusesAnEpoch: after the owner lock was removed
+// by hand, a second owner takes a higher epoch than any writer of the log
+// (from the segment headers) and waits a lease, so the first owner's next
+// renewal fences it before the second writes; a first owner that had not
+// written yet (same epoch) is fenced by the token in its lock object.
+func TestHandRemovedLockNeverReusesAnEpoch(t *testing.T) {
+	removeLocks := func(st objstore.Store, vol string) {
+		names, err := st.List(ownerDir(vol))
+		require.NoError(t, err)
+		for _, n := range names {
+			require.NoError(t, st.Remove(ownerDir(vol)+"/"+n))
+		}
+	}
+	t.Run("first owner wrote", func(t *testing.T) {
+		st := objstore.NewMemStore(true, 1)
+		require.NoError(t, Create(st, "e", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
+		t.Setenv("HLFS_HOSTNAME", "host-a")
+		a := openChecked(t, st, "e", Options{Lease: 900 * time.Millisecond, CheckpointInterval: -1})
+		require.NoError(t, a.WriteAt(bytes.Repeat([]byte{1}, 4096), 0, true))
+		removeLocks(st, "e")
+		t.Setenv("HLFS_HOSTNAME", "host-b")
+		start := time.Now()
+		b := openChecked(t, st, "e", Options{Lease: 900 * time.Millisecond, CheckpointInterval: -1})
+		require.Equal(t, uint64(2), b.owner.epoch, "the log's epoch 1 is never reused")
+		require.GreaterOrEqual(t, time.Since(start), 900*time.Millisecond, "the new owner waits a lease")
+		require.ErrorIs(t, a.WriteAt(bytes.Repeat([]byte{3}, 4096), 0, true), ErrFenced,
+			"the first owner must not acknowledge after the second took over")
+		require.NoError(t, b.WriteAt(bytes.Repeat([]byte{2}, 4096), 4096, true))
+		require.NoError(t, b.Close())
+		v := openChecked(t, st, "e", Options{})
+		got := make([]byte, 8192)
+		require.NoError(t, v.ReadAt(got, 0))
+		require.Equal(t, bytes.Repeat([]byte{1}, 4096), got[:4096])
+		require.Equal(t, bytes.Repeat([]byte{2}, 4096), got[4096:])
+		require.NoError(t, v.Close())
+	})
+	t.Run("first owner had not written", func(t *testing.T) {
+		st := objstore.NewMemStore(true, 1)
+		require.NoError(t, Create(st, "e", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
+		t.Setenv("HLFS_HOSTNAME", "host-a")
+		a := openChecked(t, st, "e", Options{Lease: 600 * time.Millisecond, CheckpointInterval: -1})
+		removeLocks(st, "e")
+		t.Setenv("HLFS_HOSTNAME", "host-b")
+		b := openChecked(t, st, "e", Options{Lease: time.Minute, CheckpointInterval: -1})
+		require.Equal(t, a.owner.epoch, b.owner.epoch, "nothing in the store knows epoch %d", a.owner.epoch)
+		require.Eventually(t, func() bool { return errors.Is(a.Flush(), ErrFenced) }, 5*time.Second, 50*time.Millisecond,
+			"a renewal finds another token at its epoch and fences")
+		require.NoError(t, b.WriteAt(bytes.Repeat([]byte{2}, 4096), 0, true))
+		require.NoError(t, b.Close())
+	})
+}
