@@ -183,9 +183,7 @@ func TestCrashDuringGCAtEveryStoreOperation(t *testing.T) {
 			checkVolumeContent(t, v, live, snaps, what+" after a second gc")
 			checkBooks(t, v)
 			require.NoError(t, v.Close())
-			rep, err := Fsck(st, "g", nil)
-			require.NoError(t, err)
-			require.True(t, rep.OK(), "%s: %v", what, rep.Problems)
+			requireFsckAfterCrash(t, st, "g", what)
 			if !dead.Load() {
 				require.Greater(t, stats.SegmentsDeleted, 0, "the gc run should delete segments")
 				require.Greater(t, k, 50, "gc should take many store operations")

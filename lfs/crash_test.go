@@ -122,9 +122,7 @@ func TestCrashAtRandomPoints(t *testing.T) {
 					}, 10*time.Second, 10*time.Millisecond, "the cleaner should have deleted segments")
 				}
 				require.NoError(t, v.Close())
-				rep, err := Fsck(st, "c", nil)
-				require.NoError(t, err)
-				require.True(t, rep.OK(), "%v", rep.Problems)
+				requireFsckAfterCrash(t, st, "c", "")
 			})
 		}
 	}
@@ -192,9 +190,7 @@ func TestCrashAtEveryStoreOperation(t *testing.T) {
 			}
 			require.NoError(t, v.Check())
 			require.NoError(t, v.Close())
-			rep, err := Fsck(st, "e", nil)
-			require.NoError(t, err)
-			require.True(t, rep.OK(), "noSync=%v k=%d: %v", noSync, k, rep.Problems)
+			requireFsckAfterCrash(t, st, "e", fmt.Sprintf("noSync=%v k=%d", noSync, k))
 			if !dead.Load() {
 				require.Greater(t, k, 30, "the workload should take many store operations")
 				t.Logf("noSync=%v: crashed at each of %d store operations", noSync, k-1)
@@ -318,12 +314,51 @@ func TestTruncatedSegmentEndsTheLog(t *testing.T) {
 		require.Equal(t, make([]byte, 4096), got, "writes after the truncation point are gone")
 		segs, err := listSegments(st, "s")
 		require.NoError(t, err)
-		require.Equal(t, []uint64{1}, segs, "segment 2 was discarded")
+		require.Equal(t, []uint64{1}, segs, "segment 2 is not part of the log")
 		require.NoError(t, v.WriteAt(bytes.Repeat([]byte{7}, 4096), 8192, true))
 		require.NoError(t, v.Close())
+		// Recovery never deletes what it did not write: segment 2 waits in
+		// lost+found, and fsck reports it as damage until it is cleared.
 		rep, err := Fsck(st, "s", nil)
 		require.NoError(t, err)
+		require.False(t, rep.OK())
+		require.Len(t, rep.SetAside, 1)
+		require.Contains(t, rep.SetAside[0].Name, "s/lost+found/0000000000000002-")
+		require.Greater(t, rep.SetAside[0].Bytes, int64(500<<10), "the segment whole, with its data")
+		n, bytes, err := ClearLostFound(st, "s")
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		require.Equal(t, rep.SetAside[0].Bytes, bytes)
+		rep, err = Fsck(st, "s", nil)
+		require.NoError(t, err)
 		require.True(t, rep.OK(), "%v", rep.Problems)
+	})
+	t.Run("bitflip in the last record", func(t *testing.T) {
+		// Without a checkpoint after it, a damaged last record looks like a
+		// crash's end of the log: recovery ends the log there, but the bytes
+		// stay and fsck reports them, before and after the reopen.
+		st, seg1 := setup(t)
+		seg2 := filepath.Join(filepath.Dir(seg1), filepath.Base(segName("s", 2)))
+		fi, err := os.Stat(seg2)
+		require.NoError(t, err)
+		f, err := os.OpenFile(seg2, os.O_RDWR, 0)
+		require.NoError(t, err)
+		_, err = f.WriteAt([]byte{0x5a}, fi.Size()-100)
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+		rep, err := Fsck(st, "s", nil)
+		require.NoError(t, err)
+		require.False(t, rep.OK(), "a flipped byte in the last record is damage, not ok")
+		require.Contains(t, rep.Problems[0], "fails its checksum")
+		v := openChecked(t, st, "s", Options{})
+		require.NoError(t, v.WriteAt(bytes.Repeat([]byte{7}, 4096), 8192, true))
+		require.NoError(t, v.Close())
+		rep, err = Fsck(st, "s", nil)
+		require.NoError(t, err)
+		require.False(t, rep.OK(), "still reported after the reopen")
+		require.Contains(t, rep.Problems[0], segName("s", 2))
+		_, err = os.Stat(seg2)
+		require.NoError(t, err, "the damaged segment is kept")
 	})
 	t.Run("bitflip", func(t *testing.T) {
 		st, seg1 := setup(t)
@@ -337,4 +372,23 @@ func TestTruncatedSegmentEndsTheLog(t *testing.T) {
 		require.True(t, errors.As(err, &ce), "got %v", err)
 		require.Equal(t, segName("s", 1), ce.Object)
 	})
+}
+
+// requireFsckAfterCrash runs fsck after a simulated power failure and
+// reopen: recovery may have set aside segments no flush covered (the model
+// checks proved nothing flushed is lost); apart from those fsck finds
+// nothing, and once an operator clears them, nothing at all.
+func requireFsckAfterCrash(t *testing.T, st objstore.Store, vol string, what string) {
+	t.Helper()
+	rep, err := Fsck(st, vol, nil)
+	require.NoError(t, err, what)
+	require.Len(t, rep.Problems, len(rep.SetAside), "%s: %v", what, rep.Problems)
+	if len(rep.SetAside) > 0 {
+		n, _, err := ClearLostFound(st, vol)
+		require.NoError(t, err, what)
+		require.Equal(t, len(rep.SetAside), n, what)
+		rep, err = Fsck(st, vol, nil)
+		require.NoError(t, err, what)
+		require.True(t, rep.OK(), "%s: after clearing lost+found: %v", what, rep.Problems)
+	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path"
+	"slices"
 	"sort"
 
 	"github.com/hlfs/hlfs/internal/blockmap"
@@ -23,9 +25,18 @@ type FsckReport struct {
 	// LiveBytes is the recount of the space books; BooksExact tells
 	// whether the volume's own books claimed to be exact (then they were
 	// compared with the recount).
-	LiveBytes  int64    `json:"live_bytes"`
-	BooksExact bool     `json:"books_exact"`
-	Problems   []string `json:"problems"`
+	LiveBytes  int64 `json:"live_bytes"`
+	BooksExact bool  `json:"books_exact"`
+	// SetAside are the objects recovery moved to VOL/lost+found/ because
+	// the log ended before them (listed in Problems too).
+	SetAside []SetAsideObject `json:"set_aside,omitempty"`
+	Problems []string         `json:"problems"`
+}
+
+// SetAsideObject is an object in a volume's lost+found.
+type SetAsideObject struct {
+	Name  string `json:"name"`
+	Bytes int64  `json:"bytes"`
 }
 
 // OK reports whether no problem was found.
@@ -115,6 +126,11 @@ func Fsck(st objstore.Store, name string, progress func(done, total int64)) (Fsc
 		if problem(err) {
 			return rep, nil
 		}
+		for _, bad := range full.badTails {
+			if !slices.Contains(fast.badTails, bad) {
+				fast.badTails = append(fast.badTails, bad)
+			}
+		}
 		if d := rv.diffContent(full.m, fast.m); d != "" {
 			rep.Problems = append(rep.Problems, "the map from checkpoint "+fast.ckpt.String()+" plus the log differs from the map of the whole log: "+d)
 		}
@@ -154,6 +170,9 @@ func Fsck(st objstore.Store, name string, progress func(done, total int64)) (Fsc
 		}
 	}
 	rep.BytesChecked = done
+	if err := rep.checkLostFound(st, vm, fast); err != nil {
+		return rep, err
+	}
 	rep.Extents = fast.m.Len()
 	rep.MappedBytes = fast.m.MappedBytes()
 	rep.Problems = append(rep.Problems, fast.m.Problems(sb.size)...)
@@ -273,4 +292,66 @@ func (v *Volume) MappedBytes() int64 {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	return v.mu.m.MappedBytes()
+}
+
+// checkLostFound reports what recovery set aside or would set aside, and
+// a damaged record the log ends before: data a crash's unflushed writes
+// or damage cut off. An operator inspects it and clears it
+// (ClearLostFound).
+func (rep *FsckReport) checkLostFound(st objstore.Store, vm volMeta, r replayed) error {
+	if len(r.cut) > 0 {
+		var n int64
+		for _, seq := range r.cut {
+			for _, a := range r.allAttempts[seq] {
+				size, err := objectSize(st, segObjName(vm.name, seq, a))
+				if err != nil && !errors.Is(err, objstore.ErrNotExist) {
+					return err
+				}
+				n += size
+			}
+		}
+		rep.Problems = append(rep.Problems, fmt.Sprintf("the log ends before segment %s (%s): it and %d later segments (%d bytes) hold writes no flush covered before a crash, or data cut off by damage; the next open moves them to %s/",
+			segName(vm.name, r.cut[0]), r.cutWhy, len(r.cut)-1, n, lostFoundDir(vm.name)))
+	}
+	rep.Problems = append(rep.Problems, r.badTails...)
+	names, err := st.List(lostFoundDir(vm.name))
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		name := path.Join(lostFoundDir(vm.name), n)
+		size, err := objectSize(st, name)
+		if err != nil && !errors.Is(err, objstore.ErrNotExist) {
+			return err
+		}
+		rep.SetAside = append(rep.SetAside, SetAsideObject{Name: name, Bytes: size})
+		rep.Problems = append(rep.Problems, fmt.Sprintf("%s (%d bytes) was set aside by recovery: the log ended before it (a crash's unflushed writes, or damage); inspect it, then remove it with `hlfs fsck --clear-lost-found %s`",
+			name, size, vm.name))
+	}
+	return nil
+}
+
+// ClearLostFound removes what recovery set aside in vol's lost+found and
+// returns the objects and bytes removed. The operator decides: recovery
+// never deletes them itself.
+func ClearLostFound(st objstore.Store, vol string) (objects int, bytes int64, err error) {
+	if err := ValidateName(vol); err != nil {
+		return 0, 0, err
+	}
+	names, err := st.List(lostFoundDir(vol))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, n := range names {
+		name := path.Join(lostFoundDir(vol), n)
+		size, err := objectSize(st, name)
+		if err != nil && !errors.Is(err, objstore.ErrNotExist) {
+			return objects, bytes, err
+		}
+		if err := st.Remove(name); err != nil && !errors.Is(err, objstore.ErrNotExist) {
+			return objects, bytes, err
+		}
+		objects, bytes = objects+1, bytes+size
+	}
+	return objects, bytes, nil
 }

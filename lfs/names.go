@@ -19,6 +19,7 @@ func superName(vol string) string           { return path.Join(vol, "super") }
 func segDir(vol string) string              { return path.Join(vol, "seg") }
 func ckptDir(vol string) string             { return path.Join(vol, "ckpt") }
 func ownerDir(vol string) string            { return path.Join(vol, "owner") }
+func lostFoundDir(vol string) string        { return path.Join(vol, "lost+found") }
 func segName(vol string, seq uint64) string { return segObjName(vol, seq, 0) }
 
 // segObjName names attempt attempt of segment seq: a segment whose object

@@ -29,7 +29,16 @@ type replayed struct {
 	// ckptSnaps are the snapshot map objects the checkpoint names.
 	ckptSnaps map[snapshot.ObjectID]bool
 	end       segment.Pos // after the last valid record
-	discard   []uint64    // segments after the end of the log, to remove before writing
+	// cut are the segments after the end of the log; the next writer
+	// moves them to VOL/lost+found/ (never deletes them). cutWhy says why
+	// the log ended before them.
+	cut    []uint64
+	cutWhy string
+	// badTails describe complete records that fail their checksum where
+	// a segment's part of the log ends (damage, or a torn write that left
+	// garbage): the log ends before them, their bytes stay in the segment,
+	// and fsck reports them.
+	badTails []string
 	// attempts is the attempt chosen for each replayed segment;
 	// discardObjects are the attempts that lost, to remove before writing.
 	attempts       map[uint64]int
@@ -123,8 +132,8 @@ func (r *replayed) readBestAttempt(st objstore.Store, vm volMeta, seq uint64, at
 // crash may leave a segment shorter than the next one's header says (or
 // without a valid header) while later segments exist. Such a truncated
 // segment ends the log: no flush covered anything after it, so later
-// segments hold only unacknowledged data (r.discard) and the next writer
-// removes them. Bad bytes in a segment that is not truncated are corruption.
+// segments hold only unacknowledged data (r.cut) unless the store was
+// damaged, and the next writer moves them to VOL/lost+found/. Bad bytes in a segment that is not truncated are corruption.
 func replay(st objstore.Store, vm volMeta, useCkpt bool, log *slog.Logger,
 	visit func(seq uint64, off int, h segment.Header)) (replayed, error) {
 	return replayImpl(st, vm, useCkpt, nil, log, visit)
@@ -179,9 +188,9 @@ func replayImpl(st objstore.Store, vm volMeta, useCkpt bool, only *segment.Pos, 
 	r.end = r.ckpt
 	// cut ends the log before segs[j]: it and every later segment are discarded.
 	cut := func(j int, why string) {
-		log.Warn("the log ends before this segment (a crash before it was durable); discarding it and later ones, which no flush covered",
-			"segment", segName(vol, segs[j]), "reason", why, "discarded", len(segs)-j)
-		r.discard = append(r.discard, segs[j:]...)
+		log.Warn("the log ends before this segment: a crash before it was durable, or damage; it and later ones are set aside in lost+found, not replayed",
+			"segment", segName(vol, segs[j]), "reason", why, "set_aside", len(segs)-j)
+		r.cut, r.cutWhy = append(r.cut, segs[j:]...), why
 		segs = segs[:j]
 	}
 	var buf []byte
@@ -223,6 +232,11 @@ func replayImpl(st objstore.Store, vm volMeta, useCkpt bool, only *segment.Pos, 
 				next = nil
 			} else {
 				limit = int(sh.PrevEnd)
+				// Bytes after where the next segment says this one ended
+				// are a crash's torn tail, or damage the log was cut at.
+				if bad := damagedTail(name, buf, limit); bad != "" {
+					r.badTails = append(r.badTails, bad)
+				}
 			}
 		}
 		last := next == nil
@@ -244,8 +258,14 @@ func replayImpl(st objstore.Store, vm volMeta, useCkpt bool, only *segment.Pos, 
 			if !last || segment.ValidRecordAfter(buf, end) || errors.Is(sc.Err(), segment.ErrNewerVersion) {
 				return r, corruptf(name, int64(end), "%v", sc.Err())
 			}
-			log.Warn("log ends in a torn record (crash during a write); unflushed data after it is discarded",
-				"segment", name, "offset", end, "dropped_bytes", len(buf)-end)
+			if bad := damagedTail(name, buf, end); bad != "" {
+				r.badTails = append(r.badTails, bad)
+				log.Warn("log ends before a damaged record; its bytes stay in the segment, fsck reports them",
+					"segment", name, "offset", end, "bytes", len(buf)-end, "err", sc.Err())
+			} else {
+				log.Warn("log ends in a torn record (crash during a write); unflushed data after it is not replayed",
+					"segment", name, "offset", end, "dropped_bytes", len(buf)-end)
+			}
 		}
 		r.replayedBytes += int64(end - start)
 		r.end = segment.Pos{Seq: seq, Off: int64(end)}
@@ -394,4 +414,20 @@ func loadMapObject(st objstore.Store, name string, uid uint64) (*blockmap.Map, e
 		return nil, err
 	}
 	return c.m, nil
+}
+
+// damagedTail describes the bytes of segment name after offset end, where
+// its part of the log ends, when they are not what a crash leaves (a record
+// cut short, or zeros) but a complete record that fails its checksum, or
+// a valid one: damage the log was cut at. "" when they are a crash's.
+func damagedTail(name string, buf []byte, end int) string {
+	tail := buf[end:]
+	if len(tail) == 0 || isZero(tail) {
+		return ""
+	}
+	if _, _, err := segment.Decode(tail); errors.Is(err, segment.ErrTorn) {
+		return ""
+	}
+	return fmt.Sprintf("segment %s: the log ends at offset %d before a complete record that fails its checksum or follows a gap (%d bytes to the end of the segment, kept there): damage, or a torn write that left garbage; whatever they held is not part of the volume",
+		name, end, len(tail))
 }

@@ -3,6 +3,7 @@ package lfs
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/hlfs/hlfs/internal/objstore"
@@ -116,9 +117,7 @@ func TestSnapshotCrashAtEveryStoreOperation(t *testing.T) {
 			require.Equal(t, before, live, "k=%d: live volume is neither before nor after rollback", k)
 		}
 		require.NoError(t, v.Close())
-		rep, err := Fsck(st, "v", nil)
-		require.NoError(t, err)
-		require.True(t, rep.OK(), "k=%d: %v", k, rep.Problems)
+		requireFsckAfterCrash(t, st, "v", fmt.Sprintf("k=%d", k))
 
 		kv, err := Open(st, "k", Options{})
 		if o.cloned {
@@ -135,9 +134,7 @@ func TestSnapshotCrashAtEveryStoreOperation(t *testing.T) {
 			}
 			require.Equal(t, want, got, "k=%d: clone content", k)
 			require.NoError(t, kv.Close())
-			rep, err := Fsck(st, "k", nil)
-			require.NoError(t, err)
-			require.True(t, rep.OK(), "k=%d: clone: %v", k, rep.Problems)
+			requireFsckAfterCrash(t, st, "k", fmt.Sprintf("k=%d: clone", k))
 			info, err := Stat(st, "k")
 			require.NoError(t, err)
 			if o.flattened {

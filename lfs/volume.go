@@ -235,14 +235,29 @@ func applyReplication(st objstore.Store, vol string, sb superblock) {
 }
 
 // repairTail prepares the log for appending after a crash: segments after
-// the end of the log go, and the last segment's bytes are made durable
-// before a new segment records where it ended.
+// the end of the log are moved to VOL/lost+found/ (recovery never deletes
+// what it did not write: they may be a crash's unflushed writes, or data
+// cut off by damage; fsck reports them until an operator clears them; only
+// objects that hold no record but their header are removed), and
+// the last segment's bytes are made durable before a new segment records
+// where it ended.
 func (v *Volume) repairTail(r replayed) error {
-	for k := len(r.discard) - 1; k >= 0; k-- { // newest first: what remains is a prefix
-		for _, a := range r.allAttempts[r.discard[k]] {
-			if err := v.st.Remove(segObjName(v.name, r.discard[k], a)); err != nil && !errors.Is(err, objstore.ErrNotExist) {
-				return err
+	stamp := time.Now().UTC().UnixNano()
+	for k := len(r.cut) - 1; k >= 0; k-- { // newest first: what remains is a prefix
+		for _, a := range r.allAttempts[r.cut[k]] {
+			from := segObjName(v.name, r.cut[k], a)
+			if size, err := objectSize(v.st, from); err == nil && size <= segment.SegmentHeaderLen {
+				// No record but its header: nothing to keep.
+				if err := v.st.Remove(from); err != nil && !errors.Is(err, objstore.ErrNotExist) {
+					return err
+				}
+				continue
 			}
+			to := path.Join(lostFoundDir(v.name), fmt.Sprintf("%s-%016x", path.Base(from), stamp))
+			if err := v.st.Rename(from, to); err != nil && !errors.Is(err, objstore.ErrNotExist) {
+				return fmt.Errorf("lfs: set aside %s: %w", from, err)
+			}
+			v.log.Warn("set aside a segment after the end of the log", "segment", from, "to", to)
 		}
 	}
 	// Attempts that lost to a later one: the winner is made durable first.

@@ -65,3 +65,29 @@ func TestFsckErrors(t *testing.T) {
 	wantError(t, hlfs(t, store, "fsck"), 2, "missing VOLUME")
 	wantError(t, hlfs(t, store, "fsck", "a/b"), 1, "invalid volume name")
 }
+
+// TestFsckLostFound: what recovery set aside is damage until cleared.
+func TestFsckLostFound(t *testing.T) {
+	store, dir := testStore(t)
+	mustHLFS(t, store, "create", "demo", "--size", "4M")
+	w, err := dirStore(t, dir).Create("demo/lost+found/0000000000000002-0000000000000001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(make([]byte, 5000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := hlfs(t, store, "fsck", "demo")
+	wantError(t, r, 1, "demo is damaged", "1 problems found")
+	if !strings.Contains(r.stdout, "lost+found/0000000000000002-0000000000000001 (5000 bytes) was set aside") ||
+		!strings.Contains(r.stdout, "hlfs fsck --clear-lost-found demo") {
+		t.Errorf("fsck does not report lost+found:\n%s", r.stdout)
+	}
+	out := mustHLFS(t, store, "fsck", "--clear-lost-found", "demo")
+	if !strings.Contains(out, "demo: removed 1 objects (4.8 KiB) from lost+found") || !strings.HasSuffix(out, "demo: ok\n") {
+		t.Errorf("fsck --clear-lost-found: %q", out)
+	}
+}
