@@ -75,6 +75,7 @@ func Stat(st objstore.Store, name string) (Info, error) {
 	}
 	info := Info{Name: name, Size: sb.size, BlockSize: sb.blockSize, Compress: sb.compress,
 		SegmentSize: sb.segmentSize, Created: sb.created, Replication: sb.replication}
+	segSeen := map[string]bool{}
 	for _, dir := range []string{segDir(name), ckptDir(name)} {
 		names, err := st.List(dir)
 		if err != nil {
@@ -90,7 +91,11 @@ func Stat(st objstore.Store, name string) (Info, error) {
 			}
 			info.BytesStored += size
 			if dir == segDir(name) {
-				info.Segments++
+				// Attempts of one segment count once, as du counts them.
+				if seq, _, _ := strings.Cut(n, "."); !segSeen[seq] {
+					segSeen[seq] = true
+					info.Segments++
+				}
 			} else {
 				info.Checkpoints++
 			}

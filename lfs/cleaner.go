@@ -148,7 +148,7 @@ func (v *Volume) anythingToClean(opts GCOptions) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	last := v.lw.end().Seq
+	last := v.lw.firstInMemory() // later ones may have no object yet
 	for _, seq := range seqs {
 		if seq >= last {
 			break

@@ -139,7 +139,7 @@ func (v *Volume) cleanStep(o CleanerOptions) error {
 type garbageEstimate struct {
 	cleanable, closed           int64
 	cleanableShare, closedShare float64
-	limit, active               uint64 // cleanLimit, and the segment being written
+	limit, active               uint64 // cleanLimit, and the oldest segment still in memory
 }
 
 // garbageBooks estimates garbage from the books and the segment sizes.
@@ -149,7 +149,7 @@ func (v *Volume) garbageBooks() (garbageEstimate, error) {
 	if g.limit, err = v.cleanLimit(); err != nil {
 		return g, err
 	}
-	g.active = v.lw.end().Seq
+	g.active = v.lw.firstInMemory()
 	seqs, err := listSegments(v.st, v.name)
 	if err != nil {
 		return g, err

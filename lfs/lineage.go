@@ -41,11 +41,7 @@ func readLineage(st objstore.Store, vol string) (snapshot.Lineage, error) {
 
 // writeLineage replaces vol's lineage atomically.
 func writeLineage(st objstore.Store, vol string, l snapshot.Lineage) error {
-	tmp := fmt.Sprintf("%s.tmp-%016x", lineageName(vol), newUID())
-	if err := writeObject(st, tmp, l.Encode()); err != nil {
-		return err
-	}
-	return st.Rename(tmp, lineageName(vol))
+	return replaceObject(st, lineageName(vol), l.Encode())
 }
 
 // allocateBranch reserves a new branch id in the family registry of root for

@@ -70,11 +70,12 @@ type logWriter struct {
 	}
 
 	// ioMu serializes store I/O. It guards the fields below.
-	ioMu   sync.Mutex
-	w      objstore.Writer // object of segs[0], nil until created
-	wSeq   uint64
-	pushed int      // bytes of segment wSeq written to w
-	closed []uint64 // segments closed but not yet persisted, oldest first
+	ioMu    sync.Mutex
+	w       objstore.Writer // object of segs[0], nil until created
+	wSeq    uint64
+	pushed  int      // bytes of segment wSeq written to w
+	wSynced bool     // a Sync of w succeeded: it holds flushed data
+	closed  []uint64 // segments closed but not yet persisted, oldest first
 	// abandoned holds failed attempt objects per segment; they are removed
 	// once a later attempt of the segment is durable (until then, after a
 	// crash, recovery picks whichever attempt holds the most valid records).
@@ -246,6 +247,15 @@ func (l *logWriter) end() segment.Pos {
 	return l.mu.segs[len(l.mu.segs)-1].endPos()
 }
 
+// firstInMemory is the oldest segment whose object the store does not
+// have complete yet (sealed or active, held in memory): it and later ones
+// may have no object, or one still growing.
+func (l *logWriter) firstInMemory() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mu.segs[0].seq
+}
+
 // bytesWritten is the number of log bytes appended since open.
 func (l *logWriter) bytesWritten() int64 {
 	l.mu.Lock()
@@ -398,6 +408,7 @@ func (l *logWriter) pushLockedIO(sync bool) error {
 		if err != nil {
 			return l.failLockedIO(fmt.Errorf("lfs: sync segment %d of %s: %w", seg.seq, l.vol, err))
 		}
+		l.wSynced = true
 		l.advanceDurable(segment.Pos{Seq: seg.seq, Off: int64(len(data))})
 		l.succeeded()
 		return nil
@@ -449,7 +460,7 @@ func (l *logWriter) writeLockedIO(seq uint64, data []byte) error {
 		if err != nil {
 			return fmt.Errorf("lfs: create segment %s: %w", name, err)
 		}
-		l.w, l.wSeq, l.pushed = w, seq, 0
+		l.w, l.wSeq, l.pushed, l.wSynced = w, seq, 0, false
 	}
 	if l.pushed < len(data) {
 		if _, err := l.w.Write(data[l.pushed:]); err != nil {
@@ -498,7 +509,15 @@ func (l *logWriter) failLockedIO(err error) error {
 	}
 	if l.w != nil {
 		_ = l.w.Close() // best effort; the object is abandoned either way
-		l.abandoned[l.wSeq] = append(l.abandoned[l.wSeq], l.attempts.name(l.vol, l.wSeq))
+		name := l.attempts.name(l.vol, l.wSeq)
+		if l.wSynced {
+			// It may hold flushed data until a later attempt is durable.
+			l.abandoned[l.wSeq] = append(l.abandoned[l.wSeq], name)
+		} else {
+			// Nothing in it was ever made durable: nothing to keep (a full
+			// disk would otherwise leave an object per retry).
+			_ = l.st.Remove(name)
+		}
 		l.attempts.next(l.wSeq)
 		l.w = nil
 	}

@@ -229,12 +229,7 @@ func (o *ownership) renew() error {
 	rec := o.rec
 	rec.Renewed = now
 	b, _ := json.Marshal(rec)
-	tmp := fmt.Sprintf("%s.tmp-%016x", name, newUID())
-	if err := writeObject(o.st, tmp, b); err != nil {
-		return err
-	}
-	if err := o.st.Rename(tmp, name); err != nil {
-		_ = o.st.Remove(tmp)
+	if err := replaceObject(o.st, name, b); err != nil {
 		return err
 	}
 	o.mu.Lock()

@@ -56,15 +56,7 @@ func (l *readLease) write() error {
 	if err != nil {
 		return err
 	}
-	tmp := fmt.Sprintf("%s.tmp-%016x", l.name, newUID())
-	if err := writeObject(l.st, tmp, b); err != nil {
-		return err
-	}
-	if err := l.st.Rename(tmp, l.name); err != nil {
-		_ = l.st.Remove(tmp)
-		return err
-	}
-	return nil
+	return replaceObject(l.st, l.name, b)
 }
 
 func (l *readLease) release() {

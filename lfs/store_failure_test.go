@@ -238,3 +238,44 @@ func TestHandRemovedLockNeverReusesAnEpoch(t *testing.T) {
 		require.NoError(t, b.Close())
 	})
 }
+
+// TestFullDiskLeavesNoLitter: while every write fails (a full disk), the
+// log writer retries without leaving an object per retry, the owner's
+// renewal leaves no temporary lock objects, and the cleaner's view skips
+// segments whose objects do not exist yet; info counts segments as du does.
+func TestFullDiskLeavesNoLitter(t *testing.T) {
+	st := objstore.NewMemStore(false, 1)
+	require.NoError(t, Create(st, "f", Config{Size: 4 << 20, SegmentSize: 1 << 20}))
+	v := openChecked(t, st, "f", Options{Lease: 300 * time.Millisecond, CheckpointInterval: -1, StoreRetry: -1})
+	require.NoError(t, v.WriteAt(bytes.Repeat([]byte{1}, 4096), 0, true))
+	var full atomic.Bool
+	full.Store(true)
+	st.SetInjector(func(op objstore.Op, name string) error {
+		if full.Load() && (op == objstore.OpWrite || op == objstore.OpSync) {
+			return fmt.Errorf("%w: no space left on device", objstore.ErrInjected)
+		}
+		return nil
+	})
+	for i := 1; i < 8; i++ {
+		_ = v.WriteAt(bytes.Repeat([]byte{byte(i)}, 64<<10), int64(i)<<16, false)
+		require.Error(t, v.Flush(), "the disk is full")
+	}
+	time.Sleep(400 * time.Millisecond) // a renewal or two fail meanwhile
+	owners, err := st.List(ownerDir("f"))
+	require.NoError(t, err)
+	require.Len(t, owners, 1, "no temporary lock objects left: %v", owners)
+	segs, err := st.List(segDir("f"))
+	require.NoError(t, err)
+	require.LessOrEqual(t, len(segs), 2, "no object per failed retry: %v", segs)
+	_, err = v.anythingToClean(GCOptions{})
+	require.NoError(t, err, "segments without objects yet are not the cleaner's")
+
+	full.Store(false)
+	require.Eventually(t, func() bool { return v.Flush() == nil }, 10*time.Second, 20*time.Millisecond, "the flush succeeds once space is back")
+	require.NoError(t, v.Close())
+	info, err := Stat(st, "f")
+	require.NoError(t, err)
+	u, err := DiskUsage(st, "f")
+	require.NoError(t, err)
+	require.Equal(t, u.Segments, info.Segments, "info and du count the same segments")
+}

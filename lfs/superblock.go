@@ -194,18 +194,25 @@ func createSuperblock(st objstore.Store, vol string, sb superblock) error {
 	return err
 }
 
-// writeSuperblock replaces the superblock atomically: write a new object,
-// close it (durable), rename it over the old one.
+// writeSuperblock replaces the superblock atomically.
 func writeSuperblock(st objstore.Store, vol string, sb superblock) error {
-	tmp := fmt.Sprintf("%s.tmp-%016x", superName(vol), newUID())
-	if err := writeObject(st, tmp, sb.encode()); err != nil {
-		return err
+	return replaceObject(st, superName(vol), sb.encode())
+}
+
+// replaceObject replaces object name atomically: it writes b to a new
+// object beside it, closes it (durable) and renames it over name. The
+// temporary object is removed when any step fails, so failures (a full
+// disk) leave nothing behind.
+func replaceObject(st objstore.Store, name string, b []byte) error {
+	tmp := fmt.Sprintf("%s.tmp-%016x", name, newUID())
+	err := writeObject(st, tmp, b)
+	if err == nil {
+		err = st.Rename(tmp, name)
 	}
-	if err := st.Rename(tmp, superName(vol)); err != nil {
+	if err != nil {
 		_ = st.Remove(tmp)
-		return err
 	}
-	return nil
+	return err
 }
 
 // readObject reads a whole object.
