@@ -31,9 +31,12 @@ const ckptMagic uint32 = 0x31434c48
 const (
 	ckptHeaderLen = 64
 	ckptExtentLen = blockmap.ExtentLen
-	// ckptVersion is the checkpoint format this binary writes; version 1
-	// (no space books, no map generations) is read too.
-	ckptVersion = 2
+	// ckptVersion is the checkpoint format this binary writes. Version 3
+	// has version 2's layout; its extents may name records with block
+	// checksums (blockmap.FlagBlockSums), which a version 2 reader would
+	// misread, so it refuses version 3. Versions 1 (no space books, no map
+	// generations) and 2 are read too.
+	ckptVersion = 3
 )
 
 // checkpoint is a decoded checkpoint. Snapshot map objects (VOL/snap/<id>)
@@ -146,7 +149,7 @@ func decodeCheckpoint(name string, uid uint64, b []byte) (checkpoint, error) {
 		}
 		rest, restOff = rest[n:], restOff+int64(n)
 	}
-	snaps, err := snapshot.DecodeTree(rest, ver)
+	snaps, err := snapshot.DecodeTree(rest, min(ver, snapshot.TreeVersion))
 	if err != nil {
 		return checkpoint{}, corruptf(name, restOff, "%v", err)
 	}
@@ -154,6 +157,9 @@ func decodeCheckpoint(name string, uid uint64, b []byte) (checkpoint, error) {
 	prevEnd := int64(0)
 	for i := 0; i < len(ext); i += ckptExtentLen {
 		e := blockmap.DecodeExtent(ext[i:])
+		if e.Flags&^(segment.FlagSnappy|blockmap.FlagCopy|blockmap.FlagBlockSums) != 0 {
+			return checkpoint{}, corruptf(name, int64(ckptHeaderLen+i), "extent with unknown flags %#x", e.Flags)
+		}
 		if e.Length == 0 || e.Off < prevEnd || e.End() > c.size {
 			return checkpoint{}, corruptf(name, int64(ckptHeaderLen+i), "extent %d..%d out of order or out of range", e.Off, e.End())
 		}

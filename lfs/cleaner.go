@@ -624,7 +624,7 @@ func (v *Volume) applyCopies(seq uint64, b *recordBatch, olds []recRange, cache 
 	_, err = v.lw.append(b.buf, b.lens, func(i int, p placed) {
 		h, r := b.hdrs[i], olds[i]
 		to := blockmap.Extent{Seq: uint32(p.seq), PayOff: uint32(p.recOff + segment.HeaderSize), PayLen: h.PayloadLen,
-			Flags: h.Flags | blockmap.FlagCopy, Branch: v.lin.Branch}
+			Flags: blockmap.FlagsOf(h), Branch: v.lin.Branch}
 		v.mu.Lock()
 		defer v.mu.Unlock()
 		moved := v.mu.m.Redirect(r.ext, r.base, r.lo, r.hi, to, nil)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hlfs/hlfs/internal/objstore"
+	"github.com/hlfs/hlfs/segment"
 	"github.com/stretchr/testify/require"
 )
 
@@ -237,12 +238,12 @@ func TestCorruptionInTheMiddleIsReported(t *testing.T) {
 	require.NoError(t, v.lw.close()) // no checkpoint: open must replay
 	v.readers.close()
 	v.releaseOwner()
-	require.NoError(t, st.Corrupt(segName("d", 1), 80+3*4128))
+	require.NoError(t, st.Corrupt(segName("d", 1), segment.SegmentHeaderLen+3*(segment.HeaderSize+4096+4)))
 	_, err := Open(st, "d", Options{})
 	var ce *CorruptionError
 	require.True(t, errors.As(err, &ce), "got %v", err)
 	require.Equal(t, segName("d", 1), ce.Object)
-	require.EqualValues(t, 80+3*4128, ce.Offset)
+	require.EqualValues(t, segment.SegmentHeaderLen+3*(segment.HeaderSize+4096+4), ce.Offset)
 	rep, err := Fsck(st, "d", nil)
 	require.NoError(t, err)
 	require.False(t, rep.OK())

@@ -276,7 +276,7 @@ func verifyExtents(readers *segmentReaders, m *blockmap.Map, what string) []stri
 			h, err = segment.DecodeHeader(hdr)
 		}
 		if err == nil && (h.Type != e.RecordType() || int64(h.Addr)+int64(e.Skip) != e.Off ||
-			e.Skip+e.Length > h.LogicalLen || h.PayloadLen != e.PayLen || h.Flags != e.RecordFlags()) {
+			e.Skip+e.Length > h.LogicalLen || h.PayloadLen != e.PayLen || h.Flags != e.RecordFlags() || h.HasBlockSums() != e.BlockSums()) {
 			err = fmt.Errorf("record %+v does not cover the extent", h)
 		}
 		if err != nil {

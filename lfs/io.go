@@ -30,7 +30,7 @@ func (b *recordBatch) add(h segment.Header, payload []byte) {
 	n := len(b.buf)
 	b.buf = segment.Append(b.buf, h, payload)
 	b.lens = append(b.lens, len(b.buf)-n)
-	h.PayloadLen = uint32(len(payload))
+	h.PayloadLen, h.Version = uint32(len(payload)), segment.VersionOf(h.Type)
 	b.hdrs = append(b.hdrs, h)
 }
 
@@ -134,7 +134,7 @@ func (v *Volume) commit(b *recordBatch) (segment.Pos, error) {
 			v.mu.m.PunchFn(int64(h.Addr), int64(h.LogicalLen), v.mu.books.removed)
 		} else {
 			e := blockmap.Extent{Off: int64(h.Addr), Length: h.LogicalLen, Seq: uint32(p.seq),
-				PayOff: uint32(p.recOff + segment.HeaderSize), PayLen: h.PayloadLen, Flags: h.Flags, Branch: v.lin.Branch}
+				PayOff: uint32(p.recOff + segment.HeaderSize), PayLen: h.PayloadLen, Flags: blockmap.FlagsOf(h), Branch: v.lin.Branch}
 			v.mu.m.SetFn(e, v.mu.books.removed)
 			v.mu.books.added(e)
 		}
@@ -280,34 +280,84 @@ func (v *Volume) readMap(m *blockmap.Map, mu *sync.RWMutex, p []byte, off int64)
 	return nil
 }
 
-// readExtent reads the bytes of e into dst (len(dst) == e.length). Reads of
-// whole records verify the record checksum; compressed records are always
-// read whole.
+// readExtent reads the bytes of e into dst (len(dst) == e.Length), and
+// verifies every byte it returns: through the block checksums of the
+// blocks that hold them, or, for a compressed record or one written before
+// block checksums, the whole record's checksum. A mismatch is a
+// *CorruptionError (EIO to a client), logged and counted; never wrong data.
 func (v *Volume) readExtent(dst []byte, e blockmap.Extent) error {
-	recOff := int64(e.PayOff) - segment.HeaderSize
-	if !e.WholeRecord() && !e.Snappy() {
-		return v.readSegmentAt(keyOf(e), dst, int64(e.PayOff)+int64(e.Skip))
+	if e.BlockSums() && !e.Snappy() {
+		return v.readBlocks(dst, e)
 	}
-	rec := make([]byte, segment.HeaderSize+int(e.PayLen))
+	recOff := int64(e.PayOff) - segment.HeaderSize
+	n := segment.HeaderSize + int(e.PayLen)
+	if e.BlockSums() {
+		n += segment.BlockSumsLen(e.PayLen)
+	}
+	rec := make([]byte, n)
 	if err := v.readSegmentAt(keyOf(e), rec, recOff); err != nil {
 		return err
 	}
 	h, payload, err := segment.Decode(rec)
-	if err == nil && (h.Type != e.RecordType() || h.Flags != e.RecordFlags()) {
+	if err == nil && (h.Type != e.RecordType() || h.Flags != e.RecordFlags() || h.HasBlockSums() != e.BlockSums()) {
 		err = fmt.Errorf("map points at a record of type %d", h.Type)
 	}
 	if err != nil {
-		return corruptf(v.readers.name(keyOf(e)), recOff, "%v", err)
+		return v.damaged(keyOf(e), recOff, err)
 	}
 	data := payload
 	if e.Snappy() {
 		if data, err = snappy.Decode(nil, payload); err != nil || len(data) != int(h.LogicalLen) {
-			return corruptf(v.readers.name(keyOf(e)), recOff, "snappy payload does not decode to %d bytes", h.LogicalLen)
+			return v.damaged(keyOf(e), recOff, fmt.Errorf("snappy payload does not decode to %d bytes", h.LogicalLen))
 		}
 	}
 	copy(dst, data[e.Skip:e.Skip+e.Length])
 	return nil
 }
+
+// readBlocks reads the bytes of e, an uncompressed record with block
+// checksums, into dst: the checksum blocks that hold them (at most one
+// extra block's worth on each side) and their checksums, verified.
+func (v *Volume) readBlocks(dst []byte, e blockmap.Extent) error {
+	const cb = segment.ChecksumBlock
+	first, last := int64(e.Skip)/cb, (int64(e.Skip)+int64(e.Length)-1)/cb
+	lo, hi := first*cb, min((last+1)*cb, int64(e.PayLen))
+	nsums := 4 * (last - first + 1)
+	k := keyOf(e)
+	buf := make([]byte, hi-lo+nsums)
+	data, sums := buf[:hi-lo], buf[hi-lo:]
+	if hi == int64(e.PayLen) && first == 0 {
+		// The record's whole payload and all its checksums: adjacent.
+		if err := v.readSegmentAt(k, buf, int64(e.PayOff)); err != nil {
+			return err
+		}
+	} else {
+		if err := v.readSegmentAt(k, data, int64(e.PayOff)+lo); err != nil {
+			return err
+		}
+		if err := v.readSegmentAt(k, sums, int64(e.PayOff)+int64(e.PayLen)+4*first); err != nil {
+			return err
+		}
+	}
+	if i := segment.VerifyBlocks(data, sums); i >= 0 {
+		return v.damaged(k, int64(e.PayOff)+lo+int64(i)*cb, fmt.Errorf("%w: checksum mismatch in a %d-byte block", segment.ErrCorrupt, cb))
+	}
+	copy(dst, data[int64(e.Skip)-lo:])
+	return nil
+}
+
+// damaged reports data that failed its checksum at offset off of segment
+// k: logged with volume, object and offset, counted, and returned as a
+// *CorruptionError.
+func (v *Volume) damaged(k segKey, off int64, err error) error {
+	name := v.readers.name(k)
+	v.checksumErrors.Add(1)
+	v.log.Error("damaged data: a read failed its checksum; the request gets an I/O error", "volume", v.name, "object", name, "offset", off, "err", err)
+	return corruptf(name, off, "%v", err)
+}
+
+// ChecksumErrors is the number of reads that failed a checksum since open.
+func (v *Volume) ChecksumErrors() int64 { return v.checksumErrors.Load() }
 
 // readSegmentAt reads bytes of a segment: the volume's own recent segments
 // from memory while the store does not have them complete, the rest from

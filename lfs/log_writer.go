@@ -145,7 +145,7 @@ func (l *logWriter) newSegmentLockedMu(prev segment.Pos) *memSegment {
 	if n := len(l.mu.free); n > 0 {
 		buf, l.mu.free = l.mu.free[n-1][:0], l.mu.free[:n-1]
 	} else {
-		buf = make([]byte, 0, l.segSize+segment.HeaderSize+segment.MaxPayloadLen)
+		buf = make([]byte, 0, l.segSize+segment.MaxRecordLen)
 	}
 	s := &memSegment{seq: prev.Seq + 1, prev: prev, buf: buf}
 	s.buf = segment.AppendSegmentHeader(s.buf, segment.SegmentHeader{
@@ -482,7 +482,7 @@ func (l *logWriter) closeLockedIO(seg *memSegment) error {
 	l.closed = append(l.closed, seg.seq)
 	l.mu.Lock()
 	l.mu.segs = l.mu.segs[1:]
-	if len(l.mu.free) < maxSealed && cap(seg.buf) == l.segSize+segment.HeaderSize+segment.MaxPayloadLen {
+	if len(l.mu.free) < maxSealed && cap(seg.buf) == l.segSize+segment.MaxRecordLen {
 		// Nobody holds it: readers copy under mu and the pusher is done
 		// with it (ioMu is held).
 		l.mu.free = append(l.mu.free, seg.buf)

@@ -355,7 +355,7 @@ func (r *replayed) apply(st objstore.Store, vm volMeta, seq uint64, off int, h s
 			return nil
 		}
 		e := blockmap.Extent{Off: addr, Length: h.LogicalLen, Seq: uint32(seq), Branch: vm.lin.Branch,
-			PayOff: uint32(off + segment.HeaderSize), PayLen: h.PayloadLen, Flags: h.Flags}
+			PayOff: uint32(off + segment.HeaderSize), PayLen: h.PayloadLen, Flags: blockmap.FlagsOf(h)}
 		if e.End() > vm.sb.size {
 			e.Length = uint32(vm.sb.size - addr)
 		}

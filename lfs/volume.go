@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hlfs/hlfs/internal/blockmap"
@@ -107,6 +108,8 @@ type Volume struct {
 	backgroundWG   sync.WaitGroup
 
 	stats recoveryStats
+	// checksumErrors counts reads that failed a checksum (damaged).
+	checksumErrors atomic.Int64
 
 	// gcMu serializes cleaning; it guards gc.
 	gcMu sync.Mutex

@@ -5,15 +5,18 @@
 // Record layout (part of the format, never change; see docs/format.md):
 //
 //	 0  4  magic "HLR1"
-//	 4  1  format version
-//	 5  1  type (TypeSegmentHeader, TypeData, TypeHole, TypeMeta)
+//	 4  1  format version (3: data and copy; 1: the others; 1, 2 read)
+//	 5  1  type (TypeSegmentHeader, TypeData, TypeHole, TypeMeta, TypeCopy)
 //	 6  1  flags (FlagSnappy)
 //	 7  1  reserved, zero
 //	 8  8  address: volume byte offset, or segment seq for a segment header
 //	16  4  logical length in volume bytes
 //	20  4  payload length
 //	24  4  reserved, zero
-//	28  4  CRC-32C of bytes 0..28 and the payload
+//	28  4  CRC-32C of bytes 0..28 and the payload (versions 1, 2), or of
+//	       bytes 0..28 and the block checksums (version 3 data and copy)
+//	32     payload
+//	       version 3 data and copy: a CRC-32C per ChecksumBlock of payload
 //
 // All functions are pure and safe for concurrent use.
 package segment

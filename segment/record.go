@@ -11,10 +11,15 @@ const (
 	// Magic starts every record: "HLR1" little-endian.
 	Magic uint32 = 0x31524c48
 	// Version is the newest record format version this binary reads.
-	// Records are written with version 1, except copy records (version 2),
-	// so binaries that predate the cleaner refuse a cleaned log as newer
-	// rather than misread it.
-	Version = 2
+	// Data and copy records are written with version 3 (block checksums
+	// after the payload); segment header, hole and meta records with
+	// version 1. Version 2 (copy records without block checksums, written
+	// before version 3) and version 1 data records are still read.
+	Version = 3
+	// ChecksumBlock is the granularity of the block checksums of version 3
+	// data and copy records: one CRC-32C per this many stored payload
+	// bytes (the last block may be shorter).
+	ChecksumBlock = 4096
 	// HeaderSize is the size of a record header.
 	HeaderSize = 32
 	// MaxDataLen bounds the logical length of a data record.
@@ -23,6 +28,8 @@ const (
 	MaxPayloadLen = MaxDataLen + MaxDataLen/6 + 64 // snappy's worst case
 	// SegmentHeaderPayloadLen is the payload size of a segment header record.
 	SegmentHeaderPayloadLen = 48
+	// MaxRecordLen bounds the encoded size of any record.
+	MaxRecordLen = HeaderSize + MaxPayloadLen + 4*((MaxPayloadLen+ChecksumBlock-1)/ChecksumBlock)
 )
 
 // Type is a record type.
@@ -54,6 +61,9 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Header is a decoded record header.
 type Header struct {
+	// Version is the record's format version; Append sets it
+	// (VersionOf), Decode reports it.
+	Version    uint8
 	Type       Type
 	Flags      uint8
 	Addr       uint64 // volume byte offset, or segment seq for a segment header
@@ -61,30 +71,86 @@ type Header struct {
 	PayloadLen uint32
 }
 
-// RecordLen is the encoded size of the record.
-func (h Header) RecordLen() int { return HeaderSize + int(h.PayloadLen) }
+// VersionOf is the version Append writes records of type t with.
+func VersionOf(t Type) uint8 {
+	if t == TypeData || t == TypeCopy {
+		return 3
+	}
+	return 1
+}
 
-// Append encodes a record with header h (PayloadLen is taken from payload)
-// and payload to dst and returns the extended slice.
+// HasBlockSums reports whether the record carries block checksums after
+// its payload (version 3 data and copy records).
+func (h Header) HasBlockSums() bool {
+	return h.Version >= 3 && (h.Type == TypeData || h.Type == TypeCopy)
+}
+
+// BlockSumsLen is the size of the block checksums of a payload of n bytes.
+func BlockSumsLen(n uint32) int { return 4 * int((n+ChecksumBlock-1)/ChecksumBlock) }
+
+// RecordLen is the encoded size of the record.
+func (h Header) RecordLen() int {
+	n := HeaderSize + int(h.PayloadLen)
+	if h.HasBlockSums() {
+		n += BlockSumsLen(h.PayloadLen)
+	}
+	return n
+}
+
+// Append encodes a record with header h (PayloadLen is taken from payload,
+// Version from VersionOf) and payload to dst and returns the extended
+// slice. A version 3 record's checksum covers its header and its block
+// checksums, which cover the payload.
 func Append(dst []byte, h Header, payload []byte) []byte {
 	h.PayloadLen = uint32(len(payload))
+	h.Version = VersionOf(h.Type)
 	start := len(dst)
 	dst = append(dst, make([]byte, HeaderSize)...)
 	hdr := dst[start:]
 	binary.LittleEndian.PutUint32(hdr[0:], Magic)
-	hdr[4] = 1
-	if h.Type == TypeCopy {
-		hdr[4] = 2
-	}
+	hdr[4] = h.Version
 	hdr[5] = byte(h.Type)
 	hdr[6] = h.Flags
 	binary.LittleEndian.PutUint64(hdr[8:], h.Addr)
 	binary.LittleEndian.PutUint32(hdr[16:], h.LogicalLen)
 	binary.LittleEndian.PutUint32(hdr[20:], h.PayloadLen)
-	crc := crc32.Update(0, castagnoli, hdr[:28])
-	crc = crc32.Update(crc, castagnoli, payload)
-	binary.LittleEndian.PutUint32(hdr[28:], crc)
-	return append(dst, payload...)
+	dst = append(dst, payload...)
+	crc := crc32.Update(0, castagnoli, dst[start:start+28])
+	if h.HasBlockSums() {
+		sums := len(dst)
+		dst = AppendBlockSums(dst, payload)
+		crc = crc32.Update(crc, castagnoli, dst[sums:])
+	} else {
+		crc = crc32.Update(crc, castagnoli, payload)
+	}
+	binary.LittleEndian.PutUint32(dst[start+28:], crc)
+	return dst
+}
+
+// AppendBlockSums appends the CRC-32C of each ChecksumBlock of payload.
+func AppendBlockSums(dst, payload []byte) []byte {
+	for len(payload) > 0 {
+		n := min(len(payload), ChecksumBlock)
+		dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(payload[:n], castagnoli))
+		payload = payload[n:]
+	}
+	return dst
+}
+
+// VerifyBlocks checks payload bytes against their block checksums: data
+// starts at a block boundary of the payload and covers whole blocks (the
+// last may be the payload's shorter last block), sums holds 4 bytes per
+// block of data. It returns the index, within data, of the first block
+// that fails, or -1.
+func VerifyBlocks(data, sums []byte) int {
+	for i := 0; len(data) > 0; i++ {
+		n := min(len(data), ChecksumBlock)
+		if len(sums) < 4*(i+1) || crc32.Checksum(data[:n], castagnoli) != binary.LittleEndian.Uint32(sums[4*i:]) {
+			return i
+		}
+		data = data[n:]
+	}
+	return -1
 }
 
 // DecodeHeader checks and decodes the fixed fields of the header at the start
@@ -104,6 +170,7 @@ func DecodeHeader(b []byte) (Header, error) {
 		return Header{}, fmt.Errorf("%w: bad version or reserved bytes", ErrCorrupt)
 	}
 	h := Header{
+		Version:    b[4],
 		Type:       Type(b[5]),
 		Flags:      b[6],
 		Addr:       binary.LittleEndian.Uint64(b[8:]),
@@ -150,9 +217,11 @@ func (h Header) validate() error {
 	return nil
 }
 
-// Decode decodes the record at the start of b and verifies its checksum. The
-// payload aliases b. It returns ErrTorn when b ends inside the record and
-// ErrCorrupt when the record is damaged.
+// Decode decodes the record at the start of b and verifies its checksums
+// (of a version 3 data or copy record: the header's and every block's).
+// The payload aliases b; it excludes the block checksums. It returns
+// ErrTorn when b ends inside the record and ErrCorrupt when the record is
+// damaged.
 func Decode(b []byte) (Header, []byte, error) {
 	h, err := DecodeHeader(b)
 	if err != nil {
@@ -161,14 +230,26 @@ func Decode(b []byte) (Header, []byte, error) {
 	if len(b) < h.RecordLen() {
 		return Header{}, nil, ErrTorn
 	}
-	payload := b[HeaderSize:h.RecordLen()]
+	payload := b[HeaderSize : HeaderSize+int(h.PayloadLen)]
+	if h.HasBlockSums() {
+		sums := b[HeaderSize+int(h.PayloadLen) : h.RecordLen()]
+		crc := crc32.Update(0, castagnoli, b[:28])
+		if crc32.Update(crc, castagnoli, sums) != binary.LittleEndian.Uint32(b[28:]) {
+			return Header{}, nil, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
+		}
+		if i := VerifyBlocks(payload, sums); i >= 0 {
+			return Header{}, nil, fmt.Errorf("%w: checksum mismatch in payload block %d", ErrCorrupt, i)
+		}
+		return h, payload, nil
+	}
 	if !VerifyChecksum(b[:HeaderSize], payload) {
 		return Header{}, nil, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
 	}
 	return h, payload, nil
 }
 
-// VerifyChecksum reports whether the CRC in header matches header and payload.
+// VerifyChecksum reports whether the CRC in header matches header and
+// payload, for records without block checksums (versions 1 and 2).
 func VerifyChecksum(header, payload []byte) bool {
 	crc := crc32.Update(0, castagnoli, header[:28])
 	crc = crc32.Update(crc, castagnoli, payload)

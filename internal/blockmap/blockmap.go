@@ -32,9 +32,31 @@ type Extent struct {
 	Branch uint16
 }
 
-// FlagCopy marks an extent whose record is a copy record (segment.TypeCopy);
-// bit 0 of Flags is segment.FlagSnappy.
-const FlagCopy uint8 = 2
+// Extent flags: bit 0 is segment.FlagSnappy (the record's payload is
+// compressed).
+const (
+	// FlagCopy marks an extent whose record is a copy record
+	// (segment.TypeCopy).
+	FlagCopy uint8 = 2
+	// FlagBlockSums marks an extent whose record carries block checksums
+	// (segment.Header.HasBlockSums): any part of it can be read verified.
+	FlagBlockSums uint8 = 4
+)
+
+// FlagsOf are the flags of an extent naming the record with header h.
+func FlagsOf(h segment.Header) uint8 {
+	f := h.Flags & segment.FlagSnappy
+	if h.Type == segment.TypeCopy {
+		f |= FlagCopy
+	}
+	if h.HasBlockSums() {
+		f |= FlagBlockSums
+	}
+	return f
+}
+
+// BlockSums reports whether the record carries block checksums.
+func (e Extent) BlockSums() bool { return e.Flags&FlagBlockSums != 0 }
 
 // Snappy reports whether the record's payload is compressed.
 func (e Extent) Snappy() bool { return e.Flags&segment.FlagSnappy != 0 }

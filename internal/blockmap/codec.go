@@ -12,7 +12,7 @@ import "encoding/binary"
 //	16  4  payload offset in the segment
 //	20  4  payload length
 //	24  4  skip: bytes of the record's data before the extent's first
-//	28  1  flags: bit 0 snappy, bit 1 copy record
+//	28  1  flags: bit 0 snappy, bit 1 copy record, bit 2 block checksums
 //	29  2  branch
 //	31  1  reserved, 0
 const ExtentLen = 32

@@ -42,6 +42,9 @@ type MemStore struct {
 		objects map[string]*memObject
 		inject  Injector
 		rng     *rand.Rand
+		// flipRead, when above 0, is the chance that a ReadAt returns
+		// its bytes with one bit flipped (bit rot the store did not catch).
+		flipRead float64
 		gen     int // bumped by Crash; handles from older generations fail
 	}
 	noSync bool
@@ -81,6 +84,15 @@ func (s *MemStore) Clone(seed int64) *MemStore {
 		c.mu.objects[name] = &co
 	}
 	return c
+}
+
+// FlipBitsOnRead makes each later ReadAt, with probability rate, return
+// its bytes with one random bit flipped, as silent damage would; the stored
+// bytes stay intact. 0 turns it off.
+func (s *MemStore) FlipBitsOnRead(rate float64) {
+	s.mu.Lock()
+	s.mu.flipRead = rate
+	s.mu.Unlock()
 }
 
 // SetInjector installs (or with nil removes) a fault injector.
@@ -355,6 +367,12 @@ func (r *memReader) ReadAt(p []byte, off int64) (int, error) {
 		return 0, io.EOF
 	}
 	n := copy(p, r.data[off:])
+	r.s.mu.Lock()
+	if n > 0 && r.s.mu.flipRead > 0 && r.s.mu.rng.Float64() < r.s.mu.flipRead {
+		bit := r.s.mu.rng.Intn(8 * n)
+		p[bit/8] ^= 1 << (bit % 8)
+	}
+	r.s.mu.Unlock()
 	if n < len(p) {
 		return n, io.EOF
 	}

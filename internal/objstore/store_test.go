@@ -1,6 +1,8 @@
 package objstore_test
 
 import (
+	"bytes"
+	"math/bits"
 	"testing"
 
 	"github.com/hlfs/hlfs/internal/objstore"
@@ -114,4 +116,32 @@ func TestMemStoreClone(t *testing.T) {
 	require.LessOrEqual(t, r.Size(), int64(16))
 	_, err = s.Open("a")
 	require.ErrorIs(t, err, objstore.ErrNotExist, "the original's remove stays in the original")
+}
+
+// TestMemStoreFlipBitsOnRead: reads come back damaged at the rate asked,
+// one bit each; the stored bytes stay as written.
+func TestMemStoreFlipBitsOnRead(t *testing.T) {
+	s := objstore.NewMemStore(false, 1)
+	want := bytes.Repeat([]byte{0x5a}, 4096)
+	require.NoError(t, objstore.WriteAll(s, "a", want))
+	r, err := s.Open("a")
+	require.NoError(t, err)
+	s.FlipBitsOnRead(0.5)
+	damaged := 0
+	got := make([]byte, len(want))
+	for i := 0; i < 200; i++ {
+		_, err := r.ReadAt(got, 0)
+		require.NoError(t, err)
+		diff := 0
+		for j := range got {
+			diff += bits.OnesCount8(got[j] ^ want[j])
+		}
+		require.LessOrEqual(t, diff, 1)
+		damaged += diff
+	}
+	require.InDelta(t, 100, damaged, 40)
+	s.FlipBitsOnRead(0)
+	_, err = r.ReadAt(got, 0)
+	require.NoError(t, err)
+	require.Equal(t, want, got, "the stored bytes are intact")
 }
