@@ -352,7 +352,7 @@ func (v *Volume) readBlocks(dst []byte, e blockmap.Extent) error {
 func (v *Volume) damaged(k segKey, off int64, err error) error {
 	name := v.readers.name(k)
 	v.checksumErrors.Add(1)
-	v.log.Error("damaged data: a read failed its checksum; the request gets an I/O error", "volume", v.name, "object", name, "offset", off, "err", err)
+	v.log.Error("damaged data: a read failed its checksum; the request gets an I/O error", "object", name, "offset", off, "err", err)
 	return corruptf(name, off, "%v", err)
 }
 

@@ -56,7 +56,7 @@ func (c *cli) rootCmd() *cobra.Command {
 		c.createCmd(), c.lsCmd(), c.infoCmd(), c.resizeCmd(), c.rmCmd(),
 		c.snapshotCmd(), c.cloneCmd(), c.flattenCmd(),
 		c.serveCmd(), c.importCmd(), c.exportCmd(), c.fsckCmd(),
-		c.gcCmd(), c.duCmd(),
+		c.gcCmd(), c.duCmd(), c.scrubCmd(),
 		c.versionCmd(),
 	)
 	addCompletionCmd(root)

@@ -59,6 +59,9 @@ type cli struct {
 	lease      time.Duration
 	// cleaner is serve's background cleaner configuration; nil: --no-gc.
 	cleaner *lfs.CleanerOptions
+	// scrubInterval and scrubRate are serve's background scrub (0: off).
+	scrubInterval time.Duration
+	scrubRate     int64
 }
 
 func newCLI(ctx context.Context, stdout, stderr io.Writer, getenv func(string) string) *cli {

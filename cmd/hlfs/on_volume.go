@@ -28,6 +28,7 @@ var adminOps = map[string]adminOp{
 	admin.OpSnapshotCreate: {"snapshot requests", adminTimeout, "hlfs snapshot ls"},
 	admin.OpSnapshotRemove: {"snapshot requests", adminTimeout, "hlfs snapshot ls"},
 	admin.OpGC:             {"gc requests", 0, "hlfs du"},
+	admin.OpScrub:          {"scrub requests", 0, "hlfs scrub"},
 }
 
 // onVolume runs an operation on volume vol where vol is open: in the

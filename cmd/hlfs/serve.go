@@ -59,6 +59,10 @@ higher (without bound once garbage passed 1.2 times the trigger), and
 deletes those segments. --no-gc turns that off; "hlfs gc" still cleans on
 demand.
 
+With --scrub-interval (off by default; e.g. 7d, 12h) serve also verifies every
+byte each served volume and its snapshots read, as "hlfs scrub" does, once per
+interval at --scrub-rate bytes per second, and logs the damage it finds.
+
 A volume can be served by one process at a time; serve fails before serving
 anything when a volume or snapshot cannot be opened.`,
 		Args: cobra.ArbitraryArgs,
@@ -74,6 +78,8 @@ anything when a volume or snapshot cannot be opened.`,
 	gcTrigger := fs.Float64("gc-trigger", 0.25, "start cleaning when this `FRACTION` of the cleanable segment bytes is garbage")
 	gcInterval := fs.Duration("gc-interval", time.Second, "check for garbage every `DURATION`")
 	gcMaxUtil := fs.Float64("gc-max-utilization", 0.8, "leave segments alone whose live share is above `FRACTION`")
+	scrubInterval := fs.String("scrub-interval", "", "verify every byte of each served volume once every `DURATION` (e.g. 7d, 12h; default off)")
+	scrubRate := fs.String("scrub-rate", "32M", "let the background scrub read `SIZE` bytes per second; 0 for no bound")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
 		if !*noGC {
 			if strings.TrimSpace(*gcRate) == "" {
@@ -99,6 +105,17 @@ anything when a volume or snapshot cannot be opened.`,
 		}
 		if *lease < time.Second {
 			return usageError("serve", "--lease %s: want at least 1s", *lease)
+		}
+		if strings.TrimSpace(*scrubInterval) != "" {
+			d, err := cliutil.ParseDuration(*scrubInterval)
+			if err != nil || d < time.Second {
+				return usageError("serve", "--scrub-interval %q: want a duration of at least 1s, e.g. 7d or 12h", *scrubInterval)
+			}
+			r, err := rateFlag("serve", "scrub-rate", *scrubRate)
+			if err != nil {
+				return err
+			}
+			c.scrubInterval, c.scrubRate = d, r
 		}
 		c.journalDir, c.lease = *journalDir, *lease
 		return c.serve(*listen, *socket, *adminSocket, args)
@@ -228,6 +245,9 @@ func (c *cli) serve(listen, socket, adminSocket string, args []string) (err erro
 		cat.add(v, all || sa.exported[name])
 		if c.cleaner != nil {
 			v.StartCleaner(*c.cleaner)
+		}
+		if c.scrubInterval > 0 {
+			v.StartScrubber(c.scrubInterval, c.scrubRate)
 		}
 	}
 	for _, name := range sa.named {

@@ -257,6 +257,25 @@ func (cat *volumeCatalog) GC(vol string, opts admin.GCOptions) (lfs.GCStats, err
 	return stats, nil
 }
 
+// Scrub implements admin.Handler: it verifies a served volume now, as
+// "hlfs scrub" does a volume nobody serves.
+func (cat *volumeCatalog) Scrub(vol string, opts admin.ScrubOptions) (lfs.ScrubReport, error) {
+	if _, err := volumeArg(vol); err != nil {
+		return lfs.ScrubReport{}, errors.New(cliutil.Message(err))
+	}
+	sv, ok := cat.volume(vol)
+	if !ok {
+		return lfs.ScrubReport{}, fmt.Errorf("%s is not open in this server (pid %d)", vol, os.Getpid())
+	}
+	rep, err := sv.vol.Scrub(lfs.ScrubOptions{Rate: opts.Rate})
+	if err != nil {
+		cat.logger.Error("scrub failed", "volume", vol, "err", err)
+		return lfs.ScrubReport{}, fmt.Errorf("scrub of %s failed: %s", vol, cliutil.Message(cat.c.volumeError(vol, err)))
+	}
+	cat.logger.Info("scrubbed "+vol+" on request", "records", rep.Records, "bytes_verified", rep.BytesVerified, "damaged_ranges", len(rep.Damaged))
+	return rep, nil
+}
+
 // adminVolume checks an admin request's names and returns its volume.
 func (cat *volumeCatalog) adminVolume(vol, snap string) (servedVolume, error) {
 	if _, _, err := snapshotArg(vol + "@" + snap); err != nil {

@@ -15,9 +15,12 @@
 //	→ {"op":"gc","volume":"vm1","gc":{"max_utilization":0.8}}
 //	← {"ok":true,"result":{"passes":1,"segments_cleaned":3,...}}
 //
+//	→ {"op":"scrub","volume":"vm1","scrub":{"rate":33554432}}
+//	← {"ok":true,"result":{"records":12,"bytes_verified":49536,...}}
+//
 // The error is one line meant for people: the client prints it as is. A
-// request that has a result (gc: the lfs.GCStats of the run) carries it in
-// "result"; the others carry none.
+// request that has a result (gc: the lfs.GCStats of the run; scrub: the
+// lfs.ScrubReport) carries it in "result"; the others carry none.
 //
 // Listen starts a Server for a Handler; Call sends one request. A Server and
 // Call are safe for concurrent use; the Handler is called from many
@@ -39,6 +42,10 @@ const (
 	// OpGC cleans volume Volume now, tuned by GC, and returns the
 	// lfs.GCStats of the run. It takes no Snapshot.
 	OpGC = "gc"
+	// OpScrub verifies every byte volume Volume and its snapshots read,
+	// tuned by Scrub, and returns the lfs.ScrubReport. It takes no
+	// Snapshot.
+	OpScrub = "scrub"
 )
 
 // Request is one request: an operation on a volume or on one of its
@@ -52,6 +59,14 @@ type Request struct {
 	Snapshot string `json:"snapshot,omitempty"`
 	// GC tunes OpGC; nil means the server's defaults. Only OpGC takes it.
 	GC *GCOptions `json:"gc,omitempty"`
+	// Scrub tunes OpScrub; nil means no rate bound. Only OpScrub takes it.
+	Scrub *ScrubOptions `json:"scrub,omitempty"`
+}
+
+// ScrubOptions tune an OpScrub request.
+type ScrubOptions struct {
+	// Rate bounds the bytes read per second; 0 means no bound.
+	Rate int64 `json:"rate,omitempty"`
 }
 
 // GCOptions tune an OpGC request, as lfs.GCOptions do a local run (without
@@ -87,6 +102,9 @@ type Handler interface {
 	// GC cleans volume vol now and returns what the run did. opts are
 	// checked: Rate is not negative, MaxUtilization is from 0 to 1.
 	GC(vol string, opts GCOptions) (lfs.GCStats, error)
+	// Scrub verifies volume vol now and returns what it found. opts are
+	// checked: Rate is not negative.
+	Scrub(vol string, opts ScrubOptions) (lfs.ScrubReport, error)
 }
 
 // maxMessage bounds the length of a request or reply line.

@@ -207,14 +207,19 @@ func (s *Server) handle(line []byte) (any, error) {
 		call = s.h.DeleteSnapshot
 	case OpGC:
 		return s.handleGC(req)
+	case OpScrub:
+		return s.handleScrub(req)
 	default:
-		return nil, fmt.Errorf("unknown request %q (this server knows %s, %s and %s)", req.Op, OpSnapshotCreate, OpSnapshotRemove, OpGC)
+		return nil, fmt.Errorf("unknown request %q (this server knows %s, %s, %s and %s)", req.Op, OpSnapshotCreate, OpSnapshotRemove, OpGC, OpScrub)
 	}
 	if req.Volume == "" || req.Snapshot == "" {
 		return nil, fmt.Errorf("malformed request: %s needs a volume and a snapshot", req.Op)
 	}
 	if req.GC != nil {
 		return nil, fmt.Errorf("malformed request: %s takes no gc options", req.Op)
+	}
+	if req.Scrub != nil {
+		return nil, fmt.Errorf("malformed request: %s takes no scrub options", req.Op)
 	}
 	return nil, call(req.Volume, req.Snapshot)
 }
@@ -240,6 +245,25 @@ func (s *Server) handleGC(req Request) (any, error) {
 		return nil, err
 	}
 	return stats, nil
+}
+
+// handleScrub checks an OpScrub request and calls the handler.
+func (s *Server) handleScrub(req Request) (any, error) {
+	var opts ScrubOptions
+	if req.Scrub != nil {
+		opts = *req.Scrub
+	}
+	switch {
+	case req.Volume == "":
+		return nil, fmt.Errorf("malformed request: %s needs a volume", req.Op)
+	case req.Snapshot != "":
+		return nil, fmt.Errorf("malformed request: %s takes no snapshot: it verifies the volume and all its snapshots", req.Op)
+	case req.GC != nil:
+		return nil, fmt.Errorf("malformed request: %s takes no gc options", req.Op)
+	case opts.Rate < 0:
+		return nil, fmt.Errorf("malformed request: %s rate %d is negative", req.Op, opts.Rate)
+	}
+	return s.h.Scrub(req.Volume, opts)
 }
 
 // readLine reads one line of at most maxMessage bytes, without its "\n".

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hlfs/hlfs/lfs"
+	"github.com/stretchr/testify/require"
 )
 
 // fakeHandler keeps snapshots as "vol@snap" in a set. Calls wait on gate
@@ -84,6 +85,21 @@ func (h *fakeHandler) GC(vol string, opts GCOptions) (lfs.GCStats, error) {
 		return lfs.GCStats{}, fmt.Errorf("volume %s is not served here", vol)
 	}
 	return fakeStats, nil
+}
+
+// fakeScrub is what the fake handler's Scrub returns.
+var fakeScrub = lfs.ScrubReport{Records: 3, BytesVerified: 12480, Damaged: []lfs.DamagedRange{{Object: "vm1/seg/1", Offset: 4096, Length: 4096,
+	Reason: "checksum mismatch", ReadBy: []lfs.DamagedRead{{Name: "vm1@s1", Offset: 8192, Length: 4096}}}}}
+
+func (h *fakeHandler) Scrub(vol string, opts ScrubOptions) (lfs.ScrubReport, error) {
+	h.wait()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.mu.calls = append(h.mu.calls, fmt.Sprintf("scrub %s rate=%d", vol, opts.Rate))
+	if vol != "vm1" {
+		return lfs.ScrubReport{}, fmt.Errorf("volume %s is not served here", vol)
+	}
+	return fakeScrub, nil
 }
 
 func (h *fakeHandler) calls() []string {
@@ -444,4 +460,26 @@ func TestConcurrentCalls(t *testing.T) {
 	if n := len(h.calls()); n != 32 {
 		t.Errorf("%d calls handled, want 32", n)
 	}
+}
+
+// TestScrubRequest: a scrub request reaches the handler with its rate and
+// its report comes back whole; malformed ones are refused.
+func TestScrubRequest(t *testing.T) {
+	h := newFakeHandler()
+	_, path := listen(t, h)
+	var rep lfs.ScrubReport
+	require.NoError(t, Call(t.Context(), path, Request{Op: OpScrub, Volume: "vm1", Scrub: &ScrubOptions{Rate: 1 << 20}}, 5*time.Second, &rep))
+	require.Equal(t, fakeScrub, rep)
+	require.Equal(t, []string{"scrub vm1 rate=1048576"}, h.calls())
+	for _, bad := range []Request{
+		{Op: OpScrub},
+		{Op: OpScrub, Volume: "vm1", Snapshot: "s1"},
+		{Op: OpScrub, Volume: "vm1", Scrub: &ScrubOptions{Rate: -1}},
+		{Op: OpScrub, Volume: "vm1", GC: &GCOptions{}},
+		{Op: OpSnapshotCreate, Volume: "vm1", Snapshot: "s", Scrub: &ScrubOptions{}},
+	} {
+		err := Call(t.Context(), path, bad, 5*time.Second, nil)
+		require.ErrorContains(t, err, "malformed request", "%+v", bad)
+	}
+	require.ErrorContains(t, Call(t.Context(), path, Request{Op: OpScrub, Volume: "vm2"}, 5*time.Second, &rep), "not served here")
 }
