@@ -84,6 +84,9 @@ TARGETS = [
     ("seqread", "qemu-nbd-raw", 0.9),
 ]
 ALL_SERVERS = ["hlfs", "qemu-nbd-raw", "qemu-nbd-qcow2", "nbdkit-memory"]
+# Not run by default: another hlfs binary (BENCH_HLFS_BASE_BIN), to compare
+# two versions in the same run (bench/checksums.py).
+EXTRA_SERVERS = ["hlfs-base"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -177,11 +180,12 @@ class Server:
     def prepare(self):
         os.makedirs(self.store())
         img = os.path.join(self.store(), self.name)
-        if self.kind == "hlfs":
+        if self.kind in ("hlfs", "hlfs-base"):
+            bin_ = self.hlfs_bin if self.kind == "hlfs" else os.environ["BENCH_HLFS_BASE_BIN"]
             extra = shlex.split(os.environ.get("BENCH_HLFS_CREATE_ARGS", ""))
-            run([self.hlfs_bin, "--store", "file://" + self.store(), "create", self.name,
+            run([bin_, "--store", "file://" + self.store(), "create", self.name,
                  "--size", human(self.size)] + extra)
-            return [self.hlfs_bin, "--store", "file://" + self.store(), "serve",
+            return [bin_, "--store", "file://" + self.store(), "serve",
                     "--listen", "127.0.0.1:%d" % self.port, self.name]
         if self.kind == "qemu-nbd-raw":
             with open(img + ".raw", "wb") as f:
@@ -395,8 +399,10 @@ def main():
         if j not in JOBS:
             sys.exit("bench: unknown job %r (want %s)" % (j, ",".join(JOBS)))
     for s in servers:
-        if s not in ALL_SERVERS:
-            sys.exit("bench: unknown server %r (want %s)" % (s, ",".join(ALL_SERVERS)))
+        if s not in ALL_SERVERS + EXTRA_SERVERS:
+            sys.exit("bench: unknown server %r (want %s)" % (s, ",".join(ALL_SERVERS + EXTRA_SERVERS)))
+    if "hlfs-base" in servers and not os.access(os.environ.get("BENCH_HLFS_BASE_BIN", ""), os.X_OK):
+        sys.exit("bench: hlfs-base needs BENCH_HLFS_BASE_BIN, an hlfs binary")
 
     need = {"fio"}
     if any(s.startswith("qemu-nbd") for s in servers):
