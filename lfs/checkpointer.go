@@ -92,7 +92,9 @@ func (v *Volume) checkpointLockedCkpt(force bool) error {
 	if pos == v.ckpt.last {
 		return nil
 	}
-	if err := v.lw.flush(pos); err != nil {
+	// A paused owner that lost the volume must not write or remove
+	// checkpoints the new owner relies on.
+	if err := v.flushTo(pos); err != nil {
 		return err
 	}
 	// The cut's own copies get the generations written for them.
@@ -107,7 +109,7 @@ func (v *Volume) checkpointLockedCkpt(force bool) error {
 	v.ckpt.last, v.ckpt.lastSnaps = pos, snaps.tree.Objects()
 	v.ckpt.count++
 	positions, err := listCheckpoints(v.st, v.name)
-	if err != nil {
+	if err != nil || v.confirmOwner("removing old checkpoints") != nil {
 		return nil // the new checkpoint is in place; cleanup waits for the next one
 	}
 	for _, p := range positions {

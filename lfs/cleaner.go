@@ -687,6 +687,9 @@ func (v *Volume) deleteReady() (GCStats, error) {
 	if busy, err := v.readersActive(); err != nil || busy {
 		return stats, err // a read-only open reads through maps that may name them
 	}
+	if err := v.confirmOwner("deleting segments"); err != nil {
+		return stats, err // a paused owner must not delete what a new one reads
+	}
 	slices.Sort(ready)
 	pinned, err := v.snapshotsWithClones()
 	if err != nil {

@@ -214,6 +214,15 @@ func (v *Volume) flushTo(end segment.Pos) error {
 	if err := v.lw.flush(end); err != nil {
 		return err
 	}
+	return v.confirmOwner("acknowledging")
+}
+
+// confirmOwner makes sure this process still owns the volume before it
+// acknowledges a write or changes what another owner would rely on
+// (checkpoints, segment deletion): when the last renewal is older than most
+// of a lease, it renews first, and a newer owner fences the log writer
+// (ErrFenced). what says what waits on it, for the error.
+func (v *Volume) confirmOwner(what string) error {
 	if v.owner == nil || v.owner.leaseHeld() {
 		return nil
 	}
@@ -221,7 +230,7 @@ func (v *Volume) flushTo(end segment.Pos) error {
 		if errors.Is(err, ErrFenced) {
 			v.lw.fence(err)
 		}
-		return fmt.Errorf("lfs: cannot confirm ownership of %s before acknowledging: %w", v.name, err)
+		return fmt.Errorf("lfs: cannot confirm ownership of %s before %s: %w", v.name, what, err)
 	}
 	return nil
 }

@@ -149,6 +149,15 @@ func TestLeaseTakeoverFencesTheZombie(t *testing.T) {
 	require.NoError(t, err, "the lease ran out")
 	require.NoError(t, v.WriteAt(bytes.Repeat([]byte{2}, 4096), 4096, true))
 
+	require.NoError(t, v.checkpoint())
+	ckpts, err := listCheckpoints(st, "z")
+	require.NoError(t, err)
+	// The zombie wakes and its background work goes on: a checkpoint (which
+	// removes older ones) is refused before it touches the store.
+	require.ErrorIs(t, zombie.checkpoint(), ErrFenced)
+	after, err := listCheckpoints(st, "z")
+	require.NoError(t, err)
+	require.Equal(t, ckpts, after, "the zombie removed or added no checkpoint")
 	err = zombie.WriteAt(bytes.Repeat([]byte{3}, 4096), 0, true)
 	require.True(t, errors.Is(err, ErrFenced), "the zombie's FUA write must not be acknowledged: %v", err)
 	require.ErrorIs(t, zombie.Flush(), ErrFenced)
