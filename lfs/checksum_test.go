@@ -195,3 +195,25 @@ func TestOldRecordsAreVerifiedWhole(t *testing.T) {
 	require.EqualValues(t, 1, v.ChecksumErrors())
 	require.NoError(t, v.Close())
 }
+
+// TestChecksumCacheIsNotPoisoned: a read whose checksums came back damaged
+// (a flip on the way) fails, and the next read of the record, with the
+// store healthy, succeeds: damaged checksums are not kept.
+func TestChecksumCacheIsNotPoisoned(t *testing.T) {
+	st := objstore.NewMemStore(false, 3)
+	require.NoError(t, Create(st, "c", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
+	v := openChecked(t, st, "c", Options{})
+	want := bytes.Repeat([]byte{1, 2, 3}, 64<<10/3+1)[:64<<10]
+	require.NoError(t, v.WriteAt(want, 0, false))
+	require.NoError(t, v.Close())
+	v = openChecked(t, st, "c", Options{ReadOnly: true})
+	got := make([]byte, 4096)
+	st.FlipBitsOnRead(1) // every read is hit: data or checksums
+	require.Error(t, v.ReadAt(got, 8192))
+	st.FlipBitsOnRead(0)
+	for off := int64(0); off < 64<<10; off += 4096 {
+		require.NoError(t, v.ReadAt(got, off), "offset %d", off)
+		require.Equal(t, want[off:off+4096], got)
+	}
+	require.NoError(t, v.Close())
+}

@@ -326,29 +326,47 @@ func (v *Volume) readExtent(dst []byte, e blockmap.Extent) error {
 
 // readBlocks reads the bytes of e, an uncompressed record with block
 // checksums, into dst: the checksum blocks that hold them (at most one
-// extra block's worth on each side) and their checksums, verified.
+// extra block's worth on each side) and their checksums, verified. The
+// checksums of a record of several blocks are cached (sumCache): a later
+// read of it costs one store read.
 func (v *Volume) readBlocks(dst []byte, e blockmap.Extent) error {
 	const cb = segment.ChecksumBlock
 	first, last := int64(e.Skip)/cb, (int64(e.Skip)+int64(e.Length)-1)/cb
 	lo, hi := first*cb, min((last+1)*cb, int64(e.PayLen))
-	nsums := 4 * (last - first + 1)
-	k := keyOf(e)
-	buf := make([]byte, hi-lo+nsums)
-	data, sums := buf[:hi-lo], buf[hi-lo:]
-	if hi == int64(e.PayLen) && first == 0 {
-		// The record's whole payload and all its checksums: adjacent.
-		if err := v.readSegmentAt(k, buf, int64(e.PayOff)); err != nil {
-			return err
-		}
-	} else {
+	k, rk := keyOf(e), keyOfRecord(e)
+	sumsOff := int64(e.PayOff) + int64(e.PayLen)
+	var data, sums []byte
+	if all := v.sums.get(rk); all != nil {
+		data, sums = make([]byte, hi-lo), all[4*first:4*(last+1)]
 		if err := v.readSegmentAt(k, data, int64(e.PayOff)+lo); err != nil {
 			return err
 		}
-		if err := v.readSegmentAt(k, sums, int64(e.PayOff)+int64(e.PayLen)+4*first); err != nil {
+	} else if hi == int64(e.PayLen) {
+		// The range reaches the payload's end, which the checksums follow:
+		// one read, of them all.
+		buf := make([]byte, hi-lo+int64(segment.BlockSumsLen(e.PayLen)))
+		if err := v.readSegmentAt(k, buf, int64(e.PayOff)+lo); err != nil {
 			return err
 		}
+		data, all = buf[:hi-lo], buf[hi-lo:]
+		sums = all[4*first:]
+		if last > 0 {
+			v.sums.put(rk, all)
+		}
+	} else {
+		all = make([]byte, segment.BlockSumsLen(e.PayLen))
+		data = make([]byte, hi-lo)
+		if err := v.readSegmentAt(k, data, int64(e.PayOff)+lo); err != nil {
+			return err
+		}
+		if err := v.readSegmentAt(k, all, sumsOff); err != nil {
+			return err
+		}
+		sums = all[4*first : 4*(last+1)]
+		v.sums.put(rk, all)
 	}
 	if i := segment.VerifyBlocks(data, sums); i >= 0 {
+		v.sums.drop(rk) // the next read fetches them again
 		return v.damaged(k, int64(e.PayOff)+lo+int64(i)*cb, fmt.Errorf("%w: checksum mismatch in a %d-byte block", segment.ErrCorrupt, cb))
 	}
 	copy(dst, data[int64(e.Skip)-lo:])

@@ -72,6 +72,13 @@ type scrubRead struct {
 	e    blockmap.Extent
 }
 
+// A scrub reads runs of records of one segment at once, up to scrubReadMax
+// bytes, skipping gaps of at most scrubGap bytes by reading them too.
+const (
+	scrubReadMax = 4 << 20
+	scrubGap  = 64 << 10
+)
+
 // recordLen is the encoded size of the record e names.
 func recordLen(e blockmap.Extent) int64 {
 	n := int64(segment.HeaderSize) + int64(e.PayLen)
@@ -97,26 +104,41 @@ func (v *Volume) Scrub(opts ScrubOptions) (ScrubReport, error) {
 		total += recordLen(r.e)
 	}
 	start, done := time.Now(), int64(0)
-	for _, r := range recs {
-		if isClosed(opts.stop) {
-			break
+	for i := 0; i < len(recs) && !isClosed(opts.stop); {
+		// A run of records of one segment, read at once: sequential reads
+		// of up to scrubReadMax bytes, gaps of garbage included.
+		j, lo := i+1, int64(recs[i].e.PayOff)-segment.HeaderSize
+		hi := lo + recordLen(recs[i].e)
+		for j < len(recs) && keyOf(recs[j].e) == keyOf(recs[i].e) {
+			rlo := int64(recs[j].e.PayOff) - segment.HeaderSize
+			rhi := rlo + recordLen(recs[j].e)
+			if rlo-hi > scrubGap || rhi-lo > scrubReadMax {
+				break
+			}
+			hi = max(hi, rhi)
+			j++
 		}
-		n := recordLen(r.e)
-		buf := make([]byte, n)
+		buf := make([]byte, hi-lo)
 		v.readGate.RLock() // the cleaner deletes no segment meanwhile
-		err := v.readSegmentAt(keyOf(r.e), buf, int64(r.e.PayOff)-segment.HeaderSize)
+		err := v.readSegmentAt(keyOf(recs[i].e), buf, lo)
 		v.readGate.RUnlock()
-		switch {
-		case errors.Is(err, objstore.ErrNotExist):
-			rep.Moved++
-		case err != nil:
-			return rep, err
-		default:
-			rep.Records++
-			rep.BytesVerified += n
-			rep.Damaged = append(rep.Damaged, v.verifyRecord(r, buf)...)
+		var n int64
+		for _, r := range recs[i:j] {
+			off := int64(r.e.PayOff) - segment.HeaderSize - lo
+			n += recordLen(r.e)
+			switch {
+			case errors.Is(err, objstore.ErrNotExist):
+				rep.Moved++
+			case err == nil:
+				rep.Records++
+				rep.BytesVerified += recordLen(r.e)
+				rep.Damaged = append(rep.Damaged, v.verifyRecord(r, buf[off:off+recordLen(r.e)])...)
+			}
 		}
-		done += n
+		if err != nil && !errors.Is(err, objstore.ErrNotExist) {
+			return rep, err
+		}
+		i, done = j, done+n
 		if opts.Progress != nil {
 			opts.Progress(done, total)
 		}

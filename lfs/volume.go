@@ -110,6 +110,8 @@ type Volume struct {
 	stats recoveryStats
 	// checksumErrors counts reads that failed a checksum (damaged).
 	checksumErrors atomic.Int64
+	// sums caches block checksum tables of records read (readBlocks).
+	sums sumCache
 
 	// gcMu serializes cleaning; it guards gc.
 	gcMu sync.Mutex
