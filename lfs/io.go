@@ -337,7 +337,10 @@ func (v *Volume) readBlocks(dst []byte, e blockmap.Extent) error {
 	sumsOff := int64(e.PayOff) + int64(e.PayLen)
 	var data, sums []byte
 	if all := v.sums.get(rk); all != nil {
-		data, sums = make([]byte, hi-lo), all[4*first:4*(last+1)]
+		data, sums = dst, all[4*first:4*(last+1)]
+		if lo != int64(e.Skip) || hi != int64(e.Skip)+int64(e.Length) {
+			data = make([]byte, hi-lo) // dst is not whole blocks: read them aside
+		}
 		if err := v.readSegmentAt(k, data, int64(e.PayOff)+lo); err != nil {
 			return err
 		}
@@ -369,7 +372,9 @@ func (v *Volume) readBlocks(dst []byte, e blockmap.Extent) error {
 		v.sums.drop(rk) // the next read fetches them again
 		return v.damaged(k, int64(e.PayOff)+lo+int64(i)*cb, fmt.Errorf("%w: checksum mismatch in a %d-byte block", segment.ErrCorrupt, cb))
 	}
-	copy(dst, data[int64(e.Skip)-lo:])
+	if &data[0] != &dst[0] {
+		copy(dst, data[int64(e.Skip)-lo:])
+	}
 	return nil
 }
 

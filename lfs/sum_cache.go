@@ -14,7 +14,7 @@ import (
 // use; no I/O happens under its lock.
 type sumCache struct {
 	mu struct {
-		sync.Mutex
+		sync.RWMutex
 		m     map[sumKey][]byte
 		bytes int
 	}
@@ -34,8 +34,8 @@ func keyOfRecord(e blockmap.Extent) sumKey { return sumKey{e.Branch, e.Seq, e.Pa
 
 // get returns the checksums of record k, or nil.
 func (c *sumCache) get(k sumKey) []byte {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
 	return c.mu.m[k]
 }
 
