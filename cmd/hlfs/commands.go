@@ -53,7 +53,7 @@ func (c *cli) rootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&c.store, "store", c.store,
 		"store `URI`: file:///abs/path, file://rel/path or a plain path (env HLFS_STORE)")
 	root.AddCommand(
-		c.createCmd(), c.lsCmd(), c.infoCmd(), c.resizeCmd(), c.rmCmd(),
+		c.initCmd(), c.createCmd(), c.lsCmd(), c.infoCmd(), c.resizeCmd(), c.rmCmd(),
 		c.snapshotCmd(), c.cloneCmd(), c.flattenCmd(),
 		c.serveCmd(), c.importCmd(), c.exportCmd(), c.fsckCmd(),
 		c.gcCmd(), c.duCmd(),
@@ -322,9 +322,14 @@ func (c *cli) snapshotInStore(arg string) (vol, snap string, st objstore.Store, 
 	return vol, snap, st, err
 }
 
-// openStore opens the store named by --store.
+// openStore opens the store named by --store, which must exist.
 func (c *cli) openStore() (objstore.Store, error) {
 	return openStore(c.store)
+}
+
+// createStore opens the store named by --store, creating it when missing.
+func (c *cli) createStore() (objstore.Store, error) {
+	return createStore(c.store)
 }
 
 // volumeError makes the errors of the lfs calls on volume name read well on

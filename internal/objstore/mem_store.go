@@ -186,6 +186,9 @@ func (s *MemStore) List(dir string) ([]string, error) {
 	if err := s.injectLocked(OpList, dir); err != nil {
 		return nil, err
 	}
+	if _, ok := s.mu.objects[dir]; ok && dir != "" {
+		return nil, fmt.Errorf("%w: %s", ErrNotFolder, dir)
+	}
 	prefix := dir + "/"
 	if dir == "" {
 		prefix = ""
