@@ -357,6 +357,27 @@ func (s *Store) List(dir string) ([]string, error) {
 	return names, nil
 }
 
+// Replication returns the replication factor the NameNode keeps for the
+// object name (lfs reads it back when it rebuilds a damaged superblock).
+func (s *Store) Replication(name string) (int, error) {
+	p, err := s.path(name, false)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	_, err = s.run("stat", name, true, false, func(c *hdfs.Client) error {
+		fi, err := c.Stat(p)
+		if err != nil {
+			return err
+		}
+		if st, ok := fi.Sys().(*hdfs.FileStatus); ok {
+			n = int(st.GetBlockReplication())
+		}
+		return nil
+	})
+	return n, err
+}
+
 // Remove implements objstore.Store. A folder must be empty.
 func (s *Store) Remove(name string) error {
 	p, err := s.path(name, false)

@@ -26,6 +26,10 @@ type FsckReport struct {
 	LiveBytes  int64    `json:"live_bytes"`
 	BooksExact bool     `json:"books_exact"`
 	Problems   []string `json:"problems"`
+	// SuperblockDamaged says that the superblock is missing or damaged
+	// while the volume's log remains (the only problem then listed):
+	// RepairSuperblock rebuilds it.
+	SuperblockDamaged bool `json:"superblock_damaged,omitempty"`
 }
 
 // OK reports whether no problem was found.
@@ -46,6 +50,7 @@ func Fsck(st objstore.Store, name string, progress func(done, total int64)) (Fsc
 	sb, err := readSuperblock(st, name)
 	if IsCorruption(err) {
 		rep.Problems = append(rep.Problems, err.Error())
+		rep.SuperblockDamaged = errors.Is(err, ErrDamaged)
 		return rep, nil
 	}
 	if err != nil {
