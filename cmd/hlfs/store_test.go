@@ -81,7 +81,7 @@ func TestMissingStoreIsNotCreated(t *testing.T) {
 	typo := filepath.Join(t.TempDir(), "typo")
 	for _, args := range [][]string{
 		{"ls"}, {"info", "v"}, {"rm", "v"}, {"fsck", "v"}, {"serve", "--listen", "127.0.0.1:0"},
-		{"import", os.DevNull, "v"}, {"export", "v", filepath.Join(t.TempDir(), "out")}, {"snapshot", "ls", "v"},
+		{"import", "-", "v"}, {"import", os.DevNull, "v"}, {"export", "v", filepath.Join(t.TempDir(), "out")}, {"snapshot", "ls", "v"},
 		{"gc", "v"}, {"du", "v"}, {"resize", "v", "--size", "1M"}, {"clone", "v@s", "w"}, {"flatten", "v"},
 	} {
 		wantError(t, hlfs(t, "file://"+typo, args...), 1, "store file://"+typo+" does not exist", "hlfs init")
