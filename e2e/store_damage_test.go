@@ -13,18 +13,17 @@ import (
 // items 2 and 3): stray files in the store's root, a volume whose
 // superblock was cut short, and a mistyped --store.
 
-// hlfsTry runs one hlfs subcommand on s's store and returns its combined
-// output and exit code, without failing the test.
+// hlfsTry runs one hlfs subcommand on s's store (tryHLFS) and returns its
+// combined output and exit code, without failing the test.
 func (s *Server) hlfsTry(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(s.bin, append([]string{"--store", s.StoreURI()}, args...)...)
-	out, err := cmd.CombinedOutput()
+	out, err := s.tryHLFS(args...)
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
-		return string(out), 0
+		return out, 0
 	case errors.As(err, &ee):
-		return string(out), ee.ExitCode()
+		return out, ee.ExitCode()
 	}
 	t.Fatalf("hlfs %s: %v", strings.Join(args, " "), err)
 	return "", -1
