@@ -86,6 +86,7 @@ func TestCrashSoak(t *testing.T) {
 		verdict := "ok"
 		if failed {
 			verdict = fmt.Sprintf("FAILED in cycle %d", st.cycles+1)
+			keepForInspection(t, s, feed.path, seed)
 		}
 		line := fmt.Sprintf("soak: %s: %s; seed %d, %v", verdict, st, seed, time.Since(t0).Round(time.Second))
 		t.Log(line)
@@ -193,6 +194,26 @@ func TestCrashSoak(t *testing.T) {
 		t.Errorf("the server logged %d errors, the first: %s", len(errs), strings.Join(errs[:min(len(errs), 5)], "\n"))
 	}
 	failed = t.Failed()
+}
+
+// keepForInspection copies a failed soak's store, server log and writer
+// log to $TMPDIR/hlfs-soak-failed-SEED (the test's own directories go).
+func keepForInspection(t *testing.T, s *Server, writerLog string, seed uint64) {
+	if s.Running() {
+		s.Kill()
+	}
+	keep := filepath.Join(os.TempDir(), fmt.Sprintf("hlfs-soak-failed-%d", seed))
+	os.RemoveAll(keep)
+	if err := os.MkdirAll(keep, 0o755); err != nil {
+		t.Logf("keeping the failed soak's store: %v", err)
+		return
+	}
+	for _, src := range []string{s.Dir, s.logPath, writerLog} {
+		if out, err := exec.Command("cp", "-a", src, keep).CombinedOutput(); err != nil {
+			t.Logf("keeping %s: %v: %s", src, err, out)
+		}
+	}
+	t.Logf("soak: the store, server log and writer log are kept in %s", keep)
 }
 
 // soakImage copies export name of s (a volume or VOLUME@SNAPSHOT) out.
