@@ -8,7 +8,7 @@ LISTEN    ?= 127.0.0.1:10809
 DEMO_SIZE ?= 1G
 UNIT_PKGS := ./internal/... ./segment/... ./snapshot/... ./lfs/... ./nbdserver/... ./cmd/...
 
-.PHONY: all build run test deps unit e2e hdfs-test fuzz-short fuzz bench bench-hdfs hdfs-up hdfs-down lint fmt-check clean
+.PHONY: all build run test deps unit e2e soak hdfs-test fuzz-short fuzz bench bench-hdfs hdfs-up hdfs-down lint fmt-check clean
 
 all: build
 
@@ -61,6 +61,15 @@ unit:
 
 e2e: build
 	$(GO) test -count=1 -timeout 20m -v ./e2e/...
+
+# The crash soak: SOAK_CYCLES cycles of kill -9 of hlfs serve under a
+# flushing writer, with snapshots, gc and clean restarts mixed in, every
+# flushed block verified after each restart and fsck at the end (e2e
+# TestCrashSoak; make test runs 20 cycles of it). Prints a one-line summary.
+# SOAK_SEED repeats a run's random choices.
+SOAK_CYCLES ?= 1000
+soak: build
+	cd e2e && HLFS_BIN=$(CURDIR)/$(BIN) SOAK_CYCLES=$(SOAK_CYCLES) $(GO) test -count=1 -timeout 0 -run '^TestCrashSoak$$'
 
 # Each fuzz target briefly, with execution-count budgets: a duration budget
 # (-fuzztime 10s) hits Go 1.26's coordinator race at the deadline

@@ -38,68 +38,81 @@ func replayWriterLog(tb testing.TB, path string) *writeModel {
 		tb.Fatal(err)
 	}
 	defer f.Close()
-	m := &writeModel{ok: map[int64]map[string]bool{}, pending: map[int64][]string{}}
-	// endProcess: the writer died; its unflushed writes may or may not
-	// have reached the store.
-	endProcess := func() {
-		for off, shas := range m.pending {
-			set := m.ok[off]
-			if set == nil {
-				set = map[string]bool{zeroBlockSHA: true}
-				m.ok[off] = set
-			}
-			for _, s := range shas {
-				set[s] = true
-			}
-		}
-		m.pending = map[int64][]string{}
-	}
+	m := newWriteModel()
 	sc := bufio.NewScanner(f)
 	line := 0
 	for sc.Scan() {
 		line++
-		fs := strings.Fields(sc.Text())
-		if len(fs) == 0 {
-			continue
-		}
-		switch fs[0] {
-		case "B":
-			endProcess()
-		case "W", "U":
-			if len(fs) != 3 {
-				tb.Fatalf("%s:%d: bad record %q", path, line, sc.Text())
-			}
-			off, err := strconv.ParseInt(fs[1], 10, 64)
-			if err != nil {
-				tb.Fatalf("%s:%d: %v", path, line, err)
-			}
-			if fs[0] == "W" {
-				m.pending[off] = append(m.pending[off], fs[2])
-				m.writes++
-			} else {
-				// A FUA write was acknowledged; no other write to off
-				// was in flight, so later ones come after it in the log.
-				m.ok[off] = map[string]bool{fs[2]: true}
-				delete(m.pending, off)
-				m.durable++
-			}
-		case "F":
-			for off, shas := range m.pending {
-				m.ok[off] = map[string]bool{shas[len(shas)-1]: true}
-				m.durable += len(shas)
-			}
-			m.pending = map[int64][]string{}
-		default:
-			// A torn last line from a killed writer is not expected (the
-			// server is killed, not the writer), so anything else is a bug.
-			tb.Fatalf("%s:%d: unknown record %q", path, line, sc.Text())
+		if err := m.apply(sc.Text()); err != nil {
+			tb.Fatalf("%s:%d: %v", path, line, err)
 		}
 	}
 	if err := sc.Err(); err != nil {
 		tb.Fatal(err)
 	}
-	endProcess()
+	m.endProcess()
 	return m
+}
+
+func newWriteModel() *writeModel {
+	return &writeModel{ok: map[int64]map[string]bool{}, pending: map[int64][]string{}}
+}
+
+// endProcess: the writer died; its unflushed writes may or may not have
+// reached the store.
+func (m *writeModel) endProcess() {
+	for off, shas := range m.pending {
+		set := m.ok[off]
+		if set == nil {
+			set = map[string]bool{zeroBlockSHA: true}
+			m.ok[off] = set
+		}
+		for _, s := range shas {
+			set[s] = true
+		}
+	}
+	m.pending = map[int64][]string{}
+}
+
+// apply replays one line of an nbd_writer.py log.
+func (m *writeModel) apply(line string) error {
+	fs := strings.Fields(line)
+	if len(fs) == 0 {
+		return nil
+	}
+	switch fs[0] {
+	case "B":
+		m.endProcess()
+	case "W", "U":
+		if len(fs) != 3 {
+			return fmt.Errorf("bad record %q", line)
+		}
+		off, err := strconv.ParseInt(fs[1], 10, 64)
+		if err != nil {
+			return err
+		}
+		if fs[0] == "W" {
+			m.pending[off] = append(m.pending[off], fs[2])
+			m.writes++
+		} else {
+			// A FUA write was acknowledged; no other write to off
+			// was in flight, so later ones come after it in the log.
+			m.ok[off] = map[string]bool{fs[2]: true}
+			delete(m.pending, off)
+			m.durable++
+		}
+	case "F":
+		for off, shas := range m.pending {
+			m.ok[off] = map[string]bool{shas[len(shas)-1]: true}
+			m.durable += len(shas)
+		}
+		m.pending = map[int64][]string{}
+	default:
+		// A torn last line from a killed writer is not expected (the
+		// server is killed, not the writer), so anything else is a bug.
+		return fmt.Errorf("unknown record %q", line)
+	}
+	return nil
 }
 
 // verify compares an image of the volume against the model: every block the

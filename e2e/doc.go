@@ -22,7 +22,8 @@
 //     second cpio archive, run it with `sh -e`, and return the serial
 //     console. A boot takes 6-12 s on two cores.
 //   - testdata/nbd_writer.py is the crash-test load generator whose log
-//     crash_test.go replays (writeModel).
+//     crash_test.go replays (writeModel); soak_test.go feeds it to the
+//     model as it grows, cycle after cycle (make soak, SOAK_CYCLES).
 //
 // Every test first calls Begin, which skips the test only when HLFS_SKIP_E2E=1
 // and otherwise fails it (never skips) when a required tool is missing:

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -241,8 +239,7 @@ func verifyWrites(t *testing.T, s *Server, vol, logPath string, size int64) stri
 	if t.Failed() {
 		t.FailNow()
 	}
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:])
+	return sha(data)
 }
 
 // hostName is the host a server runs as, for messages.

@@ -2,7 +2,7 @@
 // under one HDFS folder, written and read with github.com/colinmarc/hdfs/v2
 // (a native Go client: no JVM, no libhdfs).
 //
-//	s, err := hdfsbackend.Open("hdfs://namenode:9000/hlfs", hdfsbackend.Options{})
+//	s, err := hdfsbackend.Open("hdfs://namenode:9000/hlfs", hdfsbackend.Options{Create: true})
 //	...
 //	defer s.Close()
 //
@@ -45,8 +45,11 @@
 //     Persist showed. An object open by a live writer elsewhere yields
 //     ErrLeaseHeld; one open by this Store is left alone (its completed
 //     blocks are durable, the rest when it closes).
-//   - List returns sorted names; Remove deletes a file or an empty folder.
-//     Folders are created as needed by Create and Rename.
+//   - List returns sorted names, and objstore.ErrNotFolder for a file;
+//     Remove deletes a file or an empty folder. Folders are created as
+//     needed by Create and Rename. The store's root folder is created only
+//     with Options.Create: without it Open of a missing root fails with
+//     objstore.ErrNoStore.
 //
 // # Failures
 //

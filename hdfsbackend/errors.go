@@ -113,7 +113,9 @@ func describe(err error) string {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return "connection closed by the peer (" + err.Error() + ")"
 	}
-	return strings.ReplaceAll(err.Error(), "\n", " ")
+	// The Store's own errors wrap objstore sentinels; the opError already
+	// says it is the store's.
+	return strings.ReplaceAll(strings.TrimPrefix(err.Error(), "objstore: "), "\n", " ")
 }
 
 // remoteException returns the Java class of the NameNode exception in err,

@@ -29,13 +29,7 @@ func FileInfoOf(s *Store, name string) (*hdfs.FileInfo, error) {
 }
 
 // ReplicationOf returns the replication factor the NameNode keeps for name.
-func ReplicationOf(s *Store, name string) (int, error) {
-	fi, err := FileInfoOf(s, name)
-	if err != nil {
-		return 0, err
-	}
-	return int(fi.Sys().(*hdfs.FileStatus).GetBlockReplication()), nil
-}
+func ReplicationOf(s *Store, name string) (int, error) { return s.Replication(name) }
 
 // CrashWriter makes w's writer look crashed to the NameNode: it closes the
 // client w writes through (its lease is no longer renewed) without

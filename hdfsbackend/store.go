@@ -36,6 +36,11 @@ type Options struct {
 	// the NameNode answers that the last block is still replicating
 	// (hdfs.ErrReplicating); 0 means 30 s.
 	CloseRetryTimeout time.Duration
+	// Create makes the store's root folder (and its parents) when missing.
+	// Without it Open fails with an error wrapping objstore.ErrNoStore on a
+	// missing root: stores are created explicitly (hlfs init, the first hlfs
+	// create), so a mistyped path is an error rather than a new store.
+	Create bool
 	// LeaseRecoveryTimeout bounds how long Persist waits for the NameNode to
 	// recover the lease of an object left open by a crashed writer (the
 	// lease soft limit is 60 s on a default cluster); 0 means 2 min.
@@ -96,8 +101,8 @@ var _ objstore.Store = (*Store)(nil)
 
 // Open connects to the HDFS named by uri, hdfs://host:port/path (several
 // NameNodes as host1:port,host2:port; no host takes the NameNodes from the
-// Hadoop configuration), and returns a store rooted at path, creating that
-// folder if missing. The Hadoop configuration is read from
+// Hadoop configuration), and returns a store rooted at path, a folder that
+// must exist unless opts.Create (then it is created if missing). The Hadoop configuration is read from
 // $HADOOP_CONF_DIR or $HADOOP_HOME/conf; the HDFS user is
 // $HADOOP_USER_NAME or else the current user. Kerberos is not supported.
 func Open(uri string, opts Options) (*Store, error) {
@@ -147,7 +152,17 @@ func Open(uri string, opts Options) (*Store, error) {
 	s.mu.open = make(map[string]int)
 	s.mu.replication = make(map[string]int)
 	_, err = s.run("open store", uri, true, false, func(c *hdfs.Client) error {
-		return c.MkdirAll(root, 0o755)
+		if opts.Create {
+			return c.MkdirAll(root, 0o755)
+		}
+		fi, err := c.Stat(root)
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: %s does not exist", objstore.ErrNoStore, root)
+		}
+		if err == nil && !fi.IsDir() {
+			return fmt.Errorf("%s is a file, not a folder", root)
+		}
+		return err
 	})
 	if err != nil {
 		s.pool.close()
@@ -314,10 +329,18 @@ func (s *Store) List(dir string) ([]string, error) {
 	}
 	var names []string
 	_, err = s.run("list", dir, true, false, func(c *hdfs.Client) error {
-		infos, err := c.ReadDir(p)
+		f, err := c.Open(p)
 		if errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if !f.Stat().IsDir() {
+			return fmt.Errorf("%w: %s", objstore.ErrNotFolder, dir)
+		}
+		infos, err := f.Readdir(0)
 		if err != nil {
 			return err
 		}
@@ -332,6 +355,27 @@ func (s *Store) List(dir string) ([]string, error) {
 	}
 	sort.Strings(names)
 	return names, nil
+}
+
+// Replication returns the replication factor the NameNode keeps for the
+// object name (lfs reads it back when it rebuilds a damaged superblock).
+func (s *Store) Replication(name string) (int, error) {
+	p, err := s.path(name, false)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	_, err = s.run("stat", name, true, false, func(c *hdfs.Client) error {
+		fi, err := c.Stat(p)
+		if err != nil {
+			return err
+		}
+		if st, ok := fi.Sys().(*hdfs.FileStatus); ok {
+			n = int(st.GetBlockReplication())
+		}
+		return nil
+	})
+	return n, err
 }
 
 // Remove implements objstore.Store. A folder must be empty.

@@ -62,7 +62,7 @@ func TestCreateExclusiveAcrossStores(t *testing.T) {
 	uri := hdfstest.FolderURI(t)
 	hosts := make([]*hdfsbackend.Store, 2)
 	for i := range hosts {
-		s, err := hdfsbackend.Open(uri, hdfsbackend.Options{})
+		s, err := hdfsbackend.Open(uri, hdfsbackend.Options{Create: true})
 		require.NoError(t, err)
 		hosts[i] = s
 	}
@@ -291,7 +291,7 @@ func TestEnvironment(t *testing.T) {
 	t.Setenv("HADOOP_USER_NAME", "hlfs-test-user")
 	u, err := url.Parse(uri)
 	require.NoError(t, err)
-	s, err := hdfsbackend.Open("hdfs://"+u.Path, hdfsbackend.Options{})
+	s, err := hdfsbackend.Open("hdfs://"+u.Path, hdfsbackend.Options{Create: true})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		require.NoError(t, hdfstest.RemoveAll(s, ""))
@@ -307,6 +307,31 @@ func TestEnvironment(t *testing.T) {
 	require.NoError(t, err)
 	defer s2.Close()
 	require.Equal(t, "x", string(readObject(t, s2, "o")))
+}
+
+// TestOpenMissingRoot: Open never creates the store's folder unless asked
+// (a mistyped --store is an error naming it, not a new store), and a stray
+// file in the root lists as objstore.ErrNotFolder.
+func TestOpenMissingRoot(t *testing.T) {
+	uri := hdfstest.FolderURI(t)
+	_, err := hdfsbackend.Open(uri, hdfsbackend.Options{})
+	require.ErrorIs(t, err, objstore.ErrNoStore)
+	require.ErrorContains(t, err, "does not exist")
+	_, err = hdfsbackend.Open(uri, hdfsbackend.Options{})
+	require.ErrorIs(t, err, objstore.ErrNoStore, "the failed Open created the folder")
+
+	s, err := hdfsbackend.Open(uri, hdfsbackend.Options{Create: true})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		require.NoError(t, hdfstest.RemoveAll(s, ""))
+		s.Close()
+	})
+	writeObject(t, s, "README", []byte("not a volume"))
+	_, err = s.List("README")
+	require.ErrorIs(t, err, objstore.ErrNotFolder)
+	s2, err := hdfsbackend.Open(uri, hdfsbackend.Options{})
+	require.NoError(t, err)
+	s2.Close()
 }
 
 func TestOpenBadURI(t *testing.T) {

@@ -11,40 +11,6 @@ import (
 	"github.com/hlfs/hlfs/snapshot"
 )
 
-// List returns the names of the volumes in the store, sorted: the folders
-// holding a superblock object. A damaged superblock still lists, so the
-// volume shows up and opening it reports the damage.
-func List(st objstore.Store) ([]string, error) {
-	names, err := st.List("")
-	if err != nil {
-		return nil, err
-	}
-	var vols []string
-	for _, n := range names {
-		if ValidateName(n) != nil {
-			continue
-		}
-		entries, err := st.List(n)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range entries {
-			if e != "super" {
-				continue
-			}
-			// A superblock cut short by an interrupted creation is no volume.
-			if r, err := st.Open(superName(n)); err == nil {
-				if r.Size() >= superLen {
-					vols = append(vols, n)
-				}
-				_ = r.Close()
-			}
-			break
-		}
-	}
-	return vols, nil
-}
-
 // Info describes a volume as the store shows it.
 type Info struct {
 	Name        string       `json:"name"`
@@ -62,44 +28,35 @@ type Info struct {
 	Source string `json:"source,omitempty"`
 	// Clones are the volumes cloned from this one's snapshots.
 	Clones []string `json:"clones,omitempty"`
+	// Damage says what is wrong with a damaged volume's superblock; then
+	// only Name, Segments, BytesStored, Checkpoints and Owner are known.
+	Damage string `json:"damage,omitempty"`
 }
 
-// Stat describes a volume without opening it.
+// Stat describes a volume without opening it. For a damaged volume it
+// returns the *DamagedError and an Info with Damage set and the counts of
+// its objects.
 func Stat(st objstore.Store, name string) (Info, error) {
 	if err := ValidateName(name); err != nil {
 		return Info{}, err
 	}
 	sb, err := readSuperblock(st, name)
+	var damaged *DamagedError
+	if errors.As(err, &damaged) {
+		info := Info{Name: name, Damage: damaged.Reason}
+		if err := countObjects(st, name, &info); err != nil {
+			return Info{}, err
+		}
+		info.Owner, _, _ = liveOwner(st, name)
+		return info, damaged
+	}
 	if err != nil {
 		return Info{}, err
 	}
 	info := Info{Name: name, Size: sb.size, BlockSize: sb.blockSize, Compress: sb.compress,
 		SegmentSize: sb.segmentSize, Created: sb.created, Replication: sb.replication}
-	segSeen := map[string]bool{}
-	for _, dir := range []string{segDir(name), ckptDir(name)} {
-		names, err := st.List(dir)
-		if err != nil {
-			return Info{}, err
-		}
-		for _, n := range names {
-			size, err := objectSize(st, path.Join(dir, n))
-			if errors.Is(err, objstore.ErrNotExist) {
-				continue // removed meanwhile
-			}
-			if err != nil {
-				return Info{}, err
-			}
-			info.BytesStored += size
-			if dir == segDir(name) {
-				// Attempts of one segment count once, as du counts them.
-				if seq, _, _ := strings.Cut(n, "."); !segSeen[seq] {
-					segSeen[seq] = true
-					info.Segments++
-				}
-			} else {
-				info.Checkpoints++
-			}
-		}
+	if err := countObjects(st, name, &info); err != nil {
+		return Info{}, err
 	}
 	if info.Owner, _, err = liveOwner(st, name); err != nil {
 		return Info{}, err
@@ -117,13 +74,63 @@ func Stat(st objstore.Store, name string) (Info, error) {
 	return info, nil
 }
 
+// countObjects fills in the segments, checkpoints and bytes stored of info.
+func countObjects(st objstore.Store, name string, info *Info) error {
+	segSeen := map[string]bool{}
+	for _, dir := range []string{segDir(name), ckptDir(name)} {
+		names, err := st.List(dir)
+		if errors.Is(err, objstore.ErrNotFolder) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			size, err := objectSize(st, path.Join(dir, n))
+			if errors.Is(err, objstore.ErrNotExist) {
+				continue // removed meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			info.BytesStored += size
+			if dir == segDir(name) {
+				// Attempts of one segment count once, as du counts them.
+				if seq, _, _ := strings.Cut(n, "."); !segSeen[seq] {
+					segSeen[seq] = true
+					info.Segments++
+				}
+			} else {
+				info.Checkpoints++
+			}
+		}
+	}
+	return nil
+}
+
 // Remove deletes a volume and all its objects. It takes ownership first, so
-// it fails with ErrInUse while the volume is served.
+// it fails with ErrInUse while the volume is served. It also removes a
+// damaged volume, and the leftovers of an interrupted create, clone or
+// remove, as long as the folder holds only names hlfs writes.
 func Remove(st objstore.Store, name string) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
-	if _, err := readSuperblock(st, name); err != nil {
+	_, err := readSuperblock(st, name)
+	if errors.Is(err, ErrNotFound) {
+		names, lerr := leftovers(st, name)
+		if lerr != nil {
+			return lerr
+		}
+		if len(names) == 0 {
+			return err
+		}
+		for _, n := range names {
+			if !ownEntry(n) {
+				return fmt.Errorf("%w: %s: the folder holds %s, which hlfs never writes; remove it by hand", ErrNotFound, name, n)
+			}
+		}
+	} else if err != nil && !errors.Is(err, ErrDamaged) {
 		return err
 	}
 	clones, err := liveClones(st, name, 0)
@@ -143,7 +150,7 @@ func Remove(st objstore.Store, name string) error {
 	}
 	// The superblock goes first: from then on the volume no longer exists,
 	// even if removing the rest is interrupted.
-	if err := st.Remove(superName(name)); err != nil {
+	if err := st.Remove(superName(name)); err != nil && !errors.Is(err, objstore.ErrNotExist) {
 		_ = own.release()
 		return err
 	}

@@ -175,7 +175,13 @@ func (v *Volume) materializeCurrent() error {
 // removeUnreferencedSnapObjects deletes snapshot map objects that neither
 // the newest checkpoint nor the previous one (a recovery fallback) names,
 // and that no snapshot in memory still uses, and temporaries a crash left.
+// It deletes nothing while a fresh read lease exists: a read-only open
+// (snapshot ls, du, fsck, export) loads the generations the checkpoint it
+// read names, maybe long after it read it; a later checkpoint removes them.
 func (v *Volume) removeUnreferencedSnapObjects(prevSnaps map[snapshot.ObjectID]bool) {
+	if busy, err := v.readersActive(); err != nil || busy {
+		return
+	}
 	names, err := v.st.List(snapshot.Dir(v.name))
 	if err != nil {
 		return

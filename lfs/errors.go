@@ -3,6 +3,7 @@ package lfs
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/hlfs/hlfs/segment"
 	"github.com/hlfs/hlfs/snapshot"
@@ -50,6 +51,12 @@ var (
 	// ErrStoreUnavailable is returned by writes that waited too long for a
 	// failing store; it wraps the store's last error.
 	ErrStoreUnavailable = errors.New("lfs: store unavailable")
+	// ErrDamaged is wrapped by *DamagedError, returned by Open, Stat, Fsck,
+	// Create and every other call that reads a volume's superblock when the
+	// superblock is missing, short or does not decode while the volume's
+	// log (segments or checkpoints) remains. RepairSuperblock rebuilds it;
+	// Remove removes such a volume.
+	ErrDamaged = errors.New("lfs: volume damaged")
 	// ErrSnapshotNotFound is returned for a snapshot name a volume lacks.
 	ErrSnapshotNotFound = errors.New("lfs: no such snapshot")
 	// ErrSnapshotExists is returned by CreateSnapshot for a taken name.
@@ -88,6 +95,38 @@ func corruptf(object string, off int64, format string, args ...any) error {
 func IsCorruption(err error) bool {
 	return errors.Is(err, ErrCorrupt) || errors.Is(err, segment.ErrCorrupt)
 }
+
+// DamagedError says why a volume whose log remains has no usable
+// superblock. It wraps ErrDamaged and ErrCorrupt (IsCorruption is true).
+type DamagedError struct {
+	Volume string
+	// Reason is what is wrong with the superblock, and what remains.
+	Reason string
+}
+
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("lfs: volume %s is damaged: %s", e.Volume, e.Reason)
+}
+
+// Unwrap makes errors.Is(err, ErrDamaged) and IsCorruption(err) true.
+func (e *DamagedError) Unwrap() []error { return []error{ErrDamaged, ErrCorrupt} }
+
+// LeftoverError is returned by Create when the volume's folder holds
+// objects but neither a superblock nor a log: what an interrupted create,
+// clone or remove leaves. It wraps ErrExists; Remove clears them.
+type LeftoverError struct {
+	Volume string
+	// Names are the entries of the folder.
+	Names []string
+}
+
+func (e *LeftoverError) Error() string {
+	return fmt.Sprintf("%v: %s (the store holds objects under %s/ without a superblock: %s; remove them first)",
+		ErrExists, e.Volume, e.Volume, strings.Join(e.Names, ", "))
+}
+
+// Unwrap makes errors.Is(err, ErrExists) true.
+func (e *LeftoverError) Unwrap() error { return ErrExists }
 
 // InUseError says who owns a volume.
 type InUseError struct {

@@ -31,6 +31,10 @@ type FsckReport struct {
 	// the log ended before them (listed in Problems too).
 	SetAside []SetAsideObject `json:"set_aside,omitempty"`
 	Problems []string         `json:"problems"`
+	// SuperblockDamaged says that the superblock is missing or damaged
+	// while the volume's log remains (the only problem then listed):
+	// RepairSuperblock rebuilds it.
+	SuperblockDamaged bool `json:"superblock_damaged,omitempty"`
 }
 
 // SetAsideObject is an object in a volume's lost+found.
@@ -57,6 +61,7 @@ func Fsck(st objstore.Store, name string, progress func(done, total int64)) (Fsc
 	sb, err := readSuperblock(st, name)
 	if IsCorruption(err) {
 		rep.Problems = append(rep.Problems, err.Error())
+		rep.SuperblockDamaged = errors.Is(err, ErrDamaged)
 		return rep, nil
 	}
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hlfs/hlfs/internal/objstore"
-	"github.com/hlfs/hlfs/segment"
 )
 
 // OwnerRecord is the content of an owner lock object (docs/format.md).
@@ -175,7 +174,7 @@ func newestLogEpoch(st objstore.Store, vol string) (uint64, error) {
 	for i := len(seqs) - 1; i >= 0; i-- {
 		found := false
 		for _, a := range attempts[seqs[i]] {
-			sh, err := readSegmentHeader(st, segObjName(vol, seqs[i], a))
+			sh, _, err := readSegmentHeader(st, segObjName(vol, seqs[i], a))
 			if err != nil {
 				continue // torn or damaged: recovery deals with it
 			}
@@ -186,20 +185,6 @@ func newestLogEpoch(st objstore.Store, vol string) (uint64, error) {
 		}
 	}
 	return epoch, nil
-}
-
-// readSegmentHeader reads and decodes the header record of a segment object.
-func readSegmentHeader(st objstore.Store, name string) (segment.SegmentHeader, error) {
-	r, err := st.Open(name)
-	if err != nil {
-		return segment.SegmentHeader{}, err
-	}
-	defer r.Close()
-	b := make([]byte, segment.SegmentHeaderLen)
-	if _, err := r.ReadAt(b, 0); err != nil {
-		return segment.SegmentHeader{}, err
-	}
-	return segment.DecodeSegmentHeader(b)
 }
 
 // renew confirms the lease: it fails with ErrFenced when a newer owner

@@ -76,7 +76,7 @@ type scrubRead struct {
 // bytes, skipping gaps of at most scrubGap bytes by reading them too.
 const (
 	scrubReadMax = 4 << 20
-	scrubGap  = 64 << 10
+	scrubGap     = 64 << 10
 )
 
 // recordLen is the encoded size of the record e names.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/hlfs/hlfs/internal/objstore"
@@ -160,20 +161,59 @@ func decodeSuperblock(object string, b []byte) (superblock, error) {
 	return sb, nil
 }
 
-// readSuperblock loads the superblock of vol; ErrNotFound when absent, or
-// when creating it was cut short (its name is durable before its bytes).
+// readSuperblock loads the superblock of vol. It returns ErrNotFound when
+// the volume does not exist: no superblock, or one cut short by an
+// interrupted creation (its name is durable before its bytes), and no log.
+// It returns a *DamagedError when the superblock does not decode, or is
+// missing or short while the volume's log (segments or checkpoints)
+// remains (docs/format.md, "What a store's root holds").
 func readSuperblock(st objstore.Store, vol string) (superblock, error) {
 	b, err := readObject(st, superName(vol))
-	if errors.Is(err, objstore.ErrNotExist) {
-		return superblock{}, fmt.Errorf("%w: %s", ErrNotFound, vol)
+	missing := errors.Is(err, objstore.ErrNotExist)
+	if err != nil && !missing {
+		return superblock{}, err
 	}
+	if !missing && len(b) >= superLen {
+		sb, err := decodeSuperblock(superName(vol), b)
+		if IsCorruption(err) {
+			return superblock{}, &DamagedError{Volume: vol, Reason: strings.TrimPrefix(err.Error(), "lfs: ")}
+		}
+		return sb, err
+	}
+	segs, ckpts, err := countLog(st, vol)
 	if err != nil {
 		return superblock{}, err
 	}
-	if len(b) < superLen {
-		return superblock{}, fmt.Errorf("%w: %s (its creation was interrupted)", ErrNotFound, vol)
+	if segs+ckpts > 0 {
+		what := "its superblock is missing"
+		if !missing {
+			what = fmt.Sprintf("its superblock %s is %d bytes, want %d", superName(vol), len(b), superLen)
+		}
+		return superblock{}, &DamagedError{Volume: vol,
+			Reason: fmt.Sprintf("%s, but its log remains (%d segment objects, %d checkpoints)", what, segs, ckpts)}
 	}
-	return decodeSuperblock(superName(vol), b)
+	if missing {
+		return superblock{}, fmt.Errorf("%w: %s", ErrNotFound, vol)
+	}
+	return superblock{}, fmt.Errorf("%w: %s (its creation was interrupted)", ErrNotFound, vol)
+}
+
+// countLog counts the segment objects and checkpoint objects of vol.
+func countLog(st objstore.Store, vol string) (segs, ckpts int, err error) {
+	for _, c := range []struct {
+		dir string
+		n   *int
+	}{{segDir(vol), &segs}, {ckptDir(vol), &ckpts}} {
+		names, err := st.List(c.dir)
+		if errors.Is(err, objstore.ErrNotFolder) {
+			continue // a stray object where the folder would be
+		}
+		if err != nil {
+			return 0, 0, err
+		}
+		*c.n = len(names)
+	}
+	return segs, ckpts, nil
 }
 
 // createSuperblock writes the superblock of a new volume, exclusively: it

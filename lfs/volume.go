@@ -148,10 +148,8 @@ func Create(st objstore.Store, name string, cfg Config) error {
 	} else if !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	if names, err := st.List(name); err != nil {
+	if err := checkNoLeftovers(st, name); err != nil {
 		return err
-	} else if len(names) > 1 || (len(names) == 1 && names[0] != "super") {
-		return fmt.Errorf("%w: %s (the store holds objects under %s/ without a superblock; remove them first)", ErrExists, name, name)
 	}
 	sb := superblock{uid: newUID(), size: cfg.Size, blockSize: cfg.BlockSize,
 		segmentSize: cfg.SegmentSize, compress: cfg.Compress, created: nowUTC(), replication: cfg.Replication}

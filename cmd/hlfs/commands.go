@@ -53,7 +53,7 @@ func (c *cli) rootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&c.store, "store", c.store,
 		"store `URI`: file:///abs/path, file://rel/path or a plain path (env HLFS_STORE)")
 	root.AddCommand(
-		c.createCmd(), c.lsCmd(), c.infoCmd(), c.resizeCmd(), c.rmCmd(),
+		c.initCmd(), c.createCmd(), c.lsCmd(), c.infoCmd(), c.resizeCmd(), c.rmCmd(),
 		c.snapshotCmd(), c.cloneCmd(), c.flattenCmd(),
 		c.serveCmd(), c.importCmd(), c.exportCmd(), c.fsckCmd(),
 		c.gcCmd(), c.duCmd(), c.scrubCmd(),
@@ -322,22 +322,40 @@ func (c *cli) snapshotInStore(arg string) (vol, snap string, st objstore.Store, 
 	return vol, snap, st, err
 }
 
-// openStore opens the store named by --store.
+// openStore opens the store named by --store, which must exist.
 func (c *cli) openStore() (objstore.Store, error) {
 	return openStore(c.store)
+}
+
+// createStore opens the store named by --store, creating it when missing.
+func (c *cli) createStore() (objstore.Store, error) {
+	return createStore(c.store)
 }
 
 // volumeError makes the errors of the lfs calls on volume name read well on
 // their own.
 func (c *cli) volumeError(name string, err error) error {
-	var inUse *lfs.InUseError
+	var (
+		inUse *lfs.InUseError
+		left  *lfs.LeftoverError
+	)
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &inUse):
 		return err // names the owner
 	case errors.Is(err, lfs.ErrNotFound):
-		return fmt.Errorf("no volume %q in store %s", name, c.store)
+		// "lfs: no such volume: NAME", and what lfs says after the name.
+		detail, _ := strings.CutPrefix(err.Error(), lfs.ErrNotFound.Error()+": "+name)
+		if detail == err.Error() {
+			detail = ""
+		}
+		return fmt.Errorf("no volume %q in store %s%s", name, c.store, detail)
+	case errors.Is(err, lfs.ErrDamaged):
+		return damagedError(name, err)
+	case errors.As(err, &left):
+		return fmt.Errorf("the store %s holds objects under %s/ but no superblock: %s (left by an interrupted create, clone or rm; 'hlfs rm %s' removes them)",
+			c.store, name, strings.Join(left.Names, ", "), name)
 	case errors.Is(err, lfs.ErrExists):
 		return fmt.Errorf("volume %q already exists in store %s", name, c.store)
 	case errors.Is(err, lfs.ErrInUse):
@@ -348,6 +366,22 @@ func (c *cli) volumeError(name string, err error) error {
 		return withoutSentinel(err, lfs.ErrHasSnapshots) // names the snapshot
 	}
 	return err
+}
+
+// damagedError words the *lfs.DamagedError of volume name, with the way
+// out.
+func damagedError(name string, err error) error {
+	var d *lfs.DamagedError
+	if !errors.As(err, &d) {
+		return err
+	}
+	return fmt.Errorf("volume %s is damaged: %s %s", name, d.Reason, damageAdvice(name))
+}
+
+// damageAdvice is the way out for a damaged volume name.
+func damageAdvice(name string) string {
+	return fmt.Sprintf("(see 'hlfs fsck %s'; 'hlfs fsck --repair %s' rebuilds the superblock, 'hlfs rm %s' removes the volume)",
+		name, name, name)
 }
 
 // snapshotError makes the errors of the lfs calls on snapshot vol@snap read

@@ -50,7 +50,7 @@ func (c *cli) create(arg string, cfg lfs.Config) error {
 	if bs > 0 && bs&(bs-1) == 0 && cfg.Size%bs != 0 {
 		return fmt.Errorf("size %s is not a multiple of the block size %s", sizeString(cfg.Size), cliutil.FormatSize(bs))
 	}
-	st, err := c.openStore()
+	st, err := c.createStore() // the first volume makes the store
 	if err != nil {
 		return err
 	}

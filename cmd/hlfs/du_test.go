@@ -147,5 +147,5 @@ func TestDuErrors(t *testing.T) {
 	wantError(t, hlfs(t, store, "du", "nope"), 1, `no volume "nope" in store `+store)
 	wantError(t, hlfs(t, store, "du", "a/b"), 1, `invalid volume name "a/b"`)
 	wantError(t, hlfs(t, store, "du", "vm1@s1"), 1, "vm1@s1 is a snapshot, not a volume")
-	wantError(t, hlfs(t, store, "--store", "file://"+filepath.Join(dir, "missing"), "du", "vm1"), 1, `no volume "vm1"`)
+	wantError(t, hlfs(t, store, "--store", "file://"+filepath.Join(dir, "missing"), "du", "vm1"), 1, "missing does not exist")
 }

@@ -91,3 +91,86 @@ func TestFsckLostFound(t *testing.T) {
 		t.Errorf("fsck --clear-lost-found: %q", out)
 	}
 }
+
+// writeSome writes 64 KiB of 0x5a at 1 MiB into volume name and closes it,
+// so that it has segments and a checkpoint.
+func writeSome(t *testing.T, dir, name string) []byte {
+	t.Helper()
+	v, err := lfs.Open(dirStore(t, dir), name, lfs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte{0x5a}, 64<<10)
+	if err := v.WriteAt(data, 1<<20, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// A superblock cut short on a volume holding data: fsck reports it with the
+// repair, and fsck --repair rebuilds it from the checkpoint and the segment
+// headers (issue 10, item 2).
+func TestFsckRepairsTruncatedSuperblock(t *testing.T) {
+	store, dir := testStore(t)
+	mustHLFS(t, store, "create", "c", "--size", "8M")
+	data := writeSome(t, dir, "c")
+	if err := os.Truncate(filepath.Join(dir, "c", "super"), 10); err != nil {
+		t.Fatal(err)
+	}
+	r := hlfs(t, store, "fsck", "c")
+	wantError(t, r, 1, "c is damaged")
+	for _, want := range []string{"c: problem: ", "c/super is 10 bytes, want 64, but its log remains", "c: repair: 'hlfs fsck --repair c' rebuilds"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("fsck output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "checked 0 segments") {
+		t.Errorf("fsck claims a check it did not make:\n%s", r.stdout)
+	}
+
+	out := mustHLFS(t, store, "fsck", "--repair", "c")
+	for _, want := range []string{
+		"c: rebuilt the superblock (it was damaged: its superblock c/super is 10 bytes",
+		"c:   size 8 MiB (8388608 bytes): from checkpoint c/ckpt/",
+		"c:   block size 4 KiB: the default (recorded nowhere else)",
+		"c:   segment size 32 MiB: the default (recorded nowhere else)",
+		"c:   compress off: no compressed data in the newest checkpoint or the log after it",
+		"c:   uid ", ": from the segment headers and the checkpoint (first: c/seg/0000000000000001)",
+		"c:   created ", ": from the header of c/seg/0000000000000001",
+		"c:   replication 0: the store's default",
+		"c: ok\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("fsck --repair output lacks %q:\n%s", want, out)
+		}
+	}
+	if got := readVolume(t, dir, "c")[1<<20 : 1<<20+len(data)]; !bytes.Equal(got, data) {
+		t.Error("the repaired volume does not read the data written before")
+	}
+	if info := statVolume(t, dir, "c"); info.Size != 8<<20 || info.BlockSize != 4096 {
+		t.Errorf("repaired volume: %+v", info)
+	}
+	out = mustHLFS(t, store, "fsck", "--repair", "c")
+	if !strings.HasPrefix(out, "c: the superblock is intact: nothing to repair\n") || !strings.HasSuffix(out, "c: ok\n") {
+		t.Errorf("fsck --repair of a sound volume: %q", out)
+	}
+}
+
+func TestFsckRepairErrors(t *testing.T) {
+	store, dir := testStore(t)
+	wantError(t, hlfs(t, store, "fsck", "--repair", "nope"), 1, `no volume "nope"`)
+	mustHLFS(t, store, "create", "busy", "--size", "4M")
+	writeSome(t, dir, "busy")
+	v, err := lfs.Open(dirStore(t, dir), "busy", lfs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if err := os.Truncate(filepath.Join(dir, "busy", "super"), 0); err != nil {
+		t.Fatal(err)
+	}
+	wantError(t, hlfs(t, store, "fsck", "--repair", "busy"), 1, "in use")
+}

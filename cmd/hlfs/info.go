@@ -49,8 +49,12 @@ type volumeJSON struct {
 	Source string `json:"source,omitempty"`
 	// Clones are the volumes cloned from this volume's snapshots.
 	Clones []string `json:"clones,omitempty"`
-	// Error is set, alone with Name, when ls could not read the volume.
+	// Error is set, alone with Name, when ls could not read the volume, or
+	// with Damage for a damaged volume.
 	Error string `json:"error,omitempty"`
+	// Damage says what is wrong with a damaged volume's superblock; then
+	// only Name, Segments, BytesStored, Checkpoints and Owner are known.
+	Damage string `json:"damage,omitempty"`
 }
 
 // ownerJSON is the process serving a volume.
@@ -74,6 +78,7 @@ func newVolumeJSON(info lfs.Info) volumeJSON {
 		Checkpoints: info.Checkpoints,
 		Source:      info.Source,
 		Clones:      info.Clones,
+		Damage:      info.Damage,
 	}
 	if o := info.Owner; o != nil {
 		v.Owner = &ownerJSON{Host: o.Host, PID: o.PID, Epoch: o.Epoch, Since: o.Since}

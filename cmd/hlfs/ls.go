@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -21,7 +22,12 @@ func (c *cli) lsCmd() *cobra.Command {
 Ls lists the volumes in the store with their size, the bytes they occupy,
 the snapshot a clone was made from, the clones of each volume's snapshots
 and who serves them. With --json it prints an array of the objects "hlfs info
---json" prints.`,
+--json" prints.
+
+A volume whose superblock is missing, cut short or unreadable while its log
+remains shows as damaged (see 'hlfs fsck --repair'), and ls exits 1. Entries
+of the store that are not volumes (a README, a filer's .snapshot folder, what
+an interrupted create, clone or rm left) are skipped with a warning.`,
 		Args: positional(),
 	}
 	fs := cmd.Flags()
@@ -37,14 +43,22 @@ func (c *cli) ls(asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	names, err := lfs.List(st)
+	l, err := lfs.ListStore(st)
 	if err != nil {
 		return fmt.Errorf("cannot list store %s: %w", c.store, err)
 	}
-	vols := make([]volumeJSON, 0, len(names))
+	c.warnIgnored(l.Ignored)
+	vols := make([]volumeJSON, 0, len(l.Volumes))
 	var failed int
-	for _, name := range names {
+	for _, name := range l.Volumes {
 		info, err := lfs.Stat(st, name)
+		if errors.Is(err, lfs.ErrDamaged) {
+			failed++
+			v := newVolumeJSON(info)
+			v.Error = "damaged: " + info.Damage + " " + damageAdvice(name)
+			vols = append(vols, v)
+			continue
+		}
 		if err != nil {
 			failed++
 			vols = append(vols, volumeJSON{Name: name, Error: cliutil.Message(err)})
@@ -62,6 +76,11 @@ func (c *cli) ls(asJSON bool) error {
 		tw := tabwriter.NewWriter(c.stdout, 0, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tSIZE\tSTORED\tSEGMENTS\tSOURCE\tCLONES\tSERVED BY")
 		for _, v := range vols {
+			if v.Damage != "" {
+				fmt.Fprintf(tw, "%s\tdamaged\t%s\t%d\t-\t-\t%s\n", v.Name,
+					cliutil.FormatSize(v.BytesStored), v.Segments, v.Owner.String())
+				continue
+			}
 			if v.Error != "" {
 				fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t-\n", v.Name)
 				continue
@@ -81,6 +100,28 @@ func (c *cli) ls(asJSON bool) error {
 		return fmt.Errorf("%d of %d volumes could not be read", failed, len(vols))
 	}
 	return nil
+}
+
+// warnIgnored says on stderr which entries of the store's root are not
+// volumes and were skipped.
+func (c *cli) warnIgnored(ignored []lfs.Ignored) {
+	for _, ig := range ignored {
+		fmt.Fprintf(c.stderr, "hlfs: warning: ignoring %s in store %s: %s\n", ig.Name, c.store, ignoredReason(ig))
+	}
+}
+
+// ignoredReason says why an entry of a store's root is no volume.
+func ignoredReason(ig lfs.Ignored) string {
+	switch ig.Kind {
+	case lfs.IgnoredFile:
+		return "a file, not a volume"
+	case lfs.IgnoredName:
+		return "not a volume name"
+	case lfs.IgnoredLeftover:
+		return fmt.Sprintf("holds %s but no superblock (left by an interrupted create, clone or rm; 'hlfs rm %s' removes it)",
+			strings.Join(ig.Entries, ", "), ig.Name)
+	}
+	return ig.String()
 }
 
 // String shows the owner in tables: "host:pid", or "-" for none.

@@ -73,3 +73,84 @@ func TestLsDamagedVolume(t *testing.T) {
 	wantError(t, hlfs(t, store, "info", "bad"), 1, "bad/super", "corrupt")
 	mustHLFS(t, store, "info", "good")
 }
+
+// A volume with data whose superblock was cut short is listed as damaged,
+// with its stored bytes and the way out (issue 10, item 2).
+func TestLsShowsTruncatedVolumeAsDamaged(t *testing.T) {
+	store, dir := testStore(t)
+	mustHLFS(t, store, "create", "good", "--size", "1M")
+	mustHLFS(t, store, "create", "c", "--size", "4M")
+	writeSome(t, dir, "c")
+	if err := os.Truncate(filepath.Join(dir, "c", "super"), 10); err != nil {
+		t.Fatal(err)
+	}
+	r := hlfs(t, store, "ls")
+	if r.code != 1 {
+		t.Errorf("ls exit %d, want 1", r.code)
+	}
+	lines := strings.Split(r.stdout, "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[1], "c ") || !strings.Contains(lines[1], "damaged") || !strings.HasPrefix(lines[2], "good ") {
+		t.Errorf("ls stdout:\n%s", r.stdout)
+	}
+	for _, want := range []string{"hlfs: c: damaged: its superblock c/super is 10 bytes", "'hlfs fsck --repair c'", "hlfs: 1 of 2 volumes"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("ls stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	var vols []volumeJSON
+	r = hlfs(t, store, "ls", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &vols); err != nil {
+		t.Fatal(err)
+	}
+	if len(vols) != 2 || !strings.Contains(vols[0].Damage, "10 bytes") || vols[0].Segments == 0 || vols[0].BytesStored == 0 || vols[1].Damage != "" {
+		t.Errorf("ls --json: %+v", vols)
+	}
+	// info, create and rm agree: it exists, damaged.
+	wantError(t, hlfs(t, store, "info", "c"), 1, "volume c is damaged", "10 bytes", "hlfs fsck c")
+	wantError(t, hlfs(t, store, "create", "c", "--size", "1M"), 1, "volume c is damaged")
+	if out := mustHLFS(t, store, "rm", "c"); out != "removed c\n" {
+		t.Errorf("rm: %q", out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "c")); !os.IsNotExist(err) {
+		t.Errorf("rm left the damaged volume's folder: %v", err)
+	}
+	mustHLFS(t, store, "ls")
+}
+
+// Entries of the store's root that are not volumes (a README, a filer's
+// .snapshot, what an interrupted clone left) are skipped with a warning,
+// and ls succeeds (issue 10, item 3).
+func TestLsIgnoresStrayEntries(t *testing.T) {
+	store, dir := testStore(t)
+	mustHLFS(t, store, "create", "vol", "--size", "1M")
+	for path, content := range map[string]string{
+		"README":               "about this store",
+		".snapshot/hourly.0/x": "",
+		"left/lineage":         "",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, path)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, path), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := hlfs(t, store, "ls")
+	if r.code != 0 || !strings.Contains(r.stdout, "\nvol ") || strings.Count(r.stdout, "\n") != 2 {
+		t.Errorf("ls: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{
+		"hlfs: warning: ignoring .snapshot in store " + store + ": not a volume name\n",
+		"hlfs: warning: ignoring README in store " + store + ": a file, not a volume\n",
+		"hlfs: warning: ignoring left in store " + store + ": holds lineage but no superblock (left by an interrupted create, clone or rm; 'hlfs rm left' removes it)\n",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("ls stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	wantError(t, hlfs(t, store, "create", "left", "--size", "1M"), 1, "holds objects under left/ but no superblock: lineage", "'hlfs rm left'")
+	mustHLFS(t, store, "rm", "left")
+	mustHLFS(t, store, "create", "left", "--size", "1M")
+	wantError(t, hlfs(t, store, "info", "README"), 1, `no volume "README"`)
+	wantError(t, hlfs(t, store, "rm", "README"), 1, `no volume "README"`)
+}

@@ -14,7 +14,9 @@ func (c *cli) rmCmd() *cobra.Command {
 		Short: "remove a volume and all its data",
 		Long: `
 Rm removes a volume and all its data from the store. It refuses while the
-volume is served.`,
+volume is served. It also removes a damaged volume (one whose superblock is
+missing or unreadable) and the objects an interrupted create, clone or rm
+left, but never a folder holding anything hlfs does not write.`,
 		Args: positional("VOLUME"),
 		RunE: func(_ *cobra.Command, args []string) error {
 			return c.rm(args[0])

@@ -186,9 +186,14 @@ func (c *cli) serve(listen, socket, adminSocket string, args []string) (err erro
 	}
 	all := len(args) == 0
 	if all {
-		if sa.vols, err = lfs.List(st); err != nil {
+		l, err := lfs.ListStore(st)
+		if err != nil {
 			return fmt.Errorf("cannot list store %s: %w", c.store, err)
 		}
+		for _, ig := range l.Ignored {
+			logger.Warn("ignoring "+ig.Name+" in the store: "+ignoredReason(ig), "store", c.store)
+		}
+		sa.vols = l.Volumes
 		if len(sa.vols) == 0 {
 			return fmt.Errorf("no volumes to serve in store %s (make one with 'hlfs create')", c.store)
 		}
@@ -239,6 +244,10 @@ func (c *cli) serve(listen, socket, adminSocket string, args []string) (err erro
 			}
 		}
 		v, err := lfs.Open(st, name, lfs.Options{Logger: logger, AdminSocket: admPath, Lease: c.lease})
+		if all && errors.Is(err, lfs.ErrDamaged) {
+			logger.Warn("not serving "+name+": "+cliutil.Message(damagedError(name, err)), "volume", name)
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("cannot serve %s: %s", name, cliutil.Message(c.volumeError(name, err)))
 		}
@@ -248,6 +257,12 @@ func (c *cli) serve(listen, socket, adminSocket string, args []string) (err erro
 		}
 		if c.scrubInterval > 0 {
 			v.StartScrubber(c.scrubInterval, c.scrubRate)
+		}
+	}
+	if all {
+		sa.vols = slices.DeleteFunc(sa.vols, func(n string) bool { _, ok := cat.volume(n); return !ok }) // damaged ones
+		if len(sa.vols) == 0 {
+			return fmt.Errorf("no volumes to serve in store %s: every one is damaged (see 'hlfs ls')", c.store)
 		}
 	}
 	for _, name := range sa.named {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +26,16 @@ func TestOpenStore(t *testing.T) {
 		{"./dot/plain", filepath.Join(base, "dot", "plain")},
 		{abs + "2", abs + "2"},
 	} {
+		if _, err := openStore(tc.uri); !errors.Is(err, objstore.ErrNoStore) {
+			t.Errorf("openStore(%q) of a missing store: %v, want ErrNoStore", tc.uri, err)
+		}
+		if _, err := os.Stat(tc.root); !os.IsNotExist(err) {
+			t.Errorf("openStore(%q) created %s", tc.uri, tc.root)
+		}
+		if _, err := createStore(tc.uri); err != nil {
+			t.Errorf("createStore(%q): %v", tc.uri, err)
+			continue
+		}
 		st, err := openStore(tc.uri)
 		if err != nil {
 			t.Errorf("openStore(%q): %v", tc.uri, err)
@@ -60,6 +71,23 @@ func TestOpenStoreErrors(t *testing.T) {
 		_, err := openStore(tc.uri)
 		if err == nil || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("openStore(%q) = %v, want an error containing %q", tc.uri, err, tc.msg)
+		}
+	}
+}
+
+// A mistyped --store is an error naming it, and nothing is created there;
+// only init and create make a store (issue 10, item 3).
+func TestMissingStoreIsNotCreated(t *testing.T) {
+	typo := filepath.Join(t.TempDir(), "typo")
+	for _, args := range [][]string{
+		{"ls"}, {"info", "v"}, {"rm", "v"}, {"fsck", "v"}, {"serve", "--listen", "127.0.0.1:0"},
+		{"import", "-", "v"}, {"import", os.DevNull, "v"}, {"export", "v", filepath.Join(t.TempDir(), "out")}, {"snapshot", "ls", "v"},
+		{"gc", "v"}, {"du", "v"}, {"resize", "v", "--size", "1M"}, {"clone", "v@s", "w"}, {"flatten", "v"},
+	} {
+		wantError(t, hlfs(t, "file://"+typo, args...), 1, "store file://"+typo+" does not exist", "hlfs init")
+		wantError(t, hlfs(t, typo, args...), 1, "store "+typo+" does not exist")
+		if _, err := os.Stat(typo); !os.IsNotExist(err) {
+			t.Fatalf("hlfs %v on a missing store created it", args)
 		}
 	}
 }

@@ -80,6 +80,7 @@ func FolderURI(t testing.TB) string {
 func NewStore(t testing.TB, opts hdfsbackend.Options) *hdfsbackend.Store {
 	t.Helper()
 	uri := FolderURI(t)
+	opts.Create = true
 	s, err := hdfsbackend.Open(uri, opts)
 	if err != nil {
 		t.Fatalf("open %s: %v", uri, err)

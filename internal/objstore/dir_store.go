@@ -19,7 +19,9 @@ type DirStore struct {
 
 var _ Store = (*DirStore)(nil)
 
-// NewDirStore returns a store rooted at dir, creating dir if needed.
+// NewDirStore returns a store rooted at dir, creating dir (and its
+// parents) if needed: it is how a store is made. Commands that only use a
+// store open it with OpenDirStore.
 func NewDirStore(dir string) (*DirStore, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -28,9 +30,22 @@ func NewDirStore(dir string) (*DirStore, error) {
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return nil, fmt.Errorf("objstore: cannot use %s: %w", abs, err)
 	}
-	st, err := os.Stat(abs)
+	return OpenDirStore(abs)
+}
+
+// OpenDirStore returns the store rooted at the existing directory dir. It
+// never creates dir: a missing one is an error wrapping ErrNoStore.
+func OpenDirStore(dir string) (*DirStore, error) {
+	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
+	}
+	st, err := os.Stat(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s does not exist", ErrNoStore, abs)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("objstore: cannot use %s: %w", abs, err)
 	}
 	if !st.IsDir() {
 		return nil, fmt.Errorf("objstore: %s is not a directory", abs)
@@ -117,6 +132,9 @@ func (s *DirStore) List(dir string) ([]string, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	if errors.Is(err, syscall.ENOTDIR) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFolder, dir)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +207,8 @@ func mapErr(err error) error {
 	switch {
 	case errors.Is(err, fs.ErrExist):
 		return fmt.Errorf("%w: %v", ErrExist, err)
-	case errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		// ENOTDIR: a folder on the path is a file, so the object is absent.
 		return fmt.Errorf("%w: %v", ErrNotExist, err)
 	}
 	return err

@@ -5,7 +5,9 @@
 // The model is the intersection of what those stores can do: named objects
 // that are created once (exclusively), appended to while open, closed, and
 // from then on only read, renamed or removed. Names are slash-separated
-// relative paths; folders exist implicitly.
+// relative paths; folders exist implicitly. A store's root is made
+// explicitly (NewDirStore, hdfsbackend.Options.Create); OpenDirStore and
+// hdfsbackend.Open refuse a missing one with ErrNoStore.
 //
 // Durability: Writer.Sync makes the bytes written so far, and the name,
 // durable where the store can do that for an open object (local disk) and

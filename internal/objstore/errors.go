@@ -13,6 +13,13 @@ var (
 	// ErrNotExist is returned by Open, Remove, Rename and Persist when the
 	// object is absent.
 	ErrNotExist = errors.New("objstore: object does not exist")
+	// ErrNotFolder is returned by List for a name that is an object, not a
+	// folder (a stray file where a volume folder would be).
+	ErrNotFolder = errors.New("objstore: not a folder")
+	// ErrNoStore is returned by OpenDirStore (and hdfsbackend.Open without
+	// Options.Create) when the store's root does not exist: stores are
+	// created explicitly, so a mistyped path is an error, not a new store.
+	ErrNoStore = errors.New("objstore: no store there")
 	// ErrSyncUnsupported is returned by Writer.Sync on stores where only
 	// Close makes an object durable.
 	ErrSyncUnsupported = errors.New("objstore: sync of an open object unsupported; close it")

@@ -45,7 +45,7 @@ type MemStore struct {
 		// flipRead, when above 0, is the chance that a ReadAt returns
 		// its bytes with one bit flipped (bit rot the store did not catch).
 		flipRead float64
-		gen     int // bumped by Crash; handles from older generations fail
+		gen      int // bumped by Crash; handles from older generations fail
 	}
 	noSync bool
 }
@@ -197,6 +197,9 @@ func (s *MemStore) List(dir string) ([]string, error) {
 	defer s.mu.Unlock()
 	if err := s.injectLocked(OpList, dir); err != nil {
 		return nil, err
+	}
+	if _, ok := s.mu.objects[dir]; ok && dir != "" {
+		return nil, fmt.Errorf("%w: %s", ErrNotFolder, dir)
 	}
 	prefix := dir + "/"
 	if dir == "" {

@@ -20,7 +20,7 @@ type Store interface {
 	Open(name string) (Reader, error)
 	// List returns the names of the entries (objects and folders) directly
 	// inside folder dir ("" is the root), sorted, without the dir prefix. A
-	// missing folder lists as empty.
+	// missing folder lists as empty; an object lists as ErrNotFolder.
 	List(dir string) ([]string, error)
 	// Remove deletes an object or an empty folder. ErrNotExist when absent.
 	Remove(name string) error

@@ -3,6 +3,7 @@ package objstore_test
 import (
 	"bytes"
 	"math/bits"
+	"os"
 	"testing"
 
 	"github.com/hlfs/hlfs/internal/objstore"
@@ -144,4 +145,26 @@ func TestMemStoreFlipBitsOnRead(t *testing.T) {
 	_, err = r.ReadAt(got, 0)
 	require.NoError(t, err)
 	require.Equal(t, want, got, "the stored bytes are intact")
+}
+
+// OpenDirStore never creates its root: a mistyped store path is an error
+// naming it, not a new empty store.
+func TestOpenDirStoreMissing(t *testing.T) {
+	dir := t.TempDir() + "/typo"
+	_, err := objstore.OpenDirStore(dir)
+	require.ErrorIs(t, err, objstore.ErrNoStore)
+	require.ErrorContains(t, err, dir)
+	_, statErr := os.Stat(dir)
+	require.True(t, os.IsNotExist(statErr), "OpenDirStore created %s", dir)
+
+	s, err := objstore.NewDirStore(dir)
+	require.NoError(t, err)
+	require.Equal(t, dir, s.Root())
+	_, err = objstore.OpenDirStore(dir)
+	require.NoError(t, err)
+
+	file := t.TempDir() + "/file"
+	require.NoError(t, os.WriteFile(file, nil, 0o644))
+	_, err = objstore.OpenDirStore(file)
+	require.ErrorContains(t, err, "not a directory")
 }

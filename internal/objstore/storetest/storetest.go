@@ -75,6 +75,19 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 		require.NoError(t, err)
 		require.Empty(t, names)
 	})
+	// A stray file where a folder is expected (a README in a store's
+	// root) is reported as such, not as a failure of the store.
+	t.Run("ListOfAnObject", func(t *testing.T) {
+		s := newStore(t)
+		w, err := s.Create("README")
+		require.NoError(t, err)
+		require.NoError(t, w.Close())
+		_, err = s.List("README")
+		require.ErrorIs(t, err, objstore.ErrNotFolder)
+		names, err := s.List("")
+		require.NoError(t, err)
+		require.Equal(t, []string{"README"}, names)
+	})
 	t.Run("RemoveAndMissing", func(t *testing.T) {
 		s := newStore(t)
 		w, err := s.Create("d/o")
