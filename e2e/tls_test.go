@@ -34,8 +34,9 @@ type tlsPKI struct {
 }
 
 // newTLSPKI makes the CAs, certificates and directories under a temporary
-// directory.
-func newTLSPKI(tb testing.TB) *tlsPKI {
+// directory; with rsaKeys the CA and what it issues have RSA keys (signed
+// with PKCS #1 v1.5, as certtool and openssl make them by default).
+func newTLSPKI(tb testing.TB, rsaKeys bool) *tlsPKI {
 	tb.Helper()
 	dir := tb.TempDir()
 	p := &tlsPKI{
@@ -49,7 +50,7 @@ func newTLSPKI(tb testing.TB) *tlsPKI {
 			tb.Fatal(err)
 		}
 	}
-	set, err := testpki.NewSet("hlfs e2e CA", p.server, "hv1")
+	set, err := testpki.NewSet("hlfs e2e CA", p.server, "hv1", rsaKeys)
 	must(err)
 	p.ca = set.CA
 	must(p.ca.WriteClientDir(p.client, set.Client))
@@ -121,7 +122,7 @@ func refused(t *testing.T, name string, args ...string) string {
 func TestTLSClients(t *testing.T) {
 	Begin(t, "qemu-io", "nbdcopy")
 	py := Python(t)
-	p := newTLSPKI(t)
+	p := newTLSPKI(t, false)
 	sock := filepath.Join(filepath.Dir(adminSocketPath(t)), "nbd.sock")
 	const size = 256 << 20
 	s := startTLSServer(t, p, []string{"--tls-verify-peer", "--tls-authz", p.authz, "--socket", sock, "--tls-unix", "on"},
@@ -301,7 +302,7 @@ print("still served", flush=True)
 			t.Fatalf("python client: %q", lines.Text())
 		}
 		// New credentials from a new CA, same client name.
-		next := newTLSPKI(t)
+		next := newTLSPKI(t, false)
 		for _, f := range []string{"ca-cert.pem", "server-cert.pem", "server-key.pem"} {
 			b, err := os.ReadFile(filepath.Join(next.server, f))
 			if err != nil {
@@ -339,11 +340,14 @@ print("still served", flush=True)
 
 // TestTLSGuestExt4 boots a Linux guest whose disk is served over TLS with
 // client certificates verified: it makes and fills an ext4 file system,
-// drops its caches, checks every file and the file system. The Unix
-// socket of the same server is left in clear (--tls-unix off).
+// drops its caches, checks every file and the file system. The
+// certificates have RSA keys, as QEMU's documented certtool recipe makes
+// them (GnuTLS 3.7 clients send such a client certificate only in TLS
+// 1.2, which the server then negotiates). The Unix socket of the same
+// server is left in clear (--tls-unix off).
 func TestTLSGuestExt4(t *testing.T) {
 	Begin(t, "qemu-system-x86_64")
-	p := newTLSPKI(t)
+	p := newTLSPKI(t, true)
 	sock := filepath.Join(filepath.Dir(adminSocketPath(t)), "nbd.sock")
 	s := startTLSServer(t, p, []string{"--tls-verify-peer", "--socket", sock, "--tls-unix", "off"},
 		Volume{Name: "guestvol", Size: 1 << 30})
@@ -373,8 +377,14 @@ blockdev --flushbufs /dev/vda
 	if typ, msg := c.reply(5); typ != 1<<31|2 || !strings.Contains(msg, "TLS is off on this socket") {
 		t.Errorf("STARTTLS on the socket: %#x %q, want NBD_REP_ERR_POLICY", typ, msg)
 	}
-	// And TCP requires TLS.
+	// And TCP requires TLS; libnbd gets in with the RSA certificate too.
 	refused(t, "nbdinfo", s.URI("guestvol"))
+	if out := run(t, "nbdinfo", "--size", nbds(s, "guestvol", p.client)); strings.TrimSpace(out) != "1073741824" {
+		t.Errorf("nbdinfo over TLS with an RSA client certificate: %s", out)
+	}
+	if !strings.Contains(s.logTail(), "TLS 1.2") {
+		t.Errorf("the server does not say it caps TLS at 1.2:\n%s", s.logTail())
+	}
 	s.Stop()
 	s.Fsck("guestvol")
 }

@@ -17,13 +17,12 @@ import (
 //
 // The file format: one DN a line, blank lines and lines starting with '#'
 // ignored. A DN is "TYPE=value" attributes separated by ',' (or '+' within
-// a multi-valued RDN), in either order: most specific first as RFC 4514
-// and `openssl x509 -noout -subject -nameopt RFC2253` print it
-// ("CN=client1,O=Example"), or in certificate order as QEMU's authz
-// objects and GnuTLS print it ("O=Example,CN=client1"). Spaces around '=',
-// ',' and '+' are ignored, as is a leading "subject=" (so the lines
-// `openssl x509 -noout -subject` prints work too); '\' escapes the next
-// character or two hex digits. Types: CN, C, O, OU, L, ST, STREET,
+// a multi-valued RDN), in either order: most specific first as RFC 4514,
+// QEMU's authz-simple identities and `openssl x509 -noout -subject -nameopt
+// RFC2253` write it ("CN=client1,O=Example"), or in certificate order as
+// `openssl x509 -noout -subject` prints it ("subject=O = Example, CN =
+// client1"). Spaces around '=', ',' and '+' are ignored, as is a leading
+// "subject="; '\' escapes the next character or two hex digits. Types: CN, C, O, OU, L, ST, STREET,
 // POSTALCODE, SERIALNUMBER, DC, UID, EMAILADDRESS (or EMAIL, E), or a
 // dotted OID. Types are case-insensitive, values are not.
 type DNList struct {

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 )
@@ -34,7 +35,8 @@ const (
 // and usable for a TLS server, and a CRL is signed by one of the CAs.
 // With verifyPeer, clients must present a certificate that chains to a
 // CA of CACertFile, is valid for a TLS client and is not revoked by the
-// CRL; without it, client certificates are not asked for.
+// CRL; without it, client certificates are not asked for. With verifyPeer
+// and an RSA CA the server negotiates at most TLS 1.2 (see MaxVersion).
 type X509Dir struct {
 	dir        string
 	verifyPeer bool
@@ -62,6 +64,16 @@ func (d *X509Dir) Reload() error {
 	}
 	d.cur.Store(cfg)
 	return nil
+}
+
+// MaxVersion returns the highest TLS version the credentials last loaded
+// allow: TLS 1.2 when client certificates are verified against an RSA CA
+// (see loadX509Dir), else TLS 1.3.
+func (d *X509Dir) MaxVersion() uint16 {
+	if v := d.cur.Load().MaxVersion; v != 0 {
+		return v
+	}
+	return tls.VersionTLS13
 }
 
 // Config returns a tls.Config whose handshakes use the credentials last
@@ -121,10 +133,20 @@ func loadX509Dir(dir string, verifyPeer bool) (*tls.Config, error) {
 		MinVersion:   tls.VersionTLS12,
 		Certificates: []tls.Certificate{pair},
 		ClientAuth:   tls.NoClientCert,
+		// NBD moves blocks: full-size records from the first byte.
+		DynamicRecordSizingDisabled: true,
 	}
 	if verifyPeer {
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert
 		cfg.ClientCAs = pool
+		if slices.ContainsFunc(cas, func(c *x509.Certificate) bool { return c.PublicKeyAlgorithm == x509.RSA }) {
+			// An RSA CA signs client certificates with PKCS #1 v1.5. In
+			// TLS 1.3 Go's CertificateRequest names those signatures only
+			// in signature_algorithms_cert, which GnuTLS 3.7 (QEMU,
+			// libnbd on Debian 12) does not read: such clients then send
+			// no certificate. TLS 1.2 lists them where every client looks.
+			cfg.MaxVersion = tls.VersionTLS12
+		}
 		if len(revoked) > 0 {
 			cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 				for _, chain := range cs.VerifiedChains {

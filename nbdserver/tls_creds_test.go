@@ -1,6 +1,8 @@
 package nbdserver
 
 import (
+	"crypto/tls"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -165,5 +167,44 @@ func TestX509DirReload(t *testing.T) {
 	}
 	if _, err := handshakeWith(t, cfg, other.clientConfig(nil)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestX509DirRSACapsTLS12: with client certificates verified against an
+// RSA CA, TLS 1.2 at most (GnuTLS 3.7 clients send no PKCS #1 v1.5 signed
+// client certificate to Go's TLS 1.3 CertificateRequest); else TLS 1.3.
+func TestX509DirRSACapsTLS12(t *testing.T) {
+	for _, tc := range []struct {
+		rsa, verify bool
+		want        uint16
+	}{{false, true, tls.VersionTLS13}, {true, false, tls.VersionTLS13}, {true, true, tls.VersionTLS12}} {
+		set, err := testpki.NewSet("CA", filepath.Join(t.TempDir(), "creds"), "client", tc.rsa)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := LoadX509Dir(set.ServerDir, tc.verify)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.MaxVersion(); got != tc.want {
+			t.Errorf("rsa=%v verify=%v: MaxVersion %s, want %s", tc.rsa, tc.verify, tls.VersionName(got), tls.VersionName(tc.want))
+		}
+		p := &pki{ca: set.CA, dir: set.ServerDir, client: set.Client}
+		a, b := net.Pipe()
+		go func() {
+			sc := tls.Server(b, serverTLSConfig(d.Config()))
+			sc.Handshake()
+			sc.Write([]byte{1})
+		}()
+		cc := tls.Client(a, p.clientConfig(set.Client))
+		var one [1]byte
+		if _, err := cc.Read(one[:]); err != nil {
+			t.Fatalf("rsa=%v verify=%v: %v", tc.rsa, tc.verify, err)
+		}
+		if v := cc.ConnectionState().Version; v != tc.want {
+			t.Errorf("rsa=%v verify=%v: negotiated %s", tc.rsa, tc.verify, tls.VersionName(v))
+		}
+		a.Close()
+		b.Close()
 	}
 }

@@ -26,7 +26,7 @@ type pki struct {
 // directory and a client certificate "CN=client,O=hlfs tests".
 func newPKI(t testing.TB) *pki {
 	t.Helper()
-	set, err := testpki.NewSet("hlfs test CA", filepath.Join(t.TempDir(), "creds"), "client")
+	set, err := testpki.NewSet("hlfs test CA", filepath.Join(t.TempDir(), "creds"), "client", false)
 	if err != nil {
 		t.Fatal(err)
 	}

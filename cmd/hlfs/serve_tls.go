@@ -166,6 +166,9 @@ func (st *serveTLS) summary() string {
 	default:
 		b.WriteString("; client certificates not asked for")
 	}
+	if st.creds.MaxVersion() == tls.VersionTLS12 {
+		b.WriteString("; TLS 1.2 at most: the CA has an RSA key, and GnuTLS 3.7 clients (QEMU, libnbd) send no RSA client certificate in TLS 1.3 to this server")
+	}
 	b.WriteString("; SIGHUP reloads them")
 	return b.String()
 }

@@ -17,7 +17,7 @@ import (
 // and the client's TLS configuration.
 func testCreds(t *testing.T) (dir string, client *tls.Config) {
 	t.Helper()
-	set, err := testpki.NewSet("serve test CA", filepath.Join(t.TempDir(), "creds"), "hv1")
+	set, err := testpki.NewSet("serve test CA", filepath.Join(t.TempDir(), "creds"), "hv1", false)
 	if err != nil {
 		t.Fatal(err)
 	}

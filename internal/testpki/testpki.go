@@ -3,9 +3,10 @@
 // server-cert.pem, server-key.pem; client-cert.pem, client-key.pem;
 // ca-crl.pem), which hlfs serve, QEMU, qemu-nbd, nbdkit and libnbd read.
 //
-// Keys are ECDSA P-256: quick to make, and GnuTLS, OpenSSL and Go all take
-// them. Nothing here is fit for anything but tests. A CA is safe for
-// concurrent use.
+// Keys are ECDSA P-256 (quick to make), or RSA 2048 for a CA made by
+// NewRSACA and what it issues: the keys certtool and openssl make by
+// default, signed with PKCS #1 v1.5. Nothing here is fit for anything but
+// tests. A CA is safe for concurrent use.
 package testpki
 
 import (
@@ -13,6 +14,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -28,15 +30,30 @@ import (
 type CA struct {
 	Cert *x509.Certificate
 	key  crypto.Signer
+	rsa  bool // RSA keys for the CA and what it issues
 
 	mu      sync.Mutex
 	serial  int64
 	revoked []x509.RevocationListEntry
 }
 
-// NewCA makes a self-signed CA whose subject is "CN=<cn>,O=hlfs tests".
-func NewCA(cn string) (*CA, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// NewCA makes a self-signed CA whose subject is "CN=<cn>,O=hlfs tests",
+// with ECDSA keys.
+func NewCA(cn string) (*CA, error) { return newCA(cn, false) }
+
+// NewRSACA is NewCA with RSA keys for the CA and what it issues.
+func NewRSACA(cn string) (*CA, error) { return newCA(cn, true) }
+
+// newKey makes a private key.
+func newKey(rsaKey bool) (crypto.Signer, error) {
+	if rsaKey {
+		return rsa.GenerateKey(rand.Reader, 2048)
+	}
+	return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+}
+
+func newCA(cn string, rsaKey bool) (*CA, error) {
+	key, err := newKey(rsaKey)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +74,7 @@ func NewCA(cn string) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &CA{Cert: cert, key: key, serial: 1}, nil
+	return &CA{Cert: cert, key: key, rsa: rsaKey, serial: 1}, nil
 }
 
 // Leaf is a certificate with its key.
@@ -82,7 +99,7 @@ type LeafOptions struct {
 
 // Issue makes a certificate signed by the CA.
 func (ca *CA) Issue(o LeafOptions) (*Leaf, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := newKey(ca.rsa)
 	if err != nil {
 		return nil, err
 	}
@@ -213,10 +230,10 @@ type Set struct {
 	Client    *Leaf  // "CN=<clientCN>,O=hlfs tests"
 }
 
-// NewSet makes a CA named caName, writes the server directory serverDir
-// and issues a client certificate for clientCN.
-func NewSet(caName, serverDir, clientCN string) (*Set, error) {
-	ca, err := NewCA(caName)
+// NewSet makes a CA named caName (NewRSACA when rsaKeys), writes the
+// server directory serverDir and issues a client certificate for clientCN.
+func NewSet(caName, serverDir, clientCN string, rsaKeys bool) (*Set, error) {
+	ca, err := newCA(caName, rsaKeys)
 	if err != nil {
 		return nil, err
 	}
