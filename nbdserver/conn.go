@@ -135,10 +135,11 @@ func (c *conn) closeTLS() {
 	c.tc.CloseWrite()
 }
 
-// connReader reads from the connection (the socket or its TLS session) for br, counting bytes so that it knows
-// whether a request has started to arrive. When Shutdown interrupts a read
-// while a request is partly received, it lifts the deadline and goes on, so
-// that a client is never cut off in the middle of a request it has sent.
+// connReader reads from the connection (the socket or its TLS session) for
+// br, counting bytes so that it knows whether a request has started to
+// arrive. When Shutdown interrupts a read while a request is partly
+// received, it lifts the deadline and goes on, so that a client is never
+// cut off in the middle of a request it has sent.
 type connReader struct {
 	c *conn
 	// n counts bytes read from the socket; start is the stream position of
