@@ -94,6 +94,7 @@ bench: deps build
 	$(GO) test -run '^$$' -bench 'SnapshotCreate|Reopen' -benchtime 1x ./lfs/
 	$(GO) test -run '^$$' -bench 'BenchmarkWrite|CloneDepthRead' -benchtime 2s ./lfs/
 	python3 bench/bench.py
+	python3 bench/tls.py
 	python3 bench/snapshots.py
 	python3 bench/gc.py
 	python3 bench/checksums.py

@@ -171,6 +171,10 @@ class Server:
         self.uri = "nbd://127.0.0.1:%d/%s" % (self.port, self.name)
         self.proc = None
         self.rusage = None
+        # client_env: environment changes for fio (bench/tls.py sets HOME);
+        # client_prefix: a command fio runs under (e.g. setpriv).
+        self.client_env = {}
+        self.client_prefix = []
         self.exit_code = None
         self.log_path = os.path.join(self.dir, "server.log")
 
@@ -249,7 +253,9 @@ class Server:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def fio(uri, name, span, rw, bs, iodepth, fsync=0, runtime=None):
+def fio(uri, name, span, rw, bs, iodepth, fsync=0, runtime=None, srv=None):
+    """Runs fio's nbd engine; srv (a Server) may add to fio's environment
+    and command (client_env, client_prefix)."""
     cmd = ["fio", "--name=" + name, "--ioengine=nbd", "--uri=" + uri, "--rw=" + rw, "--bs=" + bs,
            "--iodepth=%d" % iodepth, "--size=%d" % span, "--output-format=json",
            "--randrepeat=0", "--norandommap=0"]
@@ -257,7 +263,11 @@ def fio(uri, name, span, rw, bs, iodepth, fsync=0, runtime=None):
         cmd.append("--fsync=%d" % fsync)
     if runtime:
         cmd += ["--runtime=%d" % runtime, "--time_based"]
-    out = run(cmd)
+    env = None
+    if srv is not None and (srv.client_env or srv.client_prefix):
+        env = dict(os.environ, **srv.client_env)
+        cmd = srv.client_prefix + cmd
+    out = run(cmd, env=env)
     # fio may print notes before the JSON document.
     doc = json.loads(out[out.index("{"):])
     job = doc["jobs"][0]
@@ -266,10 +276,12 @@ def fio(uri, name, span, rw, bs, iodepth, fsync=0, runtime=None):
     return job
 
 
-def measure(kind, jobname, cfg, hlfs_bin):
+def measure(kind, jobname, cfg, hlfs_bin, make_server=None):
+    """One (server, job) run on a fresh server: make_server(kind, workdir,
+    size, hlfs_bin) makes it (default Server)."""
     spec = JOBS[jobname]
     span, runtime = cfg["span"], cfg["runtime"]
-    srv = Server(kind, cfg["workdir"], cfg["size"], hlfs_bin)
+    srv = (make_server or Server)(kind, cfg["workdir"], cfg["size"], hlfs_bin)
     devstat = dev_stat_path(cfg["workdir"]) if kind != "nbdkit-memory" else None
     try:
         os.sync()  # start clean: no writeback left over from the last run
@@ -277,16 +289,16 @@ def measure(kind, jobname, cfg, hlfs_bin):
         srv.start()
         written = 0
         # Fill the span so reads hit data and writes overwrite it.
-        j = fio(srv.uri, "fill", span, "write", "1M", 4)
+        j = fio(srv.uri, "fill", span, "write", "1M", 4, srv=srv)
         written += j["write"]["io_bytes"]
         if spec["rw"] != "randread" and spec["rw"] != "read":
             for i in range(cfg["overwrite"]):
-                j = fio(srv.uri, "overwrite%d" % i, span, "randwrite", "4k", 16)
+                j = fio(srv.uri, "overwrite%d" % i, span, "randwrite", "4k", 16, srv=srv)
                 written += j["write"]["io_bytes"]
         pid = srv.proc.pid
         cpu0 = cpu_seconds(pid)
         j = fio(srv.uri, jobname, span, spec["rw"], spec["bs"], spec["iodepth"],
-                spec.get("fsync", 0), runtime)
+                spec.get("fsync", 0), runtime, srv=srv)
         cpu = cpu_seconds(pid) - cpu0
         rss_kb = proc_status_kb(pid, "VmRSS")
         hwm_kb = proc_status_kb(pid, "VmHWM")
@@ -324,7 +336,11 @@ def med(rs, key):
     return statistics.median(vals) if vals else None
 
 
-def report(results, servers, jobs, cfg):
+def report(results, servers, jobs, cfg, targets=None, ours="hlfs", ceiling_peer="nbdkit-memory"):
+    """The report: a table per job, then ours / peer against targets
+    (default TARGETS), then ours / ceiling_peer for information."""
+    if targets is None:
+        targets = TARGETS
     out = []
     w = out.append
     w("")
@@ -352,28 +368,31 @@ def report(results, servers, jobs, cfg):
                 if r.get("note"):
                     w("  ! %s round: %s" % (s, r["note"]))
         w("")
-    w("targets (hlfs / peer, same run):")
-    for job, peer, want in TARGETS:
+    w("targets (%s / peer, same run):" % ours)
+    for job, peer, want in targets:
         if job not in jobs:
             continue
         key = "iops" if JOBS[job]["bs"] == "4k" else "mbps"
-        h = [r for r in results if r["server"] == "hlfs" and r["job"] == job]
+        h = [r for r in results if r["server"] == ours and r["job"] == job]
         p = [r for r in results if r["server"] == peer and r["job"] == job]
         label = "  %-34s vs %-15s >= %.1fx:" % (JOB_TITLES[job], peer, want)
         if not h or not p:
-            w("%s n/a (no %s result)" % (label, "hlfs" if not h else peer))
+            w("%s n/a (no %s result)" % (label, ours if not h else peer))
             continue
         ratio = med(h, key) / med(p, key) if med(p, key) else 0
         w("%s %5.2fx  %s" % (label, ratio, "PASS" if ratio >= want else "BELOW TARGET"))
     ceiling = []
     for job in jobs:
         key = "iops" if JOBS[job]["bs"] == "4k" else "mbps"
-        h = [r for r in results if r["server"] == "hlfs" and r["job"] == job]
-        p = [r for r in results if r["server"] == "nbdkit-memory" and r["job"] == job]
+        h = [r for r in results if r["server"] == ours and r["job"] == job]
+        p = [r for r in results if r["server"] == ceiling_peer and r["job"] == job]
         if h and p and med(p, key):
             ceiling.append("  %-34s %5.2fx" % (JOB_TITLES[job], med(h, key) / med(p, key)))
     if ceiling:
-        w("transport ceiling (hlfs / nbdkit memory, for information):")
+        if ceiling_peer == "nbdkit-memory":
+            w("transport ceiling (hlfs / nbdkit memory, for information):")
+        else:
+            w("%s / %s, for information:" % (ours, ceiling_peer))
         out.extend(ceiling)
     return "\n".join(out)
 
@@ -383,6 +402,27 @@ def human(n):
         if n % m == 0:
             return "%d%s" % (n // m, unit)
     return str(n)
+
+
+def hlfs_binary():
+    """The hlfs binary: BENCH_HLFS_BIN (relative to the repository if not
+    found as given) or bin/hlfs, as an absolute path."""
+    hlfs_bin = os.environ.get("BENCH_HLFS_BIN", os.path.join(REPO, "bin", "hlfs"))
+    if not os.path.isabs(hlfs_bin) and not os.path.exists(hlfs_bin):
+        hlfs_bin = os.path.join(REPO, hlfs_bin)
+    return os.path.abspath(hlfs_bin)
+
+
+def finish(t0, doc):
+    """Prints the failed (server, job, round) runs of doc and the time since
+    t0, and writes doc to BENCH_JSON when set."""
+    for f in doc["failures"]:
+        print("FAILED: %s %s round %d: %s" % (f["server"], f["job"], f["round"] + 1,
+                                              f["error"].strip().splitlines()[0]))
+    print("(%.0f s in all; performance is reported, never a failing exit)" % (time.time() - t0))
+    if os.environ.get("BENCH_JSON"):
+        with open(os.environ["BENCH_JSON"], "w") as f:
+            json.dump(doc, f, indent=1)
 
 
 def main():
@@ -416,10 +456,7 @@ def main():
         sys.exit("bench: this fio has no nbd ioengine")
     cfg["fio_version"] = run(["fio", "--version"]).strip()
 
-    hlfs_bin = os.environ.get("BENCH_HLFS_BIN", os.path.join(REPO, "bin", "hlfs"))
-    if not os.path.isabs(hlfs_bin) and not os.path.exists(hlfs_bin):
-        hlfs_bin = os.path.join(REPO, hlfs_bin)
-    hlfs_bin = os.path.abspath(hlfs_bin)
+    hlfs_bin = hlfs_binary()
     notes = []
     if "hlfs" in servers and not os.access(hlfs_bin, os.X_OK):
         notes.append("hlfs not run: %s missing (go build -o bin/hlfs ./cmd/hlfs)" % hlfs_bin)
@@ -454,13 +491,7 @@ def main():
     print(text)
     for n in notes:
         print("note: " + n)
-    for f in failures:
-        print("FAILED: %s %s round %d: %s" % (f["server"], f["job"], f["round"] + 1,
-                                              f["error"].strip().splitlines()[0]))
-    print("(%.0f s in all; performance is reported, never a failing exit)" % (time.time() - t0))
-    if os.environ.get("BENCH_JSON"):
-        with open(os.environ["BENCH_JSON"], "w") as f:
-            json.dump({"config": cfg, "results": results, "failures": failures, "notes": notes}, f, indent=1)
+    finish(t0, {"config": cfg, "results": results, "failures": failures, "notes": notes})
     # A failed hlfs run is a bug to surface; a flaky peer only a warning.
     if any(f["server"] == "hlfs" for f in failures):
         sys.exit(1)

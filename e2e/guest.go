@@ -27,6 +27,12 @@ type GuestOptions struct {
 	// ("\r" removed), from a goroutine other than the test's: it must not
 	// call tb.Fatal and should not block for long.
 	OnLine func(line string)
+	// QemuArgs are extra QEMU arguments placed before the disk, e.g. the
+	// -object tls-creds-x509 that DriveOptions names.
+	QemuArgs []string
+	// DriveOptions are extra -drive options of the disk, e.g.
+	// "file.tls-creds=tls0" for NBD over TLS.
+	DriveOptions string
 }
 
 // GuestResult is one finished guest boot.
@@ -103,8 +109,13 @@ func RunGuest(tb testing.TB, nbdURI, script string, opt GuestOptions) GuestResul
 		"-kernel", k.Image,
 		"-initrd", initrd,
 		"-append", "console=ttyS0 quiet panic=-1 tsc=reliable",
-		"-drive", "file=" + nbdURI + ",format=raw,if=virtio,cache=none,discard=unmap",
 	}
+	args = append(args, opt.QemuArgs...)
+	drive := "file=" + nbdURI + ",format=raw,if=virtio,cache=none,discard=unmap"
+	if opt.DriveOptions != "" {
+		drive += "," + opt.DriveOptions
+	}
+	args = append(args, "-drive", drive)
 	ctx, cancel := context.WithTimeout(context.Background(), opt.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)

@@ -2,6 +2,7 @@ package nbdserver
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -21,9 +22,20 @@ const (
 // the handshake, then reads requests and hands each to a worker goroutine;
 // workers reply through w.
 type conn struct {
-	srv *Server
-	nc  net.Conn
-	log *slog.Logger
+	srv  *Server
+	nc   net.Conn // the socket: deadlines and Close go here, TLS or not
+	log  *slog.Logger
+	mode TLSMode // this listener's TLS mode (TLSOff without Options.TLS)
+	// addr is the remote IP address counted against
+	// Options.MaxHandshakesPerAddr ("" when not counted); the count is
+	// under Server.mu.
+	addr string
+
+	// Set by the reading goroutine during the handshake, before any
+	// worker starts, and only read afterwards.
+	src     net.Conn  // what the connection reads and writes: nc, or tc after STARTTLS
+	tc      *tls.Conn // the TLS session, nil before STARTTLS
+	authErr error     // Options.TLS.Authorize refused the client
 
 	rd connReader    // counts bytes under br
 	br *bufio.Reader // reading goroutine only
@@ -37,8 +49,8 @@ type conn struct {
 }
 
 // newConn wraps an accepted connection.
-func newConn(s *Server, nc net.Conn) *conn {
-	c := &conn{srv: s, nc: nc, log: s.log.With("remote", remoteAddr(nc))}
+func newConn(s *Server, nc net.Conn, mode TLSMode, addr string) *conn {
+	c := &conn{srv: s, nc: nc, src: nc, mode: mode, addr: addr, log: s.log.With("remote", remoteAddr(nc))}
 	c.rd = connReader{c: c, start: math.MaxInt64}
 	c.br = bufio.NewReaderSize(&c.rd, readBufferSize)
 	c.bw = bufio.NewWriterSize(nc, writeBufferSize)
@@ -52,7 +64,11 @@ func newConn(s *Server, nc net.Conn) *conn {
 // once every worker has replied, close.
 func (c *conn) serve() {
 	sess, err := c.handshake()
+	c.srv.negotiated(c)
 	if err != nil {
+		if errors.Is(err, errAbort) {
+			c.closeTLS()
+		}
 		c.close()
 		c.logEnd("handshake", err)
 		return
@@ -66,6 +82,9 @@ func (c *conn) serve() {
 		c.close()
 	}
 	c.inflight.Wait()
+	if c.graceful(err) {
+		c.closeTLS()
+	}
 	c.close()
 	c.logEnd("transmission", err)
 }
@@ -106,10 +125,21 @@ func (c *conn) close() {
 	c.closeOnce.Do(func() { c.nc.Close() })
 }
 
-// connReader reads from the socket for br, counting bytes so that it knows
-// whether a request has started to arrive. When Shutdown interrupts a read
-// while a request is partly received, it lifts the deadline and goes on, so
-// that a client is never cut off in the middle of a request it has sent.
+// closeTLS ends the TLS session, if any, with a close_notify alert, as the
+// spec asks of the party that disconnects. Only once nothing else writes.
+func (c *conn) closeTLS() {
+	if c.tc == nil {
+		return
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	c.tc.CloseWrite()
+}
+
+// connReader reads from the connection (the socket or its TLS session) for
+// br, counting bytes so that it knows whether a request has started to
+// arrive. When Shutdown interrupts a read while a request is partly
+// received, it lifts the deadline and goes on, so that a client is never
+// cut off in the middle of a request it has sent.
 type connReader struct {
 	c *conn
 	// n counts bytes read from the socket; start is the stream position of
@@ -121,7 +151,7 @@ type connReader struct {
 // Read implements io.Reader.
 func (r *connReader) Read(p []byte) (int, error) {
 	for {
-		n, err := r.c.nc.Read(p)
+		n, err := r.c.src.Read(p)
 		r.n += int64(n)
 		if n == 0 && err != nil && r.n > r.start && r.c.srv.closing.Load() &&
 			errors.Is(err, os.ErrDeadlineExceeded) {

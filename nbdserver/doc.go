@@ -14,6 +14,16 @@
 //	...
 //	err := srv.Shutdown(ctx)   // then flush and close the exports
 //
+// With TLS (x509 only: Go's crypto/tls has no PSK):
+//
+//	creds, err := nbdserver.LoadX509Dir("/etc/pki/qemu", verifyPeer)
+//	srv := nbdserver.New(catalog, nbdserver.Options{
+//		TLS: &nbdserver.TLSOptions{Config: creds.Config(), Mode: nbdserver.TLSRequire}})
+//	go srv.Serve(tcpListener)                       // TLS required
+//	go srv.ServeMode(unixListener, nbdserver.TLSOff) // local clients in clear
+//	...
+//	creds.Reload() // on SIGHUP: new handshakes use the new files
+//
 // Exports are reached through a Catalog; each Export is called concurrently
 // from many goroutines (see Export for the contract the server keeps).
 //
@@ -24,9 +34,40 @@
 // requested; BLOCK_SIZE always: minimum 1, preferred from ExportInfo,
 // maximum Options.MaxPayload), LIST (one NBD_REP_SERVER per export), ABORT,
 // STRUCTURED_REPLY, LIST_META_CONTEXT and SET_META_CONTEXT (only
-// "base:allocation"). STARTTLS and every other option get NBD_REP_ERR_UNSUP.
-// Unknown client flags, a wrong option magic or an option longer than 64 KiB
-// close the connection.
+// "base:allocation"), and STARTTLS when Options.TLS is set (else
+// NBD_REP_ERR_UNSUP). Every other option gets NBD_REP_ERR_UNSUP. Unknown
+// client flags, a wrong option magic or an option longer than 64 KiB close
+// the connection.
+//
+// # TLS
+//
+// A listener's TLSMode is one of the spec's three: TLSRequire (FORCEDTLS:
+// before STARTTLS every option but STARTTLS and ABORT gets
+// NBD_REP_ERR_TLS_REQD, NBD_OPT_EXPORT_NAME closes the connection), TLSOn
+// (SELECTIVETLS with no TLS-only export: clear or TLS at the client's
+// choice) and TLSOff (NOTLS: STARTTLS gets NBD_REP_ERR_POLICY). STARTTLS
+// is answered with NBD_REP_ACK, then the TLS handshake runs on the socket
+// (TLS 1.2 at least, within the handshake timeout); a failed handshake
+// closes the connection. After it every option negotiated before is
+// forgotten (structured replies, meta contexts): NBD's rule, broken by
+// nbdkit in CVE-2021-3716. A second STARTTLS, or STARTTLS with data, gets
+// NBD_REP_ERR_INVALID; bytes sent after STARTTLS before its reply close
+// the connection. TLSOptions.Authorize decides on the client's
+// certificate; a refused client gets NBD_REP_ERR_POLICY with the reason
+// to every option. X509Dir reads a credential directory in QEMU's layout
+// and DNList a list of allowed client distinguished names.
+//
+// # Limits
+//
+// At most Options.MaxConns connections are served at once (default 128).
+// At most Options.MaxHandshakesPerAddr TCP connections from one IP
+// address negotiate at once (default 16); more wait, not yet greeted, for
+// their turn. A connection over MaxConns, or that waited longer than the
+// handshake timeout, gets the greeting and NBD_REP_ERR_POLICY ("too many
+// connections ...") to its options: QEMU prints the message; libnbd 1.14
+// prints "Operation not supported" and shows the message with
+// LIBNBD_DEBUG=1. See admission.go for the bounds on waiting and refused
+// connections.
 //
 // Transmission flags: HAS_FLAGS, SEND_FLUSH, SEND_CACHE, CAN_MULTI_CONN,
 // SEND_DF with structured replies, and SEND_FUA, SEND_TRIM and
@@ -53,7 +94,8 @@
 // reply header is sent only after the data has been read. Protocol
 // violations close only the offending connection.
 //
-// A Server is safe for concurrent use; Shutdown lets requests already
+// A Server is safe for concurrent use, as are X509Dir and DNList;
+// Shutdown lets requests already
 // received (or partly received) finish and reply, and returns only when no
 // Export method is running.
 package nbdserver

@@ -39,6 +39,10 @@ var (
 	errShuttingDown       = errors.New("nbdserver: server shutting down")
 	errStopExtents        = errors.New("nbdserver: extent limit reached")
 	errBadExtent          = errors.New("nbdserver: export reported an invalid extent")
+	errTLSRequired        = errors.New("nbdserver: NBD_OPT_EXPORT_NAME before STARTTLS while TLS is required")
+	errNotAuthorized      = errors.New("nbdserver: NBD_OPT_EXPORT_NAME from a client not authorized")
+	errEarlyTLSData       = errors.New("nbdserver: client sent data after NBD_OPT_STARTTLS before its reply")
+	errTLSHandshake       = errors.New("nbdserver: TLS handshake failed")
 )
 
 // errnoFor maps an error returned by an Export method to an NBD error value:

@@ -172,18 +172,26 @@ func FuzzParseRequest(f *testing.F) {
 // FuzzConn feeds arbitrary client bytes through a whole connection
 // (handshake and transmission) against memory exports. The server must
 // neither panic (memExport panics if the Export contract is broken) nor
-// hang once the client goes away.
+// hang once the client goes away. The input's length modulo 3 picks the
+// server's TLS setup: none, TLSOn or TLSRequire (bytes after a STARTTLS
+// that the server acknowledges go to its TLS handshake).
 func FuzzConn(f *testing.F) {
 	addSeeds(f, "conn")
+	tlsOpts := newPKI(f).tlsOptions(f, TLSRequire, false)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		cat := newCatalog()
 		cat.add("", newMemExport(64<<10), ExportInfo{Description: "default"})
 		cat.add("ro", newMemExport(4096), ExportInfo{ReadOnly: true})
-		srv := New(cat, Options{MaxPayload: MinMaxPayload, MaxRequestsPerConn: 4, HandshakeTimeout: 10 * time.Second})
+		opts := Options{MaxPayload: MinMaxPayload, MaxRequestsPerConn: 4, HandshakeTimeout: 10 * time.Second}
+		mode := []TLSMode{TLSOff, TLSOn, TLSRequire}[len(in)%3]
+		if mode != TLSOff {
+			opts.TLS = tlsOpts
+		}
+		srv := New(cat, opts)
 		client, server := net.Pipe()
 		done := make(chan struct{})
 		go func() {
-			srv.serveConn(server)
+			srv.serveConn(server, mode)
 			close(done)
 		}()
 		drained := make(chan struct{})

@@ -88,7 +88,23 @@ func (c *conn) handshake() (*session, error) {
 }
 
 // option answers one option; it returns a session when transmission starts.
+// Before STARTTLS under TLSRequire, and after STARTTLS for a client that
+// Options.TLS.Authorize refused, only STARTTLS and ABORT are served.
 func (c *conn) option(neg *negotiation, opt uint32, data []byte) (*session, error) {
+	if opt != optStartTLS && opt != optAbort {
+		switch {
+		case c.mode == TLSRequire && c.tc == nil:
+			if opt == optExportName {
+				return nil, errTLSRequired // it cannot carry an error
+			}
+			return nil, c.optError(opt, repErrTLSReqd, "TLS is required: send NBD_OPT_STARTTLS first")
+		case c.authErr != nil:
+			if opt == optExportName {
+				return nil, fmt.Errorf("%w: %w", errNotAuthorized, c.authErr)
+			}
+			return nil, c.optError(opt, repErrPolicy, c.authErr.Error())
+		}
+	}
 	switch opt {
 	case optExportName:
 		return c.optExportName(neg, data)
@@ -102,7 +118,7 @@ func (c *conn) option(neg *negotiation, opt uint32, data []byte) (*session, erro
 	case optList:
 		return nil, c.optList(data)
 	case optStartTLS:
-		return nil, c.optError(opt, repErrUnsup, "TLS is not supported by this server")
+		return nil, c.optStartTLS(neg, data)
 	case optInfo, optGo:
 		return c.optInfoGo(neg, opt, data)
 	case optStructuredReply:

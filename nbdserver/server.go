@@ -2,7 +2,9 @@ package nbdserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -17,6 +19,8 @@ type Server struct {
 	cat  Catalog
 	opts Options
 	log  *slog.Logger
+	// tlsConfig is Options.TLS.Config as used (see serverTLSConfig).
+	tlsConfig *tls.Config
 
 	// closing is set once by Shutdown; connections poll it between requests.
 	closing atomic.Bool
@@ -24,30 +28,68 @@ type Server struct {
 	// !closing, so Shutdown's Wait cannot race with it.
 	handlers sync.WaitGroup
 
-	// mu guards the listeners and connections being served; no I/O under it
-	// except closing sockets and setting deadlines.
+	// mu guards the listeners and the connections being served, waiting
+	// or refused; no I/O under it except closing sockets and setting
+	// deadlines.
 	mu struct {
 		sync.Mutex
 		listeners map[*net.Listener]struct{}
 		conns     map[*conn]struct{}
+		// refusing holds the connections being refused (see refuse), with
+		// their addresses.
+		refusing map[net.Conn]string
+		// waiting holds, per remote IP address, the connections waiting
+		// for one of its negotiating connections to finish (see register).
+		waiting  map[string][]*waiter
+		nwaiting int
+		// perAddr counts, per remote IP address, the connections still
+		// negotiating and those being refused.
+		// Invariant: perAddr[a].negotiating is the number of conns with
+		// addr a whose handshake has not ended, perAddr[a].refusing the
+		// number of refusing entries with a; zero entries are deleted.
+		perAddr map[string]addrCount
 	}
 }
 
 // New returns a Server for the exports of cat. Unset options take their
-// defaults (see Options).
+// defaults (see Options). It panics when Options.TLS has no Config.
 func New(cat Catalog, opts Options) *Server {
 	s := &Server{cat: cat, opts: opts.withDefaults()}
 	s.log = s.opts.Logger
+	if t := s.opts.TLS; t != nil {
+		if t.Config == nil {
+			panic("nbdserver: Options.TLS without a Config")
+		}
+		s.tlsConfig = serverTLSConfig(t.Config)
+	}
 	s.mu.listeners = make(map[*net.Listener]struct{})
 	s.mu.conns = make(map[*conn]struct{})
+	s.mu.refusing = make(map[net.Conn]string)
+	s.mu.waiting = make(map[string][]*waiter)
+	s.mu.perAddr = make(map[string]addrCount)
 	return s
 }
 
 // Serve accepts connections on l and serves each in its own goroutines until
 // Shutdown, then returns ErrServerClosed. It returns other accept errors
-// that are not temporary. Serve closes l when it returns.
+// that are not temporary. Serve closes l when it returns. Connections use
+// TLS as Options.TLS.Mode says (without Options.TLS, not at all).
 func (s *Server) Serve(l net.Listener) error {
+	mode := TLSOff
+	if s.opts.TLS != nil {
+		mode = s.opts.TLS.Mode
+	}
+	return s.ServeMode(l, mode)
+}
+
+// ServeMode is Serve with the TLS mode of l's connections given: e.g.
+// TLSOff for a Unix socket left in clear while TCP requires TLS. A mode
+// other than TLSOff needs Options.TLS.
+func (s *Server) ServeMode(l net.Listener, mode TLSMode) error {
 	defer l.Close()
+	if mode != TLSOff && s.opts.TLS == nil {
+		return fmt.Errorf("nbdserver: TLS mode %s without Options.TLS", mode)
+	}
 	if !s.trackListener(&l, true) {
 		return ErrServerClosed
 	}
@@ -70,7 +112,7 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		backoff = 0
-		s.startConn(nc)
+		s.startConn(nc, mode)
 	}
 }
 
@@ -92,6 +134,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for c := range s.mu.conns {
 		c.interrupt()
 	}
+	for nc := range s.mu.refusing {
+		nc.Close()
+	}
+	s.dropWaitingLocked()
 	s.mu.Unlock()
 
 	done := make(chan struct{})
@@ -128,42 +174,22 @@ func (s *Server) trackListener(l *net.Listener, add bool) bool {
 	return true
 }
 
-// startConn serves nc in a new goroutine unless the server refuses it.
-func (s *Server) startConn(nc net.Conn) {
-	if c := s.register(nc); c != nil {
+// startConn serves nc in a new goroutine, or refuses it.
+func (s *Server) startConn(nc net.Conn, mode TLSMode) {
+	if c := s.register(nc, mode); c != nil {
 		go s.run(c)
 	}
 }
 
 // serveConn serves one accepted connection and returns when it is closed
 // (used by tests and the fuzzer). It reports false if the server refused it.
-func (s *Server) serveConn(nc net.Conn) bool {
-	c := s.register(nc)
+func (s *Server) serveConn(nc net.Conn, mode TLSMode) bool {
+	c := s.register(nc, mode)
 	if c == nil {
 		return false
 	}
 	s.run(c)
 	return true
-}
-
-// register adds a connection for nc, or closes nc and returns nil when the
-// server is shutting down or already serves MaxConns connections.
-func (s *Server) register(nc net.Conn) *conn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing.Load() {
-		nc.Close()
-		return nil
-	}
-	if len(s.mu.conns) >= s.opts.MaxConns {
-		s.log.Warn("nbd: too many connections, refusing", "remote", remoteAddr(nc), "max", s.opts.MaxConns)
-		nc.Close()
-		return nil
-	}
-	c := newConn(s, nc)
-	s.mu.conns[c] = struct{}{}
-	s.handlers.Add(1)
-	return c
 }
 
 // run serves a registered connection to its end.

@@ -67,40 +67,6 @@ func TestGarbageClosesOnlyThatConnection(t *testing.T) {
 	mustOK(t, fresh.read(0, 10))
 }
 
-func TestMaxConns(t *testing.T) {
-	cat, _, _ := twoExports()
-	ts := startServer(t, cat, Options{MaxConns: 1})
-	first := connect(t, ts, "a", false, false)
-	nc, err := net.Dial("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	second := newTestClient(t, nc)
-	second.expectClosed()
-	mustOK(t, first.read(0, 1))
-	first.disconnect()
-	first.expectClosed()
-	// The slot is free again (after the server notices).
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		nc, err := net.Dial("tcp", ts.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nc.SetReadDeadline(time.Now().Add(time.Second))
-		var b [8]byte
-		_, err = nc.Read(b[:])
-		nc.Close()
-		if err == nil && string(b[:]) == "NBDMAGIC" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("connection slot never freed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestHandshakeTimeout(t *testing.T) {
 	cat, _, _ := twoExports()
 	ts := startServer(t, cat, Options{HandshakeTimeout: 100 * time.Millisecond})

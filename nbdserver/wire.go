@@ -65,6 +65,7 @@ const (
 	repErrUnsup     = protocol.NEGOTIATION_TYPE_REPLY_ERR_UNSUPPORTED
 	repErrPolicy    = uint32(1<<31 | 2)
 	repErrInvalid   = uint32(1<<31 | 3)
+	repErrTLSReqd   = uint32(1<<31 | 5)
 	repErrUnknown   = protocol.NEGOTIATION_TYPE_REPLY_ERR_UNKNOWN
 	repErrTooBig    = uint32(1<<31 | 9)
 	repErrorBit     = uint32(1 << 31)

@@ -29,7 +29,7 @@ for pair in \
 	qemu-io:qemu-utils qemu-img:qemu-utils qemu-nbd:qemu-utils \
 	qemu-system-x86_64:qemu-system-x86 qemu-storage-daemon:qemu-system-common \
 	nbdinfo:libnbd-bin nbdcopy:libnbd-bin \
-	fio:fio nbdkit:nbdkit cpio:cpio \
+	fio:fio nbdkit:nbdkit cpio:cpio openssl:openssl setpriv:util-linux \
 	mkfs.ext4:e2fsprogs mke2fs:e2fsprogs e2fsck:e2fsprogs \
 	python3:python3 xz:xz-utils ldd:libc-bin \
 	java:openjdk-17-jdk-headless javac:openjdk-17-jdk-headless mvn:maven; do

@@ -28,7 +28,7 @@ const shutdownTimeout = 30 * time.Second
 // serveCmd returns "hlfs serve".
 func (c *cli) serveCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "serve [--listen ADDR] [--socket PATH] [--admin-socket PATH] [VOLUME|VOLUME@SNAPSHOT...]",
+		Use:   "serve [--listen ADDR] [--socket PATH] [--admin-socket PATH] [--tls-creds DIR [--tls on|require] [--tls-verify-peer] [--tls-authz FILE] [--tls-unix off]] [VOLUME|VOLUME@SNAPSHOT...]",
 		Short: "serve volumes and snapshots over NBD",
 		Long: `
 Serve opens the named volumes, or every volume in the store when none is
@@ -59,6 +59,23 @@ higher (without bound once garbage passed 1.2 times the trigger), and
 deletes those segments. --no-gc turns that off; "hlfs gc" still cleans on
 demand.
 
+Serve takes at most --max-connections clients at once (handshake and
+transmission); a client beyond that, or from an address that already has
+--max-handshakes-per-address connections still negotiating, gets an NBD
+error to its first option ("too many connections ...") and is closed, so
+sockets that never finish the handshake cannot lock other addresses out.
+
+With --tls-creds DIR, serve speaks NBD over TLS (NBD_OPT_STARTTLS, x509
+certificates only: no PSK) with the credentials in DIR, laid out as QEMU's
+tls-creds-x509 reads them: ca-cert.pem, server-cert.pem, server-key.pem and
+optionally ca-crl.pem. --tls require (the default) refuses every option but
+STARTTLS and ABORT before TLS; --tls on lets clients choose. Options
+negotiated before STARTTLS are forgotten after it. --tls-verify-peer asks
+clients for a certificate signed by ca-cert.pem; --tls-authz FILE then serves
+only the distinguished names listed in FILE. --tls-unix off leaves the
+--socket Unix socket in clear for local clients. SIGHUP reads the
+credentials and FILE again; connections already set up go on.
+
 With --scrub-interval (off by default; e.g. 7d, 12h) serve also verifies every
 byte each served volume and its snapshots read, as "hlfs scrub" does, once per
 interval at --scrub-rate bytes per second, and logs the damage it finds.
@@ -80,7 +97,16 @@ anything when a volume or snapshot cannot be opened.`,
 	gcMaxUtil := fs.Float64("gc-max-utilization", 0.8, "leave segments alone whose live share is above `FRACTION`")
 	scrubInterval := fs.String("scrub-interval", "", "verify every byte of each served volume once every `DURATION` (e.g. 7d, 12h; default off)")
 	scrubRate := fs.String("scrub-rate", "32M", "let the background scrub read `SIZE` bytes per second; 0 for no bound")
-	cmd.RunE = func(_ *cobra.Command, args []string) error {
+	maxConns := fs.Int("max-connections", nbdserver.DefaultMaxConns, "serve at most `N` clients at once; more get an NBD error (\"too many connections\")")
+	maxPerAddr := fs.Int("max-handshakes-per-address", nbdserver.DefaultMaxHandshakesPerAddr, "let at most `N` connections from one IP address negotiate at once; more get an NBD error")
+	tlsf := addTLSFlags(fs)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := tlsf.check(cmd.Flags().Changed); err != nil {
+			return err
+		}
+		if *maxConns < 1 || *maxPerAddr < 1 {
+			return usageError("serve", "--max-connections and --max-handshakes-per-address take a number of at least 1")
+		}
 		if !*noGC {
 			if strings.TrimSpace(*gcRate) == "" {
 				return usageError("serve", "--gc-rate: want a size, or 0 for no bound")
@@ -118,7 +144,8 @@ anything when a volume or snapshot cannot be opened.`,
 			c.scrubInterval, c.scrubRate = d, r
 		}
 		c.journalDir, c.lease = *journalDir, *lease
-		return c.serve(*listen, *socket, *adminSocket, args)
+		return c.serve(serveNet{listen: *listen, socket: *socket, admin: *adminSocket,
+			maxConns: *maxConns, maxPerAddr: *maxPerAddr, tls: tlsf}, args)
 	}
 	return cmd
 }
@@ -160,18 +187,32 @@ func parseServeArgs(args []string) (serveArgs, error) {
 	return sa, nil
 }
 
-func (c *cli) serve(listen, socket, adminSocket string, args []string) (err error) {
+// serveNet is how serve meets its clients: the listeners, the admin
+// socket, the connection limits and TLS.
+type serveNet struct {
+	listen, socket, admin string
+	maxConns, maxPerAddr  int
+	tls                   *tlsFlags
+}
+
+func (c *cli) serve(sn serveNet, args []string) (err error) {
 	sa, err := parseServeArgs(args)
 	if err != nil {
 		return err
 	}
-	st, err := c.openStore()
+	// Credentials first: a mistake there is found before any volume opens.
+	st, err := sn.tls.load()
+	if err != nil {
+		return err
+	}
+	listen, socket, adminSocket := sn.listen, sn.socket, sn.admin
+	store, err := c.openStore()
 	if err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(c.stderr, nil))
 	if c.journalDir != "" {
-		j, err := journal.New(c.journalDir, st, logger)
+		j, err := journal.New(c.journalDir, store, logger)
 		if err != nil {
 			return fmt.Errorf("cannot use journal %s: %w", c.journalDir, err)
 		}
@@ -182,11 +223,11 @@ func (c *cli) serve(listen, socket, adminSocket string, args []string) (err erro
 				err = firstErr(err, fmt.Errorf("journal %s: %w", c.journalDir, jerr))
 			}
 		}()
-		st = j
+		store = j
 	}
 	all := len(args) == 0
 	if all {
-		l, err := lfs.ListStore(st)
+		l, err := lfs.ListStore(store)
 		if err != nil {
 			return fmt.Errorf("cannot list store %s: %w", c.store, err)
 		}
@@ -238,12 +279,12 @@ func (c *cli) serve(listen, socket, adminSocket string, args []string) (err erro
 
 	// Open every volume and named snapshot before serving any.
 	for _, name := range sa.vols {
-		if j, ok := st.(*journal.Journal); ok {
+		if j, ok := store.(*journal.Journal); ok {
 			if err := j.Recover(name); err != nil {
 				return fmt.Errorf("cannot serve %s: journal: %w", name, err)
 			}
 		}
-		v, err := lfs.Open(st, name, lfs.Options{Logger: logger, AdminSocket: admPath, Lease: c.lease})
+		v, err := lfs.Open(store, name, lfs.Options{Logger: logger, AdminSocket: admPath, Lease: c.lease})
 		if all && errors.Is(err, lfs.ErrDamaged) {
 			logger.Warn("not serving "+name+": "+cliutil.Message(damagedError(name, err)), "volume", name)
 			continue
@@ -296,18 +337,34 @@ func (c *cli) serve(listen, socket, adminSocket string, args []string) (err erro
 		listeners = append(listeners, l)
 	}
 
-	srv := nbdserver.New(cat, nbdserver.Options{Logger: logger})
+	nopts := nbdserver.Options{Logger: logger, MaxConns: sn.maxConns, MaxHandshakesPerAddr: sn.maxPerAddr}
+	if st != nil {
+		nopts.TLS = st.opts
+		stopHUP := st.watchSIGHUP(logger)
+		defer stopHUP()
+	}
+	srv := nbdserver.New(cat, nopts)
 	served := make(chan error, len(listeners))
 	for _, l := range listeners {
-		go func() { served <- srv.Serve(l) }()
+		mode := nbdserver.TLSOff
+		if st != nil {
+			mode = st.tcp
+			if l.Addr().Network() == "unix" {
+				mode = st.unix
+			}
+		}
+		go func() { served <- srv.ServeMode(l, mode) }()
 	}
 	var addrs []string
 	for _, l := range listeners {
+		a := l.Addr().String()
 		if l.Addr().Network() == "unix" {
-			addrs = append(addrs, "unix:"+l.Addr().String())
-		} else {
-			addrs = append(addrs, l.Addr().String())
+			a = "unix:" + a
 		}
+		if st != nil {
+			a += " " + st.describe(l.Addr().Network())
+		}
+		addrs = append(addrs, a)
 	}
 	on := strings.Join(addrs, " and ")
 	exports := sa.named
@@ -325,6 +382,9 @@ func (c *cli) serve(listen, socket, adminSocket string, args []string) (err erro
 	}
 	if all {
 		logger.Info("serving every snapshot of these volumes read-only as VOLUME@SNAPSHOT")
+	}
+	if st != nil {
+		logger.Info(st.summary())
 	}
 	if adm != nil {
 		logger.Info("admin socket " + admPath)
