@@ -75,6 +75,7 @@ fuzz-short:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeOp$$' -fuzztime $$((100000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./snapshot/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeTree$$' -fuzztime $$((100000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./snapshot/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeLineage$$' -fuzztime $$((100000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./snapshot/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $$((100000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./internal/rbddiff/
 
 fuzz:
 	$(MAKE) fuzz-short FUZZ_SCALE=30
