@@ -39,6 +39,7 @@ var (
 	errShuttingDown       = errors.New("nbdserver: server shutting down")
 	errStopExtents        = errors.New("nbdserver: extent limit reached")
 	errBadExtent          = errors.New("nbdserver: export reported an invalid extent")
+	errNoBitmaps          = errors.New("nbdserver: export has no dirty bitmaps")
 )
 
 // errnoFor maps an error returned by an Export method to an NBD error value:
