@@ -45,6 +45,7 @@ const defaultStore = "file://./hlfs-data"
 // global flags.
 type cli struct {
 	ctx    context.Context
+	stdin  io.Reader // import-diff's "-"
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string
@@ -65,7 +66,7 @@ type cli struct {
 }
 
 func newCLI(ctx context.Context, stdout, stderr io.Writer, getenv func(string) string) *cli {
-	return &cli{ctx: ctx, stdout: stdout, stderr: stderr, getenv: getenv, releaseSignals: func() {}}
+	return &cli{ctx: ctx, stdin: os.Stdin, stdout: stdout, stderr: stderr, getenv: getenv, releaseSignals: func() {}}
 }
 
 // main runs args and reports errors on stderr as one line.
