@@ -272,3 +272,63 @@ func TestChangesStableDuringGC(t *testing.T) {
 	require.NoError(t, <-errs)
 	require.Positive(t, copied.Load(), "the cleaner moved nothing")
 }
+
+// countingStore counts the bytes read from a store's objects.
+type countingStore struct {
+	objstore.Store
+	n atomic.Int64
+}
+
+type countingReader struct {
+	objstore.Reader
+	n *atomic.Int64
+}
+
+func (s *countingStore) Open(name string) (objstore.Reader, error) {
+	r, err := s.Store.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	return countingReader{r, &s.n}, nil
+}
+
+func (r countingReader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := r.Reader.ReadAt(p, off)
+	r.n.Add(int64(n))
+	return n, err
+}
+
+// TestIncrementalReadsLittle checks what a read-only open and Changes read
+// after a burst of writes that a checkpoint covers: the segment holding the
+// checkpoint's position is read from that position on (replay looks at
+// nothing before it), and a comparison reads maps, never data.
+func TestIncrementalReadsLittle(t *testing.T) {
+	st := objstore.NewMemStore(false, 1)
+	require.NoError(t, Create(st, "v", Config{Size: 16 << 20, SegmentSize: 32 << 20}))
+	v := openChecked(t, st, "v", Options{})
+	buf := make([]byte, 1<<20)
+	rand.New(rand.NewSource(1)).Read(buf)
+	for off := int64(0); off < 8<<20; off += 1 << 20 {
+		require.NoError(t, v.WriteAt(buf, off, false))
+	}
+	require.NoError(t, v.CreateSnapshot("s1"))
+	for off := int64(0); off < 4<<20; off += 64 << 10 {
+		require.NoError(t, v.WriteAt(buf[:4096], off, false))
+	}
+	require.NoError(t, v.CreateSnapshot("s2"))
+	require.NoError(t, v.Close()) // a checkpoint at the end of the log
+
+	cs := &countingStore{Store: st}
+	ro, err := Open(cs, "v", Options{ReadOnly: true})
+	require.NoError(t, err)
+	defer ro.Close()
+	opened := cs.n.Load()
+	require.Less(t, opened, int64(64<<10), "a read-only open read %d bytes: the log before the checkpoint again?", opened)
+	var changed int64
+	require.NoError(t, ro.Changes("s1", "s2", func(r ChangedRange) error { changed += r.Length; return nil }))
+	require.Equal(t, int64(64*4096), changed)
+	require.Less(t, cs.n.Load()-opened, int64(64<<10), "Changes read data")
+	reopened, err := Open(st, "v", Options{ReadOnly: true})
+	require.NoError(t, err)
+	require.NoError(t, reopened.Close())
+}
