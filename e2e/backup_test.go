@@ -190,14 +190,7 @@ func TestImportDiffKill9(t *testing.T) {
 	bin := hlfsBinary(t)
 	tmp := t.TempDir()
 	src, dst := filepath.Join(tmp, "src"), filepath.Join(tmp, "dst")
-	hl := func(store string, args ...string) string {
-		t.Helper()
-		out, err := exec.Command(bin, append([]string{"--store", store}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("hlfs --store %s %s: %v\n%s", store, strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
+	hl := func(store string, args ...string) string { t.Helper(); return hlfsAt(t, bin, store, args...) }
 	const size = 96 << 20
 	img := filepath.Join(tmp, "img")
 	randomImage(t, img, size, 1)
@@ -267,6 +260,17 @@ func TestImportDiffKill9(t *testing.T) {
 	sameFiles(t, v2, out)
 }
 
+// hlfsAt runs the hlfs binary bin on store and returns its output; it fails
+// the test if the command fails.
+func hlfsAt(t *testing.T, bin, store string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(bin, append([]string{"--store", store}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("hlfs --store %s %s: %v\n%s", store, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
 func sameFiles(t *testing.T, a, b string) {
 	t.Helper()
 	x, err := os.ReadFile(a)
@@ -318,14 +322,7 @@ func TestHDFSExportDiffPipe(t *testing.T) {
 	bin := hlfsBinary(t)
 	tmp := t.TempDir()
 	src := filepath.Join(tmp, "src")
-	hl := func(store string, args ...string) string {
-		t.Helper()
-		out, err := exec.Command(bin, append([]string{"--store", store}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("hlfs --store %s %s: %v\n%s", store, strings.Join(args, " "), err, out)
-		}
-		return string(out)
-	}
+	hl := func(store string, args ...string) string { t.Helper(); return hlfsAt(t, bin, store, args...) }
 	img := filepath.Join(tmp, "img")
 	randomImage(t, img, 16<<20, 3)
 	hl(src, "create", "vm", "--size", "16M")

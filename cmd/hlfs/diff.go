@@ -101,18 +101,11 @@ func (c *cli) diff(fromArg, toArg string, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	st, err := c.openStore()
+	v, err := c.openPoints(vol, from, to)
 	if err != nil {
 		return err
-	}
-	v, err := lfs.Open(st, vol, lfs.Options{ReadOnly: true, Logger: c.warnLogger()})
-	if err != nil {
-		return c.volumeError(vol, err)
 	}
 	defer v.Close()
-	if err := c.checkSnapshots(v, from, to); err != nil {
-		return err
-	}
 	rep := diffReport{Volume: vol, From: from, To: to, Size: v.Size(), Ranges: []diffRange{}}
 	err = v.Changes(from, to, func(r lfs.ChangedRange) error {
 		kind := "data"
@@ -141,6 +134,24 @@ func (c *cli) diff(fromArg, toArg string, asJSON bool) error {
 		cliutil.FormatSize(rep.ChangedBytes), len(rep.Ranges), cliutil.FormatSize(rep.DataBytes),
 		cliutil.FormatSize(rep.ZeroBytes), cliutil.FormatSize(rep.Size))
 	return nil
+}
+
+// openPoints opens volume vol read-only (it may be served meanwhile) and
+// checks that it has the snapshots snaps ("" skipped).
+func (c *cli) openPoints(vol string, snaps ...string) (*lfs.Volume, error) {
+	st, err := c.openStore()
+	if err != nil {
+		return nil, err
+	}
+	v, err := lfs.Open(st, vol, lfs.Options{ReadOnly: true, Logger: c.warnLogger()})
+	if err != nil {
+		return nil, c.volumeError(vol, err)
+	}
+	if err := c.checkSnapshots(v, snaps...); err != nil {
+		v.Close()
+		return nil, err
+	}
+	return v, nil
 }
 
 // checkSnapshots returns the error for the first of snaps ("" skipped)

@@ -73,18 +73,11 @@ func (c *cli) exportDiff(arg, from, file string, format int) (err error) {
 	if from != "" && from == to {
 		return fmt.Errorf("--from-snap %s is the snapshot exported; a diff needs an older one", from)
 	}
-	st, err := c.openStore()
+	v, err := c.openPoints(vol, from, to)
 	if err != nil {
 		return err
-	}
-	v, err := lfs.Open(st, vol, lfs.Options{ReadOnly: true, Logger: c.warnLogger()})
-	if err != nil {
-		return c.volumeError(vol, err)
 	}
 	defer v.Close()
-	if err := c.checkSnapshots(v, from, to); err != nil {
-		return err
-	}
 	var src imageSource = v
 	if to != "" {
 		if src, err = v.SnapshotView(to); err != nil {
