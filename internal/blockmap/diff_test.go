@@ -87,10 +87,9 @@ func TestDiffProperty(t *testing.T) {
 // alike, as the cleaner does for all maps of a volume.
 func moveAll(a, b *Map, seq *uint32) {
 	type rec struct {
-		e        Extent
-		base     int64
-		lo, hi   uint32
-		redirect Extent
+		e      Extent
+		base   int64
+		lo, hi uint32
 	}
 	var recs []rec
 	seen := map[uint32]bool{}
