@@ -84,6 +84,7 @@ fuzz-short:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeOp$$' -fuzztime $$((100000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./snapshot/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeTree$$' -fuzztime $$((100000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./snapshot/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeLineage$$' -fuzztime $$((100000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./snapshot/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $$((100000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./internal/rbddiff/
 
 fuzz:
 	$(MAKE) fuzz-short FUZZ_SCALE=30
@@ -98,6 +99,7 @@ bench: deps build
 	python3 bench/snapshots.py
 	python3 bench/gc.py
 	python3 bench/checksums.py
+	python3 bench/backup.py
 
 # The HDFS report: through NBD on HDFS against raw HDFS writes, both journal modes.
 bench-hdfs: deps build

@@ -195,7 +195,13 @@ func replayImpl(st objstore.Store, vm volMeta, useCkpt bool, only *segment.Pos, 
 	}
 	var buf []byte
 	if i < len(segs) {
-		buf, err = r.readBestAttempt(st, vm, segs[i], attempts[segs[i]])
+		if a := attempts[segs[i]]; segs[i] == r.ckpt.Seq && len(a) == 1 {
+			// Nothing before the checkpoint's position is replayed.
+			r.attempts[segs[i]] = a[0]
+			buf, err = readSegmentFrom(st, vm.name, vm.sb, segs[i], a[0], r.ckpt.Off)
+		} else {
+			buf, err = r.readBestAttempt(st, vm, segs[i], attempts[segs[i]])
+		}
 		if err != nil && isTruncation(err) && r.ckpt.Seq == 0 {
 			cut(i, err.Error()) // the first segment of the log never became durable
 		} else if err != nil {
@@ -323,23 +329,32 @@ func readWholeSegment(st objstore.Store, vol string, sb superblock, seq uint64, 
 	if err != nil {
 		return nil, err
 	}
-	sh, err := segment.DecodeSegmentHeader(buf)
-	if err != nil && !errors.Is(err, segment.ErrNewerVersion) && !segment.ValidRecordAfter(buf, -1) {
-		return nil, fmt.Errorf("%s: %w (%v)", name, errTruncated, err)
-	}
-	if errors.Is(err, segment.ErrNewerVersion) {
-		return nil, fmt.Errorf("%w: %s: %v", ErrNewerFormat, name, err)
-	}
-	if err != nil {
-		return nil, corruptf(name, 0, "segment header: %v", err)
-	}
-	if sh.VolumeUID != sb.uid {
-		return nil, corruptf(name, 0, "segment belongs to another volume (uid %x, want %x)", sh.VolumeUID, sb.uid)
-	}
-	if sh.Seq != seq {
-		return nil, corruptf(name, 0, "segment header says seq %d", sh.Seq)
+	if err := checkSegmentHeader(name, buf, sb, seq); err != nil {
+		return nil, err
 	}
 	return buf, nil
+}
+
+// checkSegmentHeader verifies the header of segment object name, whose
+// bytes are buf.
+func checkSegmentHeader(name string, buf []byte, sb superblock, seq uint64) error {
+	sh, err := segment.DecodeSegmentHeader(buf)
+	if err != nil && !errors.Is(err, segment.ErrNewerVersion) && !segment.ValidRecordAfter(buf, -1) {
+		return fmt.Errorf("%s: %w (%v)", name, errTruncated, err)
+	}
+	if errors.Is(err, segment.ErrNewerVersion) {
+		return fmt.Errorf("%w: %s: %v", ErrNewerFormat, name, err)
+	}
+	if err != nil {
+		return corruptf(name, 0, "segment header: %v", err)
+	}
+	if sh.VolumeUID != sb.uid {
+		return corruptf(name, 0, "segment belongs to another volume (uid %x, want %x)", sh.VolumeUID, sb.uid)
+	}
+	if sh.Seq != seq {
+		return corruptf(name, 0, "segment header says seq %d", sh.Seq)
+	}
+	return nil
 }
 
 // apply replays one record, clipped to the volume.

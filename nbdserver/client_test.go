@@ -326,10 +326,11 @@ type reply struct {
 	cookie  uint64
 	errno   uint32
 	msg     string
-	data    []byte   // READ data (reassembled)
-	ctxID   uint32   // BLOCK_STATUS context
-	extents []extent // BLOCK_STATUS descriptors
-	chunks  int      // structured chunks received
+	data    []byte              // READ data (reassembled)
+	ctxID   uint32              // BLOCK_STATUS context
+	extents []extent            // BLOCK_STATUS descriptors
+	byCtx   map[uint32][]extent // BLOCK_STATUS descriptors by context, one chunk each
+	chunks  int                 // structured chunks received
 }
 
 // readReply reads the next complete reply (simple, or structured chunks
@@ -418,8 +419,17 @@ func (c *testClient) readChunks() reply {
 				c.t.Fatalf("BLOCK_STATUS chunk of %d bytes", len(payload))
 			}
 			rep.ctxID = binary.BigEndian.Uint32(payload)
+			if rep.byCtx == nil {
+				rep.byCtx = map[uint32][]extent{}
+			}
+			if _, dup := rep.byCtx[rep.ctxID]; dup {
+				c.t.Fatalf("two BLOCK_STATUS chunks for context %d", rep.ctxID)
+			}
+			rep.byCtx[rep.ctxID] = []extent{}
 			for p := payload[4:]; len(p) > 0; p = p[8:] {
-				rep.extents = append(rep.extents, extent{binary.BigEndian.Uint32(p), binary.BigEndian.Uint32(p[4:])})
+				e := extent{binary.BigEndian.Uint32(p), binary.BigEndian.Uint32(p[4:])}
+				rep.extents = append(rep.extents, e)
+				rep.byCtx[rep.ctxID] = append(rep.byCtx[rep.ctxID], e)
 			}
 		case chunkError:
 			rep.errno = binary.BigEndian.Uint32(payload)

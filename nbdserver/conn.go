@@ -74,7 +74,7 @@ func (c *conn) serve() {
 		return
 	}
 	c.log.Debug("nbd: transmission started", "export", sess.name,
-		"structured", sess.structured, "base_allocation", sess.baseAlloc)
+		"structured", sess.structured, "meta_contexts", len(sess.meta))
 	err = c.transmit(sess)
 	if !c.graceful(err) {
 		// Broken or hostile client: drop it now, replies still pending

@@ -1,6 +1,6 @@
 // Package nbdserver serves block devices over the NBD protocol (fixed newstyle
-// handshake, structured replies, base:allocation block status) on TCP and
-// Unix-domain sockets.
+// handshake, structured replies, base:allocation and qemu:dirty-bitmap
+// block status) on TCP and Unix-domain sockets.
 //
 // It uses the wire constants of github.com/pojntfx/go-nbd/pkg/protocol but
 // implements the handshake and transmission phase itself: go-nbd's server is
@@ -33,11 +33,14 @@
 // EXPORT_NAME, INFO and GO (NBD_INFO_EXPORT; NAME and DESCRIPTION when
 // requested; BLOCK_SIZE always: minimum 1, preferred from ExportInfo,
 // maximum Options.MaxPayload), LIST (one NBD_REP_SERVER per export), ABORT,
-// STRUCTURED_REPLY, LIST_META_CONTEXT and SET_META_CONTEXT (only
-// "base:allocation"), and STARTTLS when Options.TLS is set (else
-// NBD_REP_ERR_UNSUP). Every other option gets NBD_REP_ERR_UNSUP. Unknown
-// client flags, a wrong option magic or an option longer than 64 KiB close
-// the connection.
+// STRUCTURED_REPLY, LIST_META_CONTEXT and SET_META_CONTEXT ("base:allocation",
+// and "qemu:dirty-bitmap:NAME" for each bitmap of an export that is a
+// BitmapExport; LIST also answers the queries "base:", "qemu:" and
+// "qemu:dirty-bitmap:" and, with no query, lists every context; at most 64
+// selected at once). STARTTLS when Options.TLS is set (else
+// NBD_REP_ERR_UNSUP). Every other option gets NBD_REP_ERR_UNSUP.
+// Unknown client flags, a wrong option magic or an option longer than 64 KiB
+// close the connection.
 //
 // # TLS
 //
@@ -76,8 +79,11 @@
 //
 // Commands: READ, WRITE (FUA), FLUSH, TRIM (Export.Zero with punch), CACHE
 // (validated, no effect), WRITE_ZEROES (punch unless NO_HOLE), BLOCK_STATUS
-// (base:allocation: holes are HOLE|ZERO, data 0; REQ_ONE honoured; at most
-// 8192 descriptors per reply) and DISC. Unknown commands and flags get
+// (one chunk per selected context, in the order selected, the last flagged
+// done; base:allocation: holes are HOLE|ZERO, data 0; a dirty bitmap:
+// NBD_STATE_DIRTY (bit 0) where changed; REQ_ONE honoured; descriptors
+// nonzero, summing to at most the request's length; at most 8192 per
+// chunk) and DISC. Unknown commands and flags get
 // EINVAL. Ranges past the end get ENOSPC for WRITE and WRITE_ZEROES and
 // EINVAL otherwise (as the spec's error section says; TRIM included).
 // Export errors map to EIO, or ENOSPC / EPERM when they wrap ErrNoSpace /

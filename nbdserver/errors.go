@@ -43,6 +43,7 @@ var (
 	errNotAuthorized      = errors.New("nbdserver: NBD_OPT_EXPORT_NAME from a client not authorized")
 	errEarlyTLSData       = errors.New("nbdserver: client sent data after NBD_OPT_STARTTLS before its reply")
 	errTLSHandshake       = errors.New("nbdserver: TLS handshake failed")
+	errNoBitmaps          = errors.New("nbdserver: export has no dirty bitmaps")
 )
 
 // errnoFor maps an error returned by an Export method to an NBD error value:

@@ -14,17 +14,16 @@ type session struct {
 	exp        Export
 	info       ExportInfo
 	size       uint64
-	flags      uint16 // transmission flags sent to the client
-	structured bool   // NBD_OPT_STRUCTURED_REPLY acknowledged
-	baseAlloc  bool   // base:allocation selected for this export
+	flags      uint16        // transmission flags sent to the client
+	structured bool          // NBD_OPT_STRUCTURED_REPLY acknowledged
+	meta       []metaContext // contexts selected for this export (meta_context.go)
 }
 
 // negotiation is the state option haggling builds up on one connection.
 type negotiation struct {
-	noZeroes   bool   // client set NBD_FLAG_C_NO_ZEROES
-	structured bool   // NBD_OPT_STRUCTURED_REPLY acknowledged
-	metaExport string // export named by the last NBD_OPT_SET_META_CONTEXT
-	metaAlloc  bool   // and base:allocation was selected by it
+	noZeroes   bool          // client set NBD_FLAG_C_NO_ZEROES
+	structured bool          // NBD_OPT_STRUCTURED_REPLY acknowledged
+	meta       metaSelection // the last NBD_OPT_SET_META_CONTEXT (meta_context.go)
 }
 
 // handshake runs fixed newstyle negotiation. It returns the session chosen
@@ -254,7 +253,7 @@ func (c *conn) openSession(neg *negotiation, name string) (*session, error) {
 		flags:      transmissionFlags(info, neg.structured),
 		structured: neg.structured,
 		// Contexts selected for another export do not carry over.
-		baseAlloc: neg.structured && neg.metaAlloc && neg.metaExport == name,
+		meta: neg.meta.forExport(name, neg.structured),
 	}, nil
 }
 

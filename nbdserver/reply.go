@@ -115,12 +115,3 @@ func (w *replyWriter) error(cookie uint64, structured bool, errno uint32, msg st
 	}
 	w.unlock()
 }
-
-// chunk sends one structured chunk flagged done with the given payload.
-func (w *replyWriter) chunk(cookie uint64, typ uint16, payload []byte) {
-	w.lock()
-	putChunkHeader(w.mu.hdr[:], chunkFlagDone, typ, cookie, uint32(len(payload)))
-	w.writeLocked(w.mu.hdr[:chunkHeaderSize])
-	w.writeLocked(payload)
-	w.unlock()
-}

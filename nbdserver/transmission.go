@@ -201,7 +201,7 @@ func checkRequest(s *session, req request, maxPayload uint32) (uint32, string) {
 		switch {
 		case req.flags&^(cmdFlagFUA|cmdFlagReqOne) != 0:
 			return errnoINVAL, "unsupported flags for NBD_CMD_BLOCK_STATUS"
-		case !s.baseAlloc:
+		case len(s.meta) == 0:
 			return errnoINVAL, "no metadata context was negotiated"
 		case req.length == 0:
 			return errnoINVAL, "block status of zero length"

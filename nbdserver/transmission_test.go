@@ -384,7 +384,7 @@ func TestDisconnectFinishesInFlight(t *testing.T) {
 }
 
 func TestCheckRequestTable(t *testing.T) {
-	s := &session{size: 4096, structured: true, baseAlloc: true}
+	s := &session{size: 4096, structured: true, meta: []metaContext{{id: baseAllocCtxID}}}
 	ro := &session{size: 4096, info: ExportInfo{ReadOnly: true}}
 	tests := []struct {
 		s    *session

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 
 	"github.com/hlfs/hlfs/internal/progress"
 	"github.com/hlfs/hlfs/lfs"
@@ -18,14 +19,15 @@ const allocWindow = 64 << 20
 // exportCmd returns "hlfs export".
 func (c *cli) exportCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "export VOLUME FILE",
-		Short: "copy a volume into a raw disk image",
+		Use:   "export VOLUME[@SNAPSHOT] FILE",
+		Short: "copy a volume or a snapshot into a raw disk image",
 		Long: `
-Export writes VOLUME as a raw image to FILE, replacing FILE if it exists. Only
-the volume's data is copied; its holes stay holes in FILE, which is sparse
-where the file system allows. The volume may be served meanwhile: export
-copies it as it was when export started, without taking it over.`,
-		Args: positional("VOLUME", "FILE"),
+Export writes VOLUME, or its snapshot VOLUME@SNAPSHOT, as a raw image to FILE,
+replacing FILE if it exists. Only the data is copied; holes stay holes in
+FILE, which is sparse where the file system allows. The volume may be served
+meanwhile: export copies it as it was when export started, without taking it
+over.`,
+		Args: positional("VOLUME[@SNAPSHOT]", "FILE"),
 		RunE: func(_ *cobra.Command, args []string) error {
 			return c.exportImage(args[0], args[1])
 		},
@@ -33,7 +35,12 @@ copies it as it was when export started, without taking it over.`,
 }
 
 func (c *cli) exportImage(arg, file string) (err error) {
-	name, err := volumeArg(arg)
+	name, snap := arg, ""
+	if strings.Contains(arg, "@") {
+		name, snap, err = snapshotArg(arg)
+	} else {
+		name, err = volumeArg(arg)
+	}
 	if err != nil {
 		return err
 	}
@@ -55,6 +62,12 @@ func (c *cli) exportImage(arg, file string) (err error) {
 		return c.volumeError(name, err)
 	}
 	defer v.Close()
+	var src imageSource = v
+	if snap != "" {
+		if src, err = v.SnapshotView(snap); err != nil {
+			return c.snapshotError(name, snap, err)
+		}
+	}
 
 	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -68,14 +81,14 @@ func (c *cli) exportImage(arg, file string) (err error) {
 			os.Remove(file)
 		}
 	}()
-	size := v.Size()
+	size := src.Size()
 	if err := f.Truncate(size); err != nil {
 		return err
 	}
-	bar := progress.New(c.stderr, "exporting "+name, size)
+	bar := progress.New(c.stderr, "exporting "+arg, size)
 	defer bar.Done()
-	if err := c.copyVolume(v, f, bar); err != nil {
-		return fmt.Errorf("exporting %s to %s: %w", name, file, err)
+	if err := c.copyVolume(src, f, bar); err != nil {
+		return fmt.Errorf("exporting %s to %s: %w", arg, file, err)
 	}
 	if err := f.Sync(); err != nil {
 		return err
@@ -83,9 +96,22 @@ func (c *cli) exportImage(arg, file string) (err error) {
 	return nil
 }
 
+// imageSource is what export copies: a volume (*lfs.Volume) or a snapshot
+// (*lfs.SnapshotView).
+type imageSource interface {
+	Size() int64
+	ReadAt(p []byte, off int64) error
+	Allocation(off, length int64, fn func(length int64, hole bool) error) error
+}
+
+var (
+	_ imageSource = (*lfs.Volume)(nil)
+	_ imageSource = (*lfs.SnapshotView)(nil)
+)
+
 // copyVolume writes v's data ranges into f, which is v.Size() bytes of
 // zeros, leaving holes and all-zero chunks unwritten.
-func (c *cli) copyVolume(v *lfs.Volume, f *os.File, bar *progress.Bar) error {
+func (c *cli) copyVolume(v imageSource, f *os.File, bar *progress.Bar) error {
 	type run struct {
 		off, n int64
 	}

@@ -103,7 +103,7 @@ func TestExportErrors(t *testing.T) {
 	wantError(t, hlfs(t, store, "export", "demo", tmp), 1, "not a regular file")
 	wantError(t, hlfs(t, store, "export", "demo", filepath.Join(tmp, "no", "dir")), 1, "no such file or directory")
 	wantError(t, hlfs(t, store, "export", "demo"), 2, "missing FILE")
-	wantError(t, hlfs(t, store, "export", "demo@snap", missing), 1, "is a snapshot, not a volume")
+	wantError(t, hlfs(t, store, "export", "demo@snap", missing), 1, `no snapshot "snap" of volume demo`)
 }
 
 // An interrupted export fails with one line and leaves no new file behind.

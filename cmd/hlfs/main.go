@@ -45,7 +45,7 @@ const defaultStore = "file://./hlfs-data"
 // global flags.
 type cli struct {
 	ctx    context.Context
-	stdin  io.Reader // import reads "-" from it
+	stdin  io.Reader // import and import-diff read "-" from it
 	stdout io.Writer
 	stderr io.Writer
 	getenv func(string) string

@@ -288,6 +288,13 @@ func TestCallerForms(t *testing.T) {
 		{[]string{"--store", s, "serve", "--listen", "127.0.0.1:10810", "--admin-socket", "none", "--journal", "/tmp/j"}, "serve",
 			map[string]string{"journal": "/tmp/j"}, nil},
 		{[]string{"version"}, "version", nil, nil},
+		// README (backup and replication), e2e/backup_test.go, bench/backup.py.
+		{[]string{"diff", "vm1@mon", "vm1@tue"}, "diff", nil, []string{"vm1@mon", "vm1@tue"}},
+		{[]string{"diff", "vm1@s1", "--json"}, "diff", map[string]string{"json": "true"}, []string{"vm1@s1"}},
+		{[]string{"export-diff", "vm1@tue", "--from-snap", "mon", "-"}, "export-diff", map[string]string{"from-snap": "mon"}, []string{"vm1@tue", "-"}},
+		{[]string{"export-diff", "vm1@s1", "--format", "1", "out.diff"}, "export-diff", map[string]string{"format": "1"}, []string{"vm1@s1", "out.diff"}},
+		{[]string{"--store", "hdfs://nn:9000/dr", "import-diff", "-", "vm1"}, "import-diff", map[string]string{"store": "hdfs://nn:9000/dr"}, []string{"-", "vm1"}},
+		{[]string{"export", "vm1@s1", "out.raw"}, "export", nil, []string{"vm1@s1", "out.raw"}},
 		// Go's flag package: one dash, "=" or not, anywhere.
 		{[]string{"-store", s, "ls", "-json"}, "ls", map[string]string{"store": s, "json": "true"}, nil},
 		{[]string{"-store=" + s, "create", "v", "-size=1G", "-block-size", "64K", "-compress"}, "create",

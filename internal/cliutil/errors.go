@@ -47,7 +47,7 @@ func ExitCode(err error) int {
 
 // packagePrefixes are the "pkg: " prefixes hlfs packages put on their
 // errors; at the start of a message shown to a user they add nothing.
-var packagePrefixes = []string{"hlfs: ", "lfs: ", "objstore: ", "nbdserver: ", "segment: ", "snapshot: ", "hdfsbackend: "}
+var packagePrefixes = []string{"hlfs: ", "lfs: ", "objstore: ", "nbdserver: ", "segment: ", "snapshot: ", "hdfsbackend: ", "rbddiff: "}
 
 // Message renders err as the single line printed after "hlfs: ": leading
 // package prefixes are dropped and line breaks become "; ".
