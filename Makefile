@@ -29,7 +29,7 @@ run: build
 # sets it.
 test: deps fmt-check build
 	$(GO) vet ./...
-	$(GO) test -race -count=1 $(UNIT_PKGS)
+	$(GO) test -race -count=1 -timeout 20m $(UNIT_PKGS)
 	$(MAKE) fuzz-short
 	$(MAKE) hdfs-test
 
@@ -57,7 +57,7 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 unit:
-	$(GO) test -race -count=1 $(UNIT_PKGS)
+	$(GO) test -race -count=1 -timeout 20m $(UNIT_PKGS)
 
 e2e: build
 	$(GO) test -count=1 -timeout 20m -v ./e2e/...
