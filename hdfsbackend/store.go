@@ -102,9 +102,10 @@ var _ objstore.Store = (*Store)(nil)
 // Open connects to the HDFS named by uri, hdfs://host:port/path (several
 // NameNodes as host1:port,host2:port; no host takes the NameNodes from the
 // Hadoop configuration), and returns a store rooted at path, a folder that
-// must exist unless opts.Create (then it is created if missing). The Hadoop configuration is read from
-// $HADOOP_CONF_DIR or $HADOOP_HOME/conf; the HDFS user is
-// $HADOOP_USER_NAME or else the current user. Kerberos is not supported.
+// must exist unless opts.Create (then it is created if missing). The
+// Hadoop configuration is read from $HADOOP_CONF_DIR or $HADOOP_HOME/conf;
+// the HDFS user is $HADOOP_USER_NAME or else the current user. Kerberos is
+// not supported.
 func Open(uri string, opts Options) (*Store, error) {
 	u, err := url.Parse(uri)
 	if err != nil {
