@@ -306,6 +306,7 @@ func (v *Volume) MappedBytes() int64 {
 func (rep *FsckReport) checkLostFound(st objstore.Store, vm volMeta, r replayed) error {
 	if len(r.cut) > 0 {
 		var n int64
+		kept := false
 		for _, seq := range r.cut {
 			for _, a := range r.allAttempts[seq] {
 				size, err := objectSize(st, segObjName(vm.name, seq, a))
@@ -313,10 +314,15 @@ func (rep *FsckReport) checkLostFound(st objstore.Store, vm volMeta, r replayed)
 					return err
 				}
 				n += size
+				// What holds no record but its header is removed, not set
+				// aside (repairTail): nothing of it was ever durable.
+				kept = kept || size > segment.SegmentHeaderLen
 			}
 		}
-		rep.Problems = append(rep.Problems, fmt.Sprintf("the log ends before segment %s (%s): it and %d later segments (%d bytes) hold writes no flush covered before a crash, or data cut off by damage; the next open moves them to %s/",
-			segName(vm.name, r.cut[0]), r.cutWhy, len(r.cut)-1, n, lostFoundDir(vm.name)))
+		if kept {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("the log ends before segment %s (%s): it and %d later segments (%d bytes) hold writes no flush covered before a crash, or data cut off by damage; the next open moves them to %s/",
+				segName(vm.name, r.cut[0]), r.cutWhy, len(r.cut)-1, n, lostFoundDir(vm.name)))
+		}
 	}
 	rep.Problems = append(rep.Problems, r.badTails...)
 	names, err := st.List(lostFoundDir(vm.name))

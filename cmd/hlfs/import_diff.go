@@ -84,7 +84,11 @@ func (c *cli) importDiff(file, arg string) (err error) {
 		return fmt.Errorf("refusing %s: image size %d is too large; %s is unchanged", label, h.Size, name)
 	}
 
-	st, err := c.openStore()
+	open := c.openStore
+	if h.From == "" {
+		open = c.createStore // a full stream may create the volume, and so the store, as create does
+	}
+	st, err := open()
 	if err != nil {
 		return err
 	}
