@@ -540,6 +540,7 @@ func (v *Volume) copyForward(seq uint64, ranges []recRange, maps map[snapshot.ID
 			n += int64(h.LogicalLen)
 		}
 		copied += n
+		v.metrics.cleanerCopied.Add(n)
 		progress(n)
 		b.reset()
 		olds = olds[:0]

@@ -110,6 +110,8 @@ type Volume struct {
 	stats recoveryStats
 	// checksumErrors counts reads that failed a checksum (damaged).
 	checksumErrors atomic.Int64
+	// metrics are counters and estimates for monitoring (metrics.go).
+	metrics volumeMetrics
 	// sums caches block checksum tables of records read (readBlocks).
 	sums sumCache
 
