@@ -67,6 +67,9 @@ if [ $kernel = 0 ]; then
 	need "linux-image-$arch" "kernel /boot/vmlinuz-* with /lib/modules/VERSION"
 fi
 
+# systemd-analyze verifies dist/systemd/hlfs.service (e2e/systemd_test.go).
+have systemd-analyze || need systemd "systemd-analyze"
+
 # Go is not a Debian package here (the module needs a newer Go): warn only.
 have go || echo "install-test-deps: warning: go not on PATH (needed by go test ./e2e)" >&2
 

@@ -28,7 +28,7 @@ const shutdownTimeout = 30 * time.Second
 // serveCmd returns "hlfs serve".
 func (c *cli) serveCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "serve [--listen ADDR] [--socket PATH] [--admin-socket PATH] [--tls-creds DIR [--tls on|require] [--tls-verify-peer] [--tls-authz FILE] [--tls-unix off]] [VOLUME|VOLUME@SNAPSHOT...]",
+		Use:   "serve [--listen ADDR] [--socket PATH] [--admin-socket PATH] [--metrics-listen ADDR] [--tls-creds DIR [--tls on|require] [--tls-verify-peer] [--tls-authz FILE] [--tls-unix off]] [VOLUME|VOLUME@SNAPSHOT...]",
 		Short: "serve volumes and snapshots over NBD",
 		Long: `
 Serve opens the named volumes, or every volume in the store when none is
@@ -80,6 +80,11 @@ With --scrub-interval (off by default; e.g. 7d, 12h) serve also verifies every
 byte each served volume and its snapshots read, as "hlfs scrub" does, once per
 interval at --scrub-rate bytes per second, and logs the damage it finds.
 
+With --metrics-listen ADDR, serve exports Prometheus metrics on
+http://ADDR/metrics (a bare PORT or :PORT listens on 127.0.0.1); README.md,
+"Metrics", lists them. Under systemd (Type=notify, dist/systemd/hlfs.service)
+serve sends READY=1 once it accepts connections and STOPPING=1 on SIGTERM.
+
 A volume can be served by one process at a time; serve fails before serving
 anything when a volume or snapshot cannot be opened.`,
 		Args: cobra.ArbitraryArgs,
@@ -100,6 +105,7 @@ anything when a volume or snapshot cannot be opened.`,
 	maxConns := fs.Int("max-connections", nbdserver.DefaultMaxConns, "serve at most `N` clients at once; more get an NBD error (\"too many connections\")")
 	maxPerAddr := fs.Int("max-handshakes-per-address", nbdserver.DefaultMaxHandshakesPerAddr, "let at most `N` connections from one IP address negotiate at once; more get an NBD error")
 	tlsf := addTLSFlags(fs)
+	metricsListen := fs.String("metrics-listen", "", "serve Prometheus metrics on http://`ADDR`/metrics; a bare PORT or :PORT means 127.0.0.1:PORT")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := tlsf.check(cmd.Flags().Changed); err != nil {
 			return err
@@ -145,7 +151,7 @@ anything when a volume or snapshot cannot be opened.`,
 		}
 		c.journalDir, c.lease = *journalDir, *lease
 		return c.serve(serveNet{listen: *listen, socket: *socket, admin: *adminSocket,
-			maxConns: *maxConns, maxPerAddr: *maxPerAddr, tls: tlsf}, args)
+			maxConns: *maxConns, maxPerAddr: *maxPerAddr, tls: tlsf, metrics: *metricsListen}, args)
 	}
 	return cmd
 }
@@ -193,6 +199,7 @@ type serveNet struct {
 	listen, socket, admin string
 	maxConns, maxPerAddr  int
 	tls                   *tlsFlags
+	metrics               string // --metrics-listen
 }
 
 func (c *cli) serve(sn serveNet, args []string) (err error) {
@@ -240,6 +247,11 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 		}
 	}
 	startPprof(logger)
+	mx, stopMetrics, err := listenMetrics(sn.metrics, logger)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 
 	cat := newVolumeCatalog(c, logger, all)
 	cat.setNamed(sa.named)
@@ -247,6 +259,7 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 		cat.closeViews()
 		for _, v := range cat.volumes() {
 			name := v.Name()
+			mx.RemoveVolume(name)
 			if ferr := v.Flush(); ferr != nil {
 				logger.Error("flush failed", "volume", name, "err", ferr)
 				err = firstErr(err, fmt.Errorf("flushing %s: %w", name, ferr))
@@ -293,6 +306,7 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 			return fmt.Errorf("cannot serve %s: %s", name, cliutil.Message(c.volumeError(name, err)))
 		}
 		cat.add(v, all || sa.exported[name])
+		mx.AddVolume(name, v)
 		if c.cleaner != nil {
 			v.StartCleaner(*c.cleaner)
 		}
@@ -343,7 +357,11 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 		stopHUP := st.watchSIGHUP(logger)
 		defer stopHUP()
 	}
+	if mx != nil {
+		nopts.Observe = mx.Observe
+	}
 	srv := nbdserver.New(cat, nopts)
+	mx.SetConnections(srv.Connections)
 	served := make(chan error, len(listeners))
 	for _, l := range listeners {
 		mode := nbdserver.TLSOff
@@ -390,9 +408,11 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 		logger.Info("admin socket " + admPath)
 	}
 
+	notifySystemd(logger, "READY=1")
 	pending := len(listeners)
 	select {
 	case <-c.ctx.Done():
+		notifySystemd(logger, "STOPPING=1")
 		logger.Info("shutting down: finishing requests in flight")
 	case serr := <-served:
 		pending--
