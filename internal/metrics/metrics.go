@@ -100,7 +100,12 @@ func New() *Metrics {
 
 // AddVolume starts exporting the series of the open volume name. Adding a
 // name already added replaces its volume and restarts its counters.
+// AddVolume, RemoveVolume, SetConnections and SetMemory do nothing on a
+// nil *Metrics (serve without --metrics-listen).
 func (m *Metrics) AddVolume(name string, v Volume) {
+	if m == nil {
+		return
+	}
 	m.mu.Lock()
 	m.mu.vols[name] = &volume{src: v}
 	m.mu.Unlock()
@@ -108,6 +113,9 @@ func (m *Metrics) AddVolume(name string, v Volume) {
 
 // RemoveVolume drops the series of volume name: call it when it closes.
 func (m *Metrics) RemoveVolume(name string) {
+	if m == nil {
+		return
+	}
 	m.mu.Lock()
 	delete(m.mu.vols, name)
 	m.mu.Unlock()
@@ -116,6 +124,9 @@ func (m *Metrics) RemoveVolume(name string) {
 // SetConnections sets the function that hlfs_connections reads at scrape
 // time, e.g. (*nbdserver.Server).Connections. Without it the gauge is 0.
 func (m *Metrics) SetConnections(fn func() int) {
+	if m == nil {
+		return
+	}
 	m.mu.Lock()
 	m.mu.connections = fn
 	m.mu.Unlock()
@@ -124,6 +135,9 @@ func (m *Metrics) SetConnections(fn func() int) {
 // SetMemory sets the memory budget that hlfs_memory_budget_bytes and
 // hlfs_memory_used_bytes report; without it they are not exported.
 func (m *Metrics) SetMemory(mem Memory) {
+	if m == nil {
+		return
+	}
 	m.mu.Lock()
 	m.mu.memory = mem
 	m.mu.Unlock()
