@@ -133,7 +133,8 @@ func (m *Metrics) SetConnections(fn func() int) {
 }
 
 // SetMemory sets the memory budget that hlfs_memory_budget_bytes and
-// hlfs_memory_used_bytes report; without it they are not exported.
+// hlfs_memory_used_bytes report; without it they are not exported. mem
+// must not be a nil pointer: pass nothing rather than a nil budget.
 func (m *Metrics) SetMemory(mem Memory) {
 	if m == nil {
 		return
