@@ -100,6 +100,15 @@ func TestMetricsAfterKnownWorkload(t *testing.T) {
 		}
 	}
 
+	// The background cleaner's first look (every --gc-interval, 1 s)
+	// brings the space gauges.
+	text = pollMetrics(t, url, func(text string) bool {
+		return sample(t, text, `hlfs_volume_stored_bytes{volume="vm1"}`) >= 0
+	})
+	if g, st := sample(t, text, `hlfs_volume_garbage_bytes{volume="vm1"}`), sample(t, text, `hlfs_volume_stored_bytes{volume="vm1"}`); g < 0 || g > st {
+		t.Errorf("garbage %v of stored %v bytes", g, st)
+	}
+
 	stdin.Close()
 	if err := cmd.Wait(); err != nil {
 		t.Fatal(err)
