@@ -47,12 +47,13 @@ not loopback can be used (a wildcard one becomes the server's host name).
 
 With TLS the snippets carry the TLS parts: QEMU's tls-creds object (id
 hlfs-tls0; create it with the client credentials in --tls-creds DIR),
-libvirt's tls='yes', nbd-client's certificate files and nbds:// URIs.`,
+libvirt's tls='yes', nbd-client's certificate files and nbds:// URIs; xl
+prints the phy disk of the nbd-client route, as an nbd: target has no TLS.`,
 		Args: positional("VOLUME"),
 	}
 	fs := cmd.Flags()
 	var o attachOptions
-	fs.StringVar(&o.format, "format", "uri", "`FORMAT`: qemu, libvirt, xl, nbd-client or uri")
+	fs.StringVar(&o.format, "format", "uri", "print the snippet in `FORMAT`: qemu, libvirt, xl, nbd-client or uri")
 	fs.StringVar(&o.server, "server", "", "attach to the server at `ADDR` (HOST:PORT or unix:PATH) instead of the one the owner lock names")
 	fs.BoolVar(&o.tls, "tls", false, "with --server: the server requires TLS")
 	fs.StringVar(&o.transport, "transport", "", "`KIND` of the served address to use: tcp or unix (default: TCP when the server listens on TCP)")
