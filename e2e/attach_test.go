@@ -78,7 +78,7 @@ func TestAttach(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	for i, args := range [][]string{{"att"}, {"att@s1"}, {"att", "--transport", "unix"}} {
+	for i, args := range [][]string{{"att"}, {"att@s1", "--transport", "unix"}, {"att", "--server", "hv1.example:10809", "--tls"}} {
 		disk, _ := s.attach(t, append(args, "--format", "libvirt")...)
 		var indented strings.Builder
 		for _, line := range strings.SplitAfter(disk, "\n") {
