@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"path"
 	"strings"
 )
@@ -128,7 +129,7 @@ func xlSnippet(t attachTarget) (snippet, notes string, err error) {
 		notes = "# TLS: the nbd: target of a qdisk cannot carry TLS; connect /dev/nbd0 in dom0 first with\n#   " + client + "\n"
 		return phy + "\n", notes, nil
 	}
-	target := "nbd:" + t.ep.host + ":" + t.ep.port
+	target := "nbd:" + net.JoinHostPort(t.ep.host, t.ep.port) // QEMU's legacy nbd: syntax; [IPv6]
 	if t.ep.unix() {
 		target = "nbd:unix:" + t.ep.socket
 	}

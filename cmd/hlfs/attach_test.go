@@ -73,6 +73,9 @@ func TestAttachSnippets(t *testing.T) {
 			"format=raw,vdev=xvda,access=rw,backendtype=phy,target=/dev/nbd0\n",
 			"# TLS: the nbd: target of a qdisk cannot carry TLS; connect /dev/nbd0 in dom0 first with\n" +
 				"#   nbd-client hv1.example 10809 /dev/nbd0 -N vm1 -cacertfile /etc/pki/qemu/ca-cert.pem -certfile /etc/pki/qemu/client-cert.pem -keyfile /etc/pki/qemu/client-key.pem\n"},
+		{"xl ipv6", "xl", with(vol, endpoint{host: "fd00::5", port: "10809"}),
+			"format=raw,vdev=xvda,access=rw,backendtype=qdisk,target=nbd:[fd00::5]:10809:exportname=vm1\n",
+			xlNote("nbd-client fd00::5 10809 /dev/nbd0 -N vm1", "rw")},
 		{"nbd-client tcp", "nbd-client", vol, "nbd-client 10.0.0.5 10809 /dev/nbd0 -N vm1\n", nbdNote},
 		{"nbd-client snapshot unix", "nbd-client", with(snap, unix), "nbd-client -unix /run/hlfs/nbd.sock /dev/nbd0 -N vm1@s1 -readonly\n", nbdNote},
 		{"nbd-client tls", "nbd-client", attachTarget{export: "vm1", ep: tcpTLS, creds: "/etc/hlfs/client"},
