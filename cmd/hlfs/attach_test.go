@@ -2,6 +2,7 @@ package main
 
 import (
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -256,5 +257,33 @@ func TestAttachCommand(t *testing.T) {
 	wantError(t, r, 1, "(loopback on ", "(a Unix socket on ", "give --server ADDR")
 	if code := stop(); code != 0 {
 		t.Fatalf("serve exited %d", code)
+	}
+}
+
+// TestServeClosesListenersOnFailure: serve listens before it opens the
+// volumes (their owner locks record the listeners), so a volume that fails
+// to open must leave neither the port nor the socket file behind.
+func TestServeClosesListenersOnFailure(t *testing.T) {
+	store, dir := testStore(t)
+	mustHLFS(t, store, "create", "ok", "--size", "1M")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	sock := filepath.Join(t.TempDir(), "nbd.sock")
+	wantError(t, hlfs(t, store, "serve", "--listen", addr, "--socket", sock, "--admin-socket", "none", "ok", "nope"), 1,
+		"cannot serve nope", `no volume "nope"`)
+	if _, err := os.Lstat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket file left behind: %v", err)
+	}
+	if l, err := net.Listen("tcp", addr); err != nil {
+		t.Errorf("port still taken: %v", err)
+	} else {
+		l.Close()
+	}
+	if info := statVolume(t, dir, "ok"); info.Owner != nil {
+		t.Errorf("ok still owned: %+v", info.Owner)
 	}
 }
