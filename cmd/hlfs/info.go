@@ -63,6 +63,8 @@ type ownerJSON struct {
 	PID   int       `json:"pid"`
 	Epoch uint64    `json:"epoch"`
 	Since time.Time `json:"since"`
+	// NBD are the URIs it serves NBD on (lfs.OwnerRecord.NBD).
+	NBD []string `json:"nbd,omitempty"`
 }
 
 func newVolumeJSON(info lfs.Info) volumeJSON {
@@ -81,7 +83,7 @@ func newVolumeJSON(info lfs.Info) volumeJSON {
 		Damage:      info.Damage,
 	}
 	if o := info.Owner; o != nil {
-		v.Owner = &ownerJSON{Host: o.Host, PID: o.PID, Epoch: o.Epoch, Since: o.Since}
+		v.Owner = &ownerJSON{Host: o.Host, PID: o.PID, Epoch: o.Epoch, Since: o.Since, NBD: o.NBD}
 	}
 	return v
 }
@@ -121,6 +123,9 @@ func (c *cli) info(arg string, asJSON bool) error {
 	if o := v.Owner; o != nil {
 		fmt.Fprintf(tw, "served by:\t%s pid %d (epoch %d) since %s\n", o.Host, o.PID, o.Epoch,
 			o.Since.Local().Format(time.RFC3339))
+		if len(o.NBD) > 0 {
+			fmt.Fprintf(tw, "served on:\t%s (see 'hlfs attach')\n", strings.Join(o.NBD, ", "))
+		}
 	}
 	return tw.Flush()
 }

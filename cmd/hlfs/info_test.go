@@ -42,7 +42,7 @@ func TestInfo(t *testing.T) {
 func TestInfoShowsOwner(t *testing.T) {
 	store, dir := testStore(t)
 	mustHLFS(t, store, "create", "demo", "--size", "1M")
-	vol, err := lfs.Open(dirStore(t, dir), "demo", lfs.Options{})
+	vol, err := lfs.Open(dirStore(t, dir), "demo", lfs.Options{NBD: []string{"nbd://127.0.0.1:10809"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,14 +50,16 @@ func TestInfoShowsOwner(t *testing.T) {
 	host, _ := os.Hostname()
 
 	out := mustHLFS(t, store, "info", "demo")
-	if !strings.Contains(out, "served by:") || !strings.Contains(out, host) {
+	if !strings.Contains(out, "served by:") || !strings.Contains(out, host) ||
+		!strings.Contains(out, "served on:    nbd://127.0.0.1:10809 (see 'hlfs attach')\n") {
 		t.Errorf("info of a held volume:\n%s", out)
 	}
 	var v volumeJSON
 	if err := json.Unmarshal([]byte(mustHLFS(t, store, "info", "--json", "demo")), &v); err != nil {
 		t.Fatal(err)
 	}
-	if v.Owner == nil || v.Owner.PID != os.Getpid() || v.Owner.Host != host || v.Owner.Epoch == 0 {
+	if v.Owner == nil || v.Owner.PID != os.Getpid() || v.Owner.Host != host || v.Owner.Epoch == 0 ||
+		strings.Join(v.Owner.NBD, " ") != "nbd://127.0.0.1:10809" {
 		t.Errorf("owner %+v", v.Owner)
 	}
 }

@@ -290,6 +290,31 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 		}()
 	}
 
+	// The listeners come before the volumes: their owner locks record them
+	// (hlfs attach); clients wait in the backlog until the volumes are open.
+	var listeners []net.Listener
+	closeListeners := func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}
+	defer closeListeners() // when a volume fails to open; after Shutdown a no-op
+	if listen != "" {
+		l, err := net.Listen("tcp", listen)
+		if err != nil {
+			return fmt.Errorf("cannot listen on %s: %w", listen, unwrapOpError(err))
+		}
+		listeners = append(listeners, l)
+	}
+	if socket != "" {
+		l, err := listenUnix(socket)
+		if err != nil {
+			return err
+		}
+		listeners = append(listeners, l)
+	}
+	nbdURIs := listenURIs(listeners, st)
+
 	// Open every volume and named snapshot before serving any.
 	for _, name := range sa.vols {
 		if j, ok := store.(*journal.Journal); ok {
@@ -297,7 +322,7 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 				return fmt.Errorf("cannot serve %s: journal: %w", name, err)
 			}
 		}
-		v, err := lfs.Open(store, name, lfs.Options{Logger: logger, AdminSocket: admPath, Lease: c.lease})
+		v, err := lfs.Open(store, name, lfs.Options{Logger: logger, AdminSocket: admPath, NBD: nbdURIs, Lease: c.lease})
 		if all && errors.Is(err, lfs.ErrDamaged) {
 			logger.Warn("not serving "+name+": "+cliutil.Message(damagedError(name, err)), "volume", name)
 			continue
@@ -327,28 +352,6 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 				return fmt.Errorf("cannot serve %s: %s", name, cliutil.Message(c.snapshotError(vol, snap, err)))
 			}
 		}
-	}
-
-	var listeners []net.Listener
-	closeListeners := func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}
-	if listen != "" {
-		l, err := net.Listen("tcp", listen)
-		if err != nil {
-			return fmt.Errorf("cannot listen on %s: %w", listen, unwrapOpError(err))
-		}
-		listeners = append(listeners, l)
-	}
-	if socket != "" {
-		l, err := listenUnix(socket)
-		if err != nil {
-			closeListeners()
-			return err
-		}
-		listeners = append(listeners, l)
 	}
 
 	nopts := nbdserver.Options{Logger: logger, MaxConns: sn.maxConns, MaxHandshakesPerAddr: sn.maxPerAddr}
