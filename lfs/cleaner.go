@@ -627,10 +627,11 @@ func (v *Volume) applyCopies(seq uint64, b *recordBatch, olds []recRange, cache 
 			Flags: blockmap.FlagsOf(h), Branch: v.lin.Branch}
 		v.mu.Lock()
 		defer v.mu.Unlock()
-		moved := v.mu.m.Redirect(r.ext, r.base, r.lo, r.hi, to, nil)
+		toBase := r.base + int64(r.lo)
+		moved := v.mu.m.Redirect(r.ext, r.base, r.lo, r.hi, to, toBase, nil)
 		for id, m := range work {
 			before := len(moved)
-			if moved = m.Redirect(r.ext, r.base, r.lo, r.hi, to, moved); len(moved) > before {
+			if moved = m.Redirect(r.ext, r.base, r.lo, r.hi, to, toBase, moved); len(moved) > before {
 				changed[id] = true
 			}
 		}

@@ -138,8 +138,12 @@ func TestCrashAtEveryStoreOperation(t *testing.T) {
 	workload := func(v *Volume, flushed func(step int)) {
 		for step := 0; step < 12; step++ {
 			p := bytes.Repeat([]byte{byte(step + 1)}, 40<<10)
-			if v.WriteAt(p, int64(step)*24<<10, false) != nil {
-				return
+			// Ten sequential 4 KiB writes: one run extent, partly
+			// overwritten by the next step's.
+			for i := 0; i < len(p); i += 4 << 10 {
+				if v.WriteAt(p[i:i+4<<10], int64(step)*24<<10+int64(i), false) != nil {
+					return
+				}
 			}
 			if step%3 == 2 {
 				if v.Flush() != nil {
