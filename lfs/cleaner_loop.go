@@ -191,9 +191,7 @@ func (v *Volume) garbageBooks() (garbageEstimate, error) {
 // checkpoint lets it: checkpoints otherwise come only every
 // CheckpointInterval bytes.
 func (v *Volume) maybeCheckpointForCleaner() {
-	v.ckpt.Lock()
-	since := v.lw.bytesWritten() - v.ckpt.at
-	v.ckpt.Unlock()
+	since := v.lw.bytesWritten() - v.ckptAt.Load()
 	v.mu.RLock()
 	live := v.mu.books.total()
 	v.mu.RUnlock()
