@@ -161,7 +161,7 @@ func runModel(t *testing.T, tc modelCase, seed int64) {
 			checkAgainstModel(t, v, model, rng)
 		case r < 4:
 			// Clean with any threshold: copies, snapshot-free books, deletes.
-			_, err := v.GC(GCOptions{MaxUtilization: []float64{0.3, 0.7, 0.99}[rng.Intn(3)]})
+			_, err := v.GC(GCOptions{MaxUtilization: []float64{0.3, 0.7, 0.99}[rng.Intn(3)], Defrag: []int64{0, DefragAll, 256 << 10}[rng.Intn(3)]})
 			require.NoError(t, err)
 			checkBooks(t, v)
 			checkAgainstModel(t, v, model, rng)
