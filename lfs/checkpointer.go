@@ -18,9 +18,10 @@ func (v *Volume) maybeCheckpoint() {
 	if v.opts.CheckpointInterval < 0 {
 		return
 	}
-	// ckptAt, not ckpt: a write must not wait for a checkpoint in
-	// progress (it holds ckpt through a log flush and the map's write).
-	if v.lw.bytesWritten()-v.ckptAt.Load() >= v.opts.CheckpointInterval {
+	v.ckpt.Lock()
+	due := v.lw.bytesWritten()-v.ckpt.at >= v.opts.CheckpointInterval
+	v.ckpt.Unlock()
+	if due {
 		select {
 		case v.ckptKick <- struct{}{}:
 		default:
@@ -82,8 +83,7 @@ func (v *Volume) checkpointLockedCkpt(force bool) error {
 	var live map[uint64]int64
 	var exact bool
 	v.lw.atCut(func(c logCut) {
-		pos = c.end
-		v.ckptAt.Store(c.written)
+		pos, v.ckpt.at = c.end, c.written
 		v.mu.Lock()
 		defer v.mu.Unlock()
 		m, snaps = v.mu.m.Clone(), v.mu.snaps.copyWithMaps()

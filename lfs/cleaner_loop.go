@@ -191,7 +191,9 @@ func (v *Volume) garbageBooks() (garbageEstimate, error) {
 // checkpoint lets it: checkpoints otherwise come only every
 // CheckpointInterval bytes.
 func (v *Volume) maybeCheckpointForCleaner() {
-	since := v.lw.bytesWritten() - v.ckptAt.Load()
+	v.ckpt.Lock()
+	since := v.lw.bytesWritten() - v.ckpt.at
+	v.ckpt.Unlock()
 	v.mu.RLock()
 	live := v.mu.books.total()
 	v.mu.RUnlock()

@@ -98,10 +98,8 @@ type Volume struct {
 		last      segment.Pos                // position of the newest checkpoint
 		lastSnaps map[snapshot.ObjectID]bool // snapshot map objects it names
 		count     int                        // checkpoints written since open
+		at        int64                      // log bytes written when the last one started
 	}
-	// ckptAt is the log bytes written when the last checkpoint started;
-	// stored under ckpt, read without it (writes check it).
-	ckptAt   atomic.Int64
 	ckptKick chan struct{}
 	snapKick chan struct{} // a snapshot waits to be materialized
 	// stopBackground is closed by Close and Abandon: it stops every

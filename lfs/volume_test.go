@@ -321,37 +321,3 @@ func TestSequentialWritesMakeOneExtentPerSegment(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, rep.OK(), "fsck: %v", rep.Problems)
 }
-
-// TestWritesDoNotWaitForACheckpoint: a checkpoint holds its lock through a
-// log flush and the map's write; writes must go on meanwhile (they once
-// waited for that lock to see whether a checkpoint was due).
-func TestWritesDoNotWaitForACheckpoint(t *testing.T) {
-	st := objstore.NewMemStore(false, 1)
-	require.NoError(t, Create(st, "w", Config{Size: 1 << 20}))
-	v := openChecked(t, st, "w", Options{CheckpointInterval: 4096})
-	entered, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	st.SetInjector(func(op objstore.Op, name string) error {
-		if op == objstore.OpCreate && strings.Contains(name, "/ckpt/") {
-			once.Do(func() { close(entered); <-release })
-		}
-		return nil
-	})
-	require.NoError(t, v.WriteAt(make([]byte, 4096), 0, false))
-	done := make(chan error, 1)
-	go func() { done <- v.checkpoint() }()
-	<-entered // the checkpoint holds its lock, stuck writing its object
-	wrote := make(chan error, 1)
-	go func() { wrote <- v.WriteAt(bytes.Repeat([]byte{7}, 8192), 4096, false) }()
-	select {
-	case err := <-wrote:
-		require.NoError(t, err)
-	case <-time.After(5 * time.Second):
-		close(release)
-		t.Fatal("a write waited for the checkpoint in progress")
-	}
-	close(release)
-	require.NoError(t, <-done)
-	st.SetInjector(nil)
-	require.NoError(t, v.Close())
-}
