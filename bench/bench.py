@@ -397,6 +397,21 @@ def report(results, servers, jobs, cfg, targets=None, ours="hlfs", ceiling_peer=
             continue
         ratio = med(h, key) / med(p, key) if med(p, key) else 0
         w("%s %5.2fx  %s" % (label, ratio, "PASS" if ratio >= want else "BELOW TARGET"))
+    # Server CPU seconds per GiB the timed run wrote (issue 15): at most the peer's.
+    for job, peer in (("seqwrite", "qemu-nbd-raw"),):
+        if job not in jobs:
+            continue
+        per = {}
+        for s in ("hlfs", peer):
+            rs = [r for r in results if r["server"] == s and r["job"] == job and r["mbps"] > 0]
+            if rs:
+                per[s] = statistics.median(r["cpu_s"] / (r["mbps"] * 1e6 * cfg["runtime"] / (1 << 30)) for r in rs)
+        label = "  %-34s vs %-15s <= 1.0x:" % ("CPU s per GiB, " + JOB_TITLES[job], peer)
+        if len(per) < 2 or not per[peer]:
+            w("%s n/a" % label)
+            continue
+        ratio = per["hlfs"] / per[peer]
+        w("%s %5.2fx  %s (%.2f vs %.2f)" % (label, ratio, "PASS" if ratio <= 1.0 else "BELOW TARGET", per["hlfs"], per[peer]))
     ceiling = []
     for job in jobs:
         key = "iops" if JOBS[job]["bs"] == "4k" else "mbps"
