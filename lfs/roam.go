@@ -1,0 +1,378 @@
+package lfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hlfs/hlfs/internal/objstore"
+)
+
+// Roaming is one process's hold on a volume that moves between hosts
+// (docs/design.md, "Roaming: standby exports and hand-off"). It is in one of
+// two roles:
+//
+//   - owner: it holds the owner lock and serves through a writable Volume;
+//   - standby: another process owns the volume; reads are served from a
+//     read-only view of the owner's durable state as of the view's open (or
+//     last Refresh), which may be stale.
+//
+// The first write, zero or flush on a standby asks the owner to hand over
+// (RoamOptions.Ask, the network channel serve provides), waits for the
+// owner lock (TakeOver), and then runs on the new owner Volume. HandOff,
+// called on the owner when another process asks, makes everything durable,
+// writes a checkpoint, releases the owner lock and turns this Roaming into
+// a standby. Ownership can move back the same way any number of times.
+//
+// Roaming has the method set of nbdserver.Export and nbdserver.BitmapExport,
+// so serve can export it as it exports a Volume. All methods are safe for
+// concurrent use.
+type Roaming struct {
+	st   objstore.Store
+	name string
+	opts Options
+	ro   RoamOptions
+
+	// role serializes role changes (TakeOver, HandOff, Refresh, Close),
+	// which do store I/O under it.
+	role sync.Mutex
+	// mu is held shared by every call on cur for the whole call (store I/O
+	// happens under the shared hold), and exclusively while cur is replaced
+	// or closed, so no call runs on a Volume being closed.
+	mu struct {
+		sync.RWMutex
+		cur    *Volume // the owner Volume, or the standby's read-only view
+		owner  bool
+		closed bool
+	}
+}
+
+// RoamOptions configure a Roaming.
+type RoamOptions struct {
+	// Ask asks owner, the process holding the volume, to hand it over
+	// (to call HandOff) and returns when it answered. An error (owner
+	// unreachable, refused) is not final: TakeOver then waits for the
+	// owner's lease to run out, as an Open after a crash does. Nil: writes,
+	// zeroes and flushes on a standby fail with ErrStandby.
+	Ask func(ctx context.Context, owner OwnerRecord) error
+	// OnRole, when not nil, is called after every role change with the
+	// Volume now serving and whether it is the owner's (serve starts the
+	// cleaner on an owner Volume and points its metrics at it). It runs
+	// with no lock of the Roaming held and must not call HandOff or
+	// TakeOver.
+	OnRole func(v *Volume, owner bool)
+	// TakeOverTimeout bounds how long a write on a standby waits to become
+	// the owner; 0 means two leases (Options.Lease), enough for a dead
+	// owner's lease to run out.
+	TakeOverTimeout time.Duration
+}
+
+// OpenRoaming opens the volume as its owner when no other live process
+// holds it, and as a standby when one does (an *InUseError from Open).
+// opts.ReadOnly must be false.
+func OpenRoaming(st objstore.Store, name string, opts Options, ro RoamOptions) (*Roaming, error) {
+	if opts.ReadOnly {
+		return nil, errors.New("lfs: OpenRoaming: Options.ReadOnly is set")
+	}
+	opts = opts.withLogger()
+	v, err := Open(st, name, opts)
+	if errors.As(err, new(*InUseError)) {
+		return OpenStandby(st, name, opts, ro)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return newRoaming(st, name, opts, ro, v, true), nil
+}
+
+// OpenStandby opens the volume as a standby: a read-only view of the
+// durable state (with a read lease, so the owner's cleaner keeps the
+// segments it reads), owned by whoever owns it, if anyone.
+func OpenStandby(st objstore.Store, name string, opts Options, ro RoamOptions) (*Roaming, error) {
+	opts = opts.withLogger()
+	view, err := openView(st, name, opts)
+	if err != nil {
+		return nil, err
+	}
+	return newRoaming(st, name, opts, ro, view, false), nil
+}
+
+func newRoaming(st objstore.Store, name string, opts Options, ro RoamOptions, v *Volume, owner bool) *Roaming {
+	r := &Roaming{st: st, name: name, opts: opts, ro: ro}
+	r.mu.cur, r.mu.owner = v, owner
+	r.notify(v, owner)
+	return r
+}
+
+func (o Options) withLogger() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+func openView(st objstore.Store, name string, opts Options) (*Volume, error) {
+	opts.ReadOnly = true
+	return Open(st, name, opts)
+}
+
+func (r *Roaming) notify(v *Volume, owner bool) {
+	if r.ro.OnRole != nil {
+		r.ro.OnRole(v, owner)
+	}
+}
+
+// Owner reports whether this process owns the volume now.
+func (r *Roaming) Owner() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.mu.owner
+}
+
+// Current returns the Volume serving now: the owner's, or the standby's
+// read-only view. It is replaced (and the old one closed) at every role
+// change and Refresh; hold it only briefly (OnRole says when it changes).
+func (r *Roaming) Current() *Volume {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.mu.cur
+}
+
+// Name returns the volume's name.
+func (r *Roaming) Name() string { return r.name }
+
+// Size returns the volume size in bytes (as of the open; a resize needs the
+// volume unserved).
+func (r *Roaming) Size() int64 { return r.Current().Size() }
+
+// BlockSize returns the volume's block size.
+func (r *Roaming) BlockSize() int { return r.Current().BlockSize() }
+
+// read runs fn on the serving Volume, whatever its role.
+func (r *Roaming) read(fn func(v *Volume) error) error {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.mu.closed {
+		return ErrClosed
+	}
+	return fn(r.mu.cur)
+}
+
+// ReadAt reads through the serving Volume; on a standby, the owner's durable
+// state as of the view's open or last Refresh.
+func (r *Roaming) ReadAt(p []byte, off int64) error {
+	return r.read(func(v *Volume) error { return v.ReadAt(p, off) })
+}
+
+// Allocation reports holes and data as Volume.Allocation does.
+func (r *Roaming) Allocation(off, length int64, fn func(length int64, hole bool) error) error {
+	return r.read(func(v *Volume) error { return v.Allocation(off, length, fn) })
+}
+
+// DirtyBitmaps names the serving Volume's dirty bitmaps (Volume.DirtyBitmaps).
+func (r *Roaming) DirtyBitmaps() []string {
+	var names []string
+	_ = r.read(func(v *Volume) error { names = v.DirtyBitmaps(); return nil })
+	return names
+}
+
+// Dirty reports changed runs as Volume.Dirty does.
+func (r *Roaming) Dirty(name string, off, length int64, fn func(length int64, dirty bool) error) error {
+	return r.read(func(v *Volume) error { return v.Dirty(name, off, length, fn) })
+}
+
+// write runs fn on the owner Volume, taking ownership first on a standby.
+func (r *Roaming) write(fn func(v *Volume) error) error {
+	for attempt := 0; ; attempt++ {
+		r.mu.RLock()
+		if r.mu.closed {
+			r.mu.RUnlock()
+			return ErrClosed
+		}
+		if r.mu.owner {
+			err := fn(r.mu.cur)
+			r.mu.RUnlock()
+			return err
+		}
+		r.mu.RUnlock()
+		if r.ro.Ask == nil || attempt > 0 {
+			// Without a channel a standby never writes; a second round means
+			// ownership moved on again at once: the client retries.
+			return fmt.Errorf("%w: %s", ErrStandby, r.name)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), r.takeOverTimeout())
+		err := r.TakeOver(ctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (r *Roaming) takeOverTimeout() time.Duration {
+	if r.ro.TakeOverTimeout > 0 {
+		return r.ro.TakeOverTimeout
+	}
+	lease := r.opts.Lease
+	if lease <= 0 {
+		lease = DefaultLease
+	}
+	return 2 * lease
+}
+
+// WriteAt writes as Volume.WriteAt does; on a standby it takes ownership
+// first.
+func (r *Roaming) WriteAt(p []byte, off int64, fua bool) error {
+	return r.write(func(v *Volume) error { return v.WriteAt(p, off, fua) })
+}
+
+// Zero zeroes or trims as Volume.Zero does; on a standby it takes ownership
+// first.
+func (r *Roaming) Zero(off, length int64, punch, fua bool) error {
+	return r.write(func(v *Volume) error { return v.Zero(off, length, punch, fua) })
+}
+
+// Flush makes completed writes durable as Volume.Flush does; on a standby
+// it takes ownership first (a flush is how a migrating guest's first
+// activity often looks).
+func (r *Roaming) Flush() error {
+	return r.write(func(v *Volume) error { return v.Flush() })
+}
+
+// TakeOver makes this Roaming the owner: it asks the owner to hand over
+// (RoamOptions.Ask) and opens the volume for writing as soon as the owner
+// lock is free, or the owner's lease ran out (a dead or unreachable owner);
+// the open takes the next epoch, so a stale owner's log writer is fenced,
+// and replays the log after the newest checkpoint. Reads go on from the
+// standby view meanwhile. It fails when ctx ends first; on an owner it does
+// nothing.
+func (r *Roaming) TakeOver(ctx context.Context) error {
+	r.role.Lock()
+	defer r.role.Unlock()
+	if r.Owner() {
+		return nil
+	}
+	var asked uint64 // epoch last asked, so a new owner is asked again
+	var askedAt time.Time
+	pause := 2 * time.Millisecond
+	for {
+		v, err := Open(r.st, r.name, r.opts)
+		if err == nil {
+			r.swap(v, true)
+			return nil
+		}
+		var inUse *InUseError
+		if !errors.As(err, &inUse) {
+			return err
+		}
+		if r.ro.Ask != nil && (inUse.Owner.Epoch != asked || time.Since(askedAt) > time.Second) {
+			asked, askedAt = inUse.Owner.Epoch, time.Now()
+			if aerr := r.ro.Ask(ctx, inUse.Owner); aerr != nil {
+				r.opts.Logger.Warn("asking the owner to hand over failed; waiting for its lease",
+					"volume", r.name, "owner", inUse.Owner.Host, "epoch", inUse.Owner.Epoch, "err", aerr)
+			} else {
+				continue // it answered: the lock should be free now
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lfs: take over %s: %w (last: %v)", r.name, ctx.Err(), err)
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 500*time.Millisecond)
+	}
+}
+
+// swap installs v as the serving Volume in role owner and closes the one it
+// replaces, once no call runs on it. role is held.
+func (r *Roaming) swap(v *Volume, owner bool) {
+	r.mu.Lock()
+	old := r.mu.cur
+	r.mu.cur, r.mu.owner = v, owner
+	r.mu.Unlock()
+	if old != nil && old != v {
+		_ = old.Close() // a read-only view, or an owner already closed
+	}
+	r.notify(v, owner)
+}
+
+// HandOff gives ownership away: with every call on the owner Volume
+// finished and new ones held back, it makes every write durable, writes a
+// checkpoint and releases the owner lock (Volume.Close), then serves as a
+// standby from a view of what it just made durable. Writes that were in
+// flight either completed before (and are durable now) or run after, on the
+// standby, and then ask for ownership back. On a standby it does nothing.
+//
+// When the owner Volume cannot be closed cleanly (the store fails), the
+// error is returned and the owner lock is kept but no longer renewed: the
+// Volume is closed, so every later call on this Roaming fails (nothing is
+// acknowledged that was not made durable), and another host takes the
+// volume over once the lease has run out.
+func (r *Roaming) HandOff() error {
+	r.role.Lock()
+	defer r.role.Unlock()
+	r.mu.Lock()
+	if !r.mu.owner || r.mu.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	err := r.mu.cur.Close()
+	if err != nil {
+		r.mu.Unlock()
+		return fmt.Errorf("lfs: hand off %s: %w", r.name, err)
+	}
+	// Reads wait (rather than fail) while the view opens: it reads the
+	// checkpoint just written and little else.
+	r.mu.owner = false
+	view, verr := openView(r.st, r.name, r.opts)
+	if verr == nil {
+		r.mu.cur = view
+	}
+	r.mu.Unlock()
+	if verr != nil {
+		// The hand-off is done; reads fail (ErrClosed) until a Refresh
+		// opens a view.
+		r.opts.Logger.Warn("opening the standby view after a hand-off failed", "volume", r.name, "err", verr)
+		return nil
+	}
+	r.notify(view, false)
+	return nil
+}
+
+// Refresh replaces a standby's view by one of the owner's durable state
+// now. On an owner it does nothing.
+func (r *Roaming) Refresh() error {
+	r.role.Lock()
+	defer r.role.Unlock()
+	if r.Owner() {
+		return nil
+	}
+	view, err := openView(r.st, r.name, r.opts)
+	if err != nil {
+		return err
+	}
+	r.swap(view, false)
+	return nil
+}
+
+// Close closes the serving Volume: an owner's as Volume.Close does
+// (durable, checkpointed, lock released), a standby's view. Later calls
+// return ErrClosed.
+func (r *Roaming) Close() error {
+	r.role.Lock()
+	defer r.role.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.closed {
+		return ErrClosed
+	}
+	r.mu.closed = true
+	err := r.mu.cur.Close()
+	if errors.Is(err, ErrClosed) && !r.mu.owner {
+		err = nil // a failed view open left the closed owner in place
+	}
+	return err
+}
