@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,6 +48,9 @@ type Roaming struct {
 		cur    *Volume // the owner Volume, or the standby's read-only view
 		owner  bool
 		closed bool
+		// probe is where the log ended in the store just before the
+		// standby's view was opened: the view holds at least that much.
+		probe logProbe
 	}
 }
 
@@ -68,6 +72,12 @@ type RoamOptions struct {
 	// the owner; 0 means two leases (Options.Lease), enough for a dead
 	// owner's lease to run out.
 	TakeOverTimeout time.Duration
+	// StaleReads serves a standby's reads from its view as it is. By
+	// default each read first checks whether the owner's log grew since
+	// the view was opened (logProbe.grown: a few object opens, no reads)
+	// and, if it did, opens a new view first: a migrated guest's first
+	// reads on the destination must see what the source wrote last.
+	StaleReads bool
 }
 
 // OpenRoaming opens the volume as its owner when no other live process
@@ -93,11 +103,13 @@ func OpenRoaming(st objstore.Store, name string, opts Options, ro RoamOptions) (
 // segments it reads), owned by whoever owns it, if anyone.
 func OpenStandby(st objstore.Store, name string, opts Options, ro RoamOptions) (*Roaming, error) {
 	opts = opts.withLogger()
-	view, err := openView(st, name, opts)
+	view, probe, err := openView(st, name, opts)
 	if err != nil {
 		return nil, err
 	}
-	return newRoaming(st, name, opts, ro, view, false), nil
+	r := newRoaming(st, name, opts, ro, view, false)
+	r.mu.probe = probe
+	return r, nil
 }
 
 func newRoaming(st objstore.Store, name string, opts Options, ro RoamOptions, v *Volume, owner bool) *Roaming {
@@ -114,9 +126,16 @@ func (o Options) withLogger() Options {
 	return o
 }
 
-func openView(st objstore.Store, name string, opts Options) (*Volume, error) {
+// openView opens a read-only view of the volume, and returns with it where
+// the log ended in the store just before: the view holds at least that.
+func openView(st objstore.Store, name string, opts Options) (*Volume, logProbe, error) {
+	probe, err := probeLog(st, name)
+	if err != nil {
+		return nil, logProbe{}, err
+	}
 	opts.ReadOnly = true
-	return Open(st, name, opts)
+	v, err := Open(st, name, opts)
+	return v, probe, err
 }
 
 func (r *Roaming) notify(v *Volume, owner bool) {
@@ -151,8 +170,10 @@ func (r *Roaming) Size() int64 { return r.Current().Size() }
 // BlockSize returns the volume's block size.
 func (r *Roaming) BlockSize() int { return r.Current().BlockSize() }
 
-// read runs fn on the serving Volume, whatever its role.
+// read runs fn on the serving Volume, whatever its role; a standby's view
+// is renewed first if the owner's log grew (unless StaleReads).
 func (r *Roaming) read(fn func(v *Volume) error) error {
+	r.freshen()
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	if r.mu.closed {
@@ -174,9 +195,45 @@ func (r *Roaming) Allocation(off, length int64, fn func(length int64, hole bool)
 
 // DirtyBitmaps names the serving Volume's dirty bitmaps (Volume.DirtyBitmaps).
 func (r *Roaming) DirtyBitmaps() []string {
-	var names []string
-	_ = r.read(func(v *Volume) error { names = v.DirtyBitmaps(); return nil })
-	return names
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.mu.closed {
+		return nil
+	}
+	return r.mu.cur.DirtyBitmaps()
+}
+
+// freshen opens a new standby view when the owner's log grew since the
+// current one was opened. A probe that fails leaves the view as it is
+// (the read then says whether the store works).
+func (r *Roaming) freshen() {
+	if r.ro.StaleReads {
+		return
+	}
+	r.mu.RLock()
+	standby, probe := !r.mu.owner && !r.mu.closed, r.mu.probe
+	r.mu.RUnlock()
+	if !standby {
+		return
+	}
+	grown, err := probe.grown(r.st, r.name)
+	if err != nil {
+		r.opts.Logger.Warn("cannot check whether the owner wrote since the standby view opened; reading it as it is", "volume", r.name, "err", err)
+		return
+	}
+	if !grown {
+		return
+	}
+	r.role.Lock()
+	defer r.role.Unlock()
+	r.mu.RLock()
+	current := !r.mu.owner && !r.mu.closed && r.mu.probe == probe
+	r.mu.RUnlock()
+	if current { // nobody refreshed it meanwhile
+		if err := r.refreshLockedRole(); err != nil {
+			r.opts.Logger.Warn("renewing the standby view failed; reading the old one", "volume", r.name, "err", err)
+		}
+	}
 }
 
 // Dirty reports changed runs as Volume.Dirty does.
@@ -235,11 +292,21 @@ func (r *Roaming) Zero(off, length int64, punch, fua bool) error {
 	return r.write(func(v *Volume) error { return v.Zero(off, length, punch, fua) })
 }
 
-// Flush makes completed writes durable as Volume.Flush does; on a standby
-// it takes ownership first (a flush is how a migrating guest's first
-// activity often looks).
+// Flush makes completed writes durable as Volume.Flush does. On a standby
+// there is nothing to make durable: every write this Roaming completed
+// while it owned the volume was made durable by the hand-off, so the flush
+// succeeds without taking ownership (a source guest's last flush after a
+// migration does not pull the volume back).
 func (r *Roaming) Flush() error {
-	return r.write(func(v *Volume) error { return v.Flush() })
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	switch {
+	case r.mu.closed:
+		return ErrClosed
+	case !r.mu.owner:
+		return nil
+	}
+	return r.mu.cur.Flush()
 }
 
 // TakeOver makes this Roaming the owner: it asks the owner to hand over
@@ -261,7 +328,7 @@ func (r *Roaming) TakeOver(ctx context.Context) error {
 	for {
 		v, err := Open(r.st, r.name, r.opts)
 		if err == nil {
-			r.swap(v, true)
+			r.swap(v, true, logProbe{})
 			return nil
 		}
 		var inUse *InUseError
@@ -286,12 +353,13 @@ func (r *Roaming) TakeOver(ctx context.Context) error {
 	}
 }
 
-// swap installs v as the serving Volume in role owner and closes the one it
-// replaces, once no call runs on it. role is held.
-func (r *Roaming) swap(v *Volume, owner bool) {
+// swap installs v as the serving Volume in role owner (a standby's view with
+// its probe) and closes the one it replaces, once no call runs on it. role
+// is held.
+func (r *Roaming) swap(v *Volume, owner bool, probe logProbe) {
 	r.mu.Lock()
 	old := r.mu.cur
-	r.mu.cur, r.mu.owner = v, owner
+	r.mu.cur, r.mu.owner, r.mu.probe = v, owner, probe
 	r.mu.Unlock()
 	if old != nil && old != v {
 		_ = old.Close() // a read-only view, or an owner already closed
@@ -327,9 +395,9 @@ func (r *Roaming) HandOff() error {
 	// Reads wait (rather than fail) while the view opens: it reads the
 	// checkpoint just written and little else.
 	r.mu.owner = false
-	view, verr := openView(r.st, r.name, r.opts)
+	view, probe, verr := openView(r.st, r.name, r.opts)
 	if verr == nil {
-		r.mu.cur = view
+		r.mu.cur, r.mu.probe = view, probe
 	}
 	r.mu.Unlock()
 	if verr != nil {
@@ -347,14 +415,19 @@ func (r *Roaming) HandOff() error {
 func (r *Roaming) Refresh() error {
 	r.role.Lock()
 	defer r.role.Unlock()
+	return r.refreshLockedRole()
+}
+
+// refreshLockedRole is Refresh with role held.
+func (r *Roaming) refreshLockedRole() error {
 	if r.Owner() {
 		return nil
 	}
-	view, err := openView(r.st, r.name, r.opts)
+	view, probe, err := openView(r.st, r.name, r.opts)
 	if err != nil {
 		return err
 	}
-	r.swap(view, false)
+	r.swap(view, false, probe)
 	return nil
 }
 
@@ -375,4 +448,57 @@ func (r *Roaming) Close() error {
 		err = nil // a failed view open left the closed owner in place
 	}
 	return err
+}
+
+// logProbe is where a volume's log ended in the store at some moment: its
+// newest segment object and that object's size. Every change of a volume
+// (write, trim, snapshot, cleaner copy) appends to the log, so a log that
+// has not grown past a probe holds nothing newer.
+type logProbe struct {
+	seq     uint64 // 0: no segment yet
+	attempt int
+	size    int64
+}
+
+// probeLog lists the volume's segments and returns where the log ends.
+func probeLog(st objstore.Store, vol string) (logProbe, error) {
+	seqs, attempts, err := segmentAttempts(st, vol)
+	if err != nil || len(seqs) == 0 {
+		return logProbe{}, err
+	}
+	p := logProbe{seq: seqs[len(seqs)-1]}
+	p.attempt = slices.Max(attempts[p.seq])
+	p.size, err = objectSize(st, segObjName(vol, p.seq, p.attempt))
+	if errors.Is(err, objstore.ErrNotExist) {
+		return probeLog(st, vol) // replaced meanwhile: look again
+	}
+	return p, err
+}
+
+// grown reports whether the log grew past p, with a few object opens and
+// no listing (a standby checks before every read): a longer object, a
+// rewritten attempt of it, or the next segment (its first or second
+// attempt: the first is removed when it failed before holding anything
+// flushed).
+func (p logProbe) grown(st objstore.Store, vol string) (bool, error) {
+	for _, name := range []string{segObjName(vol, p.seq+1, 0), segObjName(vol, p.seq+1, 1)} {
+		if _, err := objectSize(st, name); err == nil {
+			return true, nil
+		} else if !errors.Is(err, objstore.ErrNotExist) {
+			return false, err
+		}
+	}
+	if p.seq == 0 {
+		return false, nil
+	}
+	if _, err := objectSize(st, segObjName(vol, p.seq, p.attempt+1)); err == nil {
+		return true, nil
+	} else if !errors.Is(err, objstore.ErrNotExist) {
+		return false, err
+	}
+	size, err := objectSize(st, segObjName(vol, p.seq, p.attempt))
+	if errors.Is(err, objstore.ErrNotExist) {
+		return true, nil // replaced by a later attempt
+	}
+	return err == nil && size > p.size, err
 }

@@ -43,7 +43,7 @@ func firstDiff(a, b []byte) int {
 // Roamings on one store, as two hosts would: each round the standby side
 // writes (which asks the owner to hand over and takes the lock), writes
 // more and flushes; after every hand-off both sides read every flushed
-// write, the old owner from its new standby view.
+// write, the old owner through its standby view.
 func TestRoamingAlternatesOwnership(t *testing.T) {
 	st := objstore.NewMemStore(false, 1)
 	const size = 512 << 10
@@ -81,7 +81,6 @@ func TestRoamingAlternatesOwnership(t *testing.T) {
 	for round := 1; round <= rounds; round++ {
 		to, from := sides[round%2], sides[1-round%2]
 		require.True(t, from.Owner())
-		before := bytes.Clone(model)
 		// The first write on the standby takes ownership.
 		op := randomOp(rng, size)
 		start := time.Now()
@@ -90,12 +89,12 @@ func TestRoamingAlternatesOwnership(t *testing.T) {
 		op.applyModel(model)
 		require.True(t, to.Owner(), "round %d", round)
 		require.False(t, from.Owner(), "round %d", round)
+		require.NoError(t, to.Flush())
 		what := fmt.Sprintf("round %d", round)
-		requireReads(t, from, before, what+": the old owner's standby view")
+		requireReads(t, from, model, what+": the old owner, now a standby")
 		writeSome(to, 1+rng.Intn(6))
 		requireReads(t, to, model, what+": the new owner")
-		require.NoError(t, from.Refresh())
-		requireReads(t, from, model, what+": the old owner after Refresh")
+		requireReads(t, from, model, what+": the standby after more flushed writes")
 	}
 	slices.Sort(latencies)
 	t.Logf("hand-off + first write on MemStore: median %v, max %v over %d hand-offs",
@@ -140,7 +139,8 @@ func TestRoamingStaleWriteFails(t *testing.T) {
 	y := bytes.Repeat([]byte{0x99}, 4096)
 	require.ErrorIs(t, a.WriteAt(y, 0, true), ErrStandby)
 	require.ErrorIs(t, a.Zero(0, 4096, true, false), ErrStandby)
-	require.ErrorIs(t, a.Flush(), ErrStandby)
+	require.NoError(t, a.Flush(), "a standby has nothing to flush: the hand-off made its writes durable")
+	require.False(t, a.Owner(), "a flush does not pull ownership back")
 	require.ErrorIs(t, stale.WriteAt(y, 0, true), ErrClosed, "the handed-off Volume is closed")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -173,6 +173,47 @@ func crashOwner(v *Volume) {
 	close(v.lw.done)
 	v.lw.wg.Wait()
 	v.readers.close()
+}
+
+// TestStandbyReadsFollowTheOwner: a standby's reads see what the owner
+// flushed after the standby opened (the view is renewed when the log grew),
+// unless StaleReads; a standby's flush takes nothing over.
+func TestStandbyReadsFollowTheOwner(t *testing.T) {
+	st := objstore.NewMemStore(false, 4)
+	const size = 256 << 10
+	require.NoError(t, Create(st, "f", Config{Size: size, SegmentSize: 1 << 20}))
+	owner, err := Open(st, "f", Options{})
+	require.NoError(t, err)
+	fresh, err := OpenStandby(st, "f", Options{}, RoamOptions{})
+	require.NoError(t, err)
+	stale, err := OpenStandby(st, "f", Options{}, RoamOptions{StaleReads: true})
+	require.NoError(t, err)
+	want := make([]byte, size)
+	requireReads(t, fresh, want, "empty")
+	views := 0
+	for i := 0; i < 5; i++ {
+		p := bytes.Repeat([]byte{byte(i + 1)}, 4096)
+		require.NoError(t, owner.WriteAt(p, int64(i)*8192, false))
+		require.NoError(t, owner.Flush())
+		copy(want[i*8192:], p)
+		before := fresh.Current()
+		requireReads(t, fresh, want, fmt.Sprintf("write %d", i))
+		if fresh.Current() != before {
+			views++
+		}
+		cur := fresh.Current()
+		requireReads(t, fresh, want, "again")
+		require.Same(t, cur, fresh.Current(), "no new view while the log did not grow")
+	}
+	require.Equal(t, 5, views, "one new view per flush")
+	requireReads(t, stale, make([]byte, size), "StaleReads: the view as opened")
+	require.NoError(t, stale.Flush())
+	require.False(t, stale.Owner())
+	require.NoError(t, stale.Refresh())
+	requireReads(t, stale, want, "StaleReads after Refresh")
+	require.NoError(t, owner.Close())
+	require.NoError(t, fresh.Close())
+	require.NoError(t, stale.Close())
 }
 
 // TestTakeOverWithoutTheOwner: an owner on another host that cannot be
