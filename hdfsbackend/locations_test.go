@@ -153,3 +153,27 @@ func TestBlockLocationsOverHTTP(t *testing.T) {
 		t.Errorf("no address: %v", err)
 	}
 }
+
+// FuzzParseBlockLocations: whatever a NameNode (or something posing as
+// one) answers, parsing returns blocks that pass its own checks, or an
+// error; never a panic.
+func FuzzParseBlockLocations(f *testing.F) {
+	for _, name := range []string{"testdata/getfileblocklocations.json", "testdata/filenotfound.json"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		locs, err := ParseBlockLocations(b)
+		if err != nil {
+			return
+		}
+		for _, l := range locs {
+			if l.Offset < 0 || l.Length < 0 || (len(l.Hosts) > 0 && len(l.Hosts) != len(l.Names)) {
+				t.Fatalf("accepted %+v", l)
+			}
+		}
+	})
+}

@@ -379,11 +379,15 @@ func (r *Roaming) swap(v *Volume, owner bool, probe logProbe) {
 // Volume is closed, so every later call on this Roaming fails (nothing is
 // acknowledged that was not made durable), and another host takes the
 // volume over once the lease has run out.
-func (r *Roaming) HandOff() error {
+func (r *Roaming) HandOff() error { return r.handOffEpoch(0) }
+
+// handOffEpoch is HandOff of the ownership of epoch (0: whichever this
+// process holds): a request for an earlier ownership hands nothing off.
+func (r *Roaming) handOffEpoch(epoch uint64) error {
 	r.role.Lock()
 	defer r.role.Unlock()
 	r.mu.Lock()
-	if !r.mu.owner || r.mu.closed {
+	if !r.mu.owner || r.mu.closed || (epoch != 0 && r.mu.cur.owner.epoch != epoch) {
 		r.mu.Unlock()
 		return nil
 	}

@@ -52,7 +52,8 @@ func TestRoamingAlternatesOwnership(t *testing.T) {
 	ask := func(to int) func(context.Context, OwnerRecord) error {
 		return func(_ context.Context, owner OwnerRecord) error {
 			require.Equal(t, hostname(), owner.Host)
-			return sides[to].HandOff()
+			// As serve's channel carries it: bytes, checked by the owner.
+			return sides[to].ServeHandOff(NewHandOffRequest("r", owner).Encode())
 		}
 	}
 	roles := [2][]bool{}
@@ -127,6 +128,12 @@ func TestRoamingStaleWriteFails(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, b.Owner())
 	require.ErrorIs(t, b.WriteAt(make([]byte, 4096), 0, false), ErrStandby, "no channel: a standby does not write")
+	rec := a.Current().owner.rec
+	require.ErrorIs(t, b.ServeHandOff(NewHandOffRequest("s", rec).Encode()), ErrHandOffRefused, "a standby hands nothing off")
+	forged := rec
+	forged.Token = "guessed"
+	require.ErrorIs(t, a.ServeHandOff(NewHandOffRequest("s", forged).Encode()), ErrHandOffRefused)
+	require.True(t, a.Owner(), "a refused request changes nothing")
 
 	x := bytes.Repeat([]byte{0x11}, 8192)
 	require.NoError(t, a.WriteAt(x, 0, false))
@@ -146,6 +153,9 @@ func TestRoamingStaleWriteFails(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	require.NoError(t, b.TakeOver(ctx), "the released lock is taken at once")
+	// A request for the ownership that ended is refused by the new owner.
+	require.ErrorIs(t, b.ServeHandOff(NewHandOffRequest("s", rec).Encode()), ErrHandOffRefused)
+	require.True(t, b.Owner())
 	want := make([]byte, size)
 	copy(want, x)
 	copy(want[16384:], unflushed)
