@@ -90,6 +90,11 @@
 // ErrReadOnly, and are logged. With structured replies, errors carry a
 // message in an NBD_REPLY_TYPE_ERROR chunk.
 //
+// hlfs's own option: OptHandOff (handoff.go), by which one hlfs serve asks
+// another to hand a volume over during a live migration, answered through
+// Options.HandOff; RequestHandOff is its client side. Other servers answer
+// it NBD_REP_ERR_UNSUP.
+//
 // # Concurrency
 //
 // Each connection has one reading goroutine and one goroutine per request
