@@ -391,7 +391,7 @@ func (r *Roaming) handOffEpoch(epoch uint64) error {
 		r.mu.Unlock()
 		return nil
 	}
-	err := r.mu.cur.Close()
+	err := r.mu.cur.close(true)
 	if err != nil {
 		r.mu.Unlock()
 		return fmt.Errorf("lfs: hand off %s: %w", r.name, err)
@@ -505,4 +505,22 @@ func (p logProbe) grown(st objstore.Store, vol string) (bool, error) {
 		return true, nil // replaced by a later attempt
 	}
 	return err == nil && size > p.size, err
+}
+
+// handOffCheckpoint reports whether a hand-off should write a checkpoint:
+// when the log written since the last one, which the next owner would
+// replay, is larger than the checkpoint would be (32 bytes an extent of the
+// live map). Either way the next owner reads the newest checkpoint, so
+// writing one pays only when it saves more replay than it costs.
+func (v *Volume) handOffCheckpoint() bool {
+	v.ckpt.Lock()
+	tail := v.lw.bytesWritten() - v.ckpt.at
+	if v.ckpt.count == 0 {
+		tail += v.stats.replayed // none since open: the tail open replayed is still there
+	}
+	v.ckpt.Unlock()
+	v.mu.RLock()
+	mapBytes := int64(v.mu.m.Len()) * 32
+	v.mu.RUnlock()
+	return tail > mapBytes
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hlfs/hlfs/internal/objstore"
+	"github.com/hlfs/hlfs/segment"
 	"github.com/stretchr/testify/require"
 )
 
@@ -319,4 +320,49 @@ func TestHandOffCrashAtEveryStoreOperation(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestHandOffCheckpointsWhenItPays: a hand-off writes a checkpoint when the
+// log since the last one is larger than the checkpoint would be, and
+// leaves the short tail to the next owner's replay otherwise; either way
+// the next owner reads everything.
+func TestHandOffCheckpointsWhenItPays(t *testing.T) {
+	st := objstore.NewMemStore(false, 5)
+	const size = 16 << 20
+	require.NoError(t, Create(st, "c", Config{Size: size, SegmentSize: 1 << 20}))
+	a, err := OpenRoaming(st, "c", roamOpts(t), RoamOptions{})
+	require.NoError(t, err)
+	b, err := OpenRoaming(st, "c", roamOpts(t), RoamOptions{})
+	require.NoError(t, err)
+	want := make([]byte, size)
+	block := func(i int) []byte { return bytes.Repeat([]byte{byte(i%250 + 1)}, 4096) }
+	for i := 0; i < 1000; i++ { // 1000 separate extents: a 32000-byte map
+		require.NoError(t, a.WriteAt(block(i), int64(i)*8192, false))
+		copy(want[i*8192:], block(i))
+	}
+	require.NoError(t, a.Current().checkpoint())
+	checkpoints := func() []segment.Pos {
+		ps, err := listCheckpoints(st, "c")
+		require.NoError(t, err)
+		return ps
+	}
+	before := checkpoints()
+	require.NoError(t, a.WriteAt(block(7), 4096, false)) // a short tail
+	copy(want[4096:], block(7))
+	require.NoError(t, a.HandOff())
+	require.Equal(t, before, checkpoints(), "a short tail is left to replay")
+	ctx := context.Background()
+	require.NoError(t, b.TakeOver(ctx))
+	requireReads(t, b, want, "after a hand-off without a checkpoint")
+
+	for i := 0; i < 200; i++ { // 800 KiB of log: more than the map
+		require.NoError(t, b.WriteAt(block(i+3), int64(i)*8192+4096, false))
+		copy(want[i*8192+4096:], block(i+3))
+	}
+	require.NoError(t, b.HandOff())
+	require.NotEqual(t, before, checkpoints(), "a long tail gets a checkpoint")
+	require.NoError(t, a.TakeOver(ctx))
+	requireReads(t, a, want, "after a hand-off with a checkpoint")
+	require.NoError(t, a.Close())
+	require.NoError(t, b.Close())
 }
