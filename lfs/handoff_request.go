@@ -109,6 +109,8 @@ func DecodeHandOffRequest(b []byte) (HandOffRequest, error) {
 // verify checks r against the owner lock record rec of volume vol.
 func (r HandOffRequest) verify(vol string, rec OwnerRecord, now time.Time) error {
 	switch skew := now.Sub(r.Time); {
+	case rec.Token == "":
+		return fmt.Errorf("%w: %s: the owner lock has no token to check it with", ErrHandOffRefused, vol)
 	case r.Volume != vol:
 		return fmt.Errorf("%w: it is for volume %q, not %q", ErrHandOffRefused, r.Volume, vol)
 	case r.Epoch != rec.Epoch:

@@ -33,6 +33,7 @@ func TestHandOffRequest(t *testing.T) {
 		{what: "another volume", vol: "vm2", rec: owner, now: now},
 		{what: "a later ownership", vol: "vm1", rec: OwnerRecord{Epoch: 8, Token: owner.Token}, now: now},
 		{what: "another token", vol: "vm1", rec: OwnerRecord{Epoch: 7, Token: "fedcba9876543210"}, now: now},
+		{what: "no token", vol: "vm1", rec: OwnerRecord{Epoch: 7}, now: now},
 		{what: "too old", vol: "vm1", rec: owner, now: now.Add(3 * time.Minute)},
 		{what: "from the future", vol: "vm1", rec: owner, now: now.Add(-3 * time.Minute)},
 		{what: "time changed", vol: "vm1", rec: owner, now: now, bytes: func(b []byte) { b[16]++ }},
