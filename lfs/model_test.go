@@ -28,7 +28,13 @@ func (op modelOp) applyModel(m []byte) {
 	}
 }
 
-func (op modelOp) applyVolume(v *Volume) error {
+// volumeWriter is what applyVolume needs: a Volume or a Roaming.
+type volumeWriter interface {
+	WriteAt(p []byte, off int64, fua bool) error
+	Zero(off, length int64, punch, fua bool) error
+}
+
+func (op modelOp) applyVolume(v volumeWriter) error {
 	switch op.kind {
 	case "write":
 		return v.WriteAt(op.data, op.off, op.fua)

@@ -308,11 +308,15 @@ func (v *Volume) BlockSize() int { return v.sb.blockSize }
 
 // Close makes every write durable, writes a checkpoint and releases
 // ownership. Later calls return ErrClosed.
-func (v *Volume) Close() error {
+func (v *Volume) Close() error { return v.close(false) }
+
+// close is Close; for a hand-off (roam.go) the checkpoint is written only
+// when it pays (handOffCheckpoint).
+func (v *Volume) close(handOff bool) error {
 	if v.opts.beforeClose != nil && v.checkOpen(false) == nil {
 		v.opts.beforeClose(v)
 	}
-	err := v.closeLog()
+	err := v.closeLog(handOff)
 	if err == nil {
 		v.releaseOwner()
 	} else if !errors.Is(err, ErrClosed) {
@@ -321,9 +325,10 @@ func (v *Volume) Close() error {
 	return err
 }
 
-// closeLog stops I/O, makes everything durable and writes a checkpoint,
-// keeping ownership.
-func (v *Volume) closeLog() error {
+// closeLog stops I/O, makes everything durable and writes a checkpoint
+// (for a hand-off, only when handOffCheckpoint says it pays), keeping
+// ownership.
+func (v *Volume) closeLog(handOff bool) error {
 	v.mu.Lock()
 	if v.mu.closed {
 		v.mu.Unlock()
@@ -335,7 +340,9 @@ func (v *Volume) closeLog() error {
 	if v.lw != nil {
 		close(v.stopBackground)
 		v.backgroundWG.Wait()
-		err = v.checkpoint()
+		if !handOff || v.handOffCheckpoint() {
+			err = v.checkpoint()
+		}
 		if cerr := v.lw.close(); err == nil {
 			err = cerr
 		}

@@ -97,6 +97,10 @@
 // reply is sent or it failed, on the goroutine that served it;
 // Server.Connections counts the connections served. internal/metrics turns
 // both into Prometheus metrics.
+// hlfs's own option: OptHandOff (handoff.go), by which one hlfs serve asks
+// another to hand a volume over during a live migration, answered through
+// Options.HandOff; RequestHandOff is its client side. Other servers answer
+// it NBD_REP_ERR_UNSUP.
 //
 // # Concurrency
 //

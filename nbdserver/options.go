@@ -92,6 +92,12 @@ type Options struct {
 	// quick and safe for concurrent use. NBD_CMD_DISC is not reported. Nil
 	// costs nothing per request.
 	Observe func(RequestEvent)
+	// HandOff, when set, answers the hlfs hand-off option (OptHandOff,
+	// handoff.go) with request, the option's data: nil is NBD_REP_ACK, an
+	// error NBD_REP_ERR_POLICY with its text. It runs on the connection's
+	// goroutine during the handshake (HandshakeTimeout applies) and is
+	// called from many goroutines. Nil: the option is unsupported.
+	HandOff func(request []byte) error
 }
 
 // TLSMode is how a listener's connections use TLS.

@@ -57,7 +57,7 @@ func (c *cli) rootCmd() *cobra.Command {
 		c.snapshotCmd(), c.cloneCmd(), c.flattenCmd(),
 		c.serveCmd(), c.attachCmd(), c.importCmd(), c.exportCmd(),
 		c.diffCmd(), c.exportDiffCmd(), c.importDiffCmd(), c.fsckCmd(),
-		c.gcCmd(), c.duCmd(), c.scrubCmd(),
+		c.gcCmd(), c.duCmd(), c.locateCmd(), c.scrubCmd(),
 		c.versionCmd(),
 	)
 	addCompletionCmd(root)
