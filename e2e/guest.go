@@ -73,6 +73,68 @@ var (
 // script's exit status.
 func RunGuest(tb testing.TB, nbdURI, script string, opt GuestOptions) GuestResult {
 	tb.Helper()
+	args := guestArgs(tb, nbdURI, script, &opt)
+	ctx, cancel := context.WithTimeout(context.Background(), opt.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
+	var console bytes.Buffer
+	logPath := filepath.Join(tb.TempDir(), "console.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer logFile.Close()
+	var out io.Writer = io.MultiWriter(&console, logFile)
+	if opt.OnLine != nil {
+		out = io.MultiWriter(out, &lineWriter{fn: opt.OnLine})
+	}
+	cmd.Stdout = out
+	cmd.Stderr = cmd.Stdout
+	cmd.Stdin = nil
+	start := time.Now()
+	runErr := cmd.Run()
+	res := GuestResult{
+		Console:  strings.ReplaceAll(console.String(), "\r", ""),
+		Elapsed:  time.Since(start),
+		ExitCode: -1,
+	}
+	tb.Logf("guest boot took %v (qemu: %v)", res.Elapsed.Round(time.Millisecond), runErr)
+	if os.Getenv("HLFS_GUEST_VERBOSE") == "1" {
+		tb.Logf("guest console:\n%s", res.Console)
+	}
+	if ctx.Err() != nil {
+		tb.Fatalf("guest timed out after %v; console tail:\n%s", opt.Timeout, tail(res.Console, 60))
+	}
+	parseGuestConsole(tb, &res, runErr)
+	return res
+}
+
+// parseGuestConsole sets res's ExitCode and Output from its Console, or
+// fails tb when the script's exit status is not on it.
+func parseGuestConsole(tb testing.TB, res *GuestResult, runErr error) {
+	tb.Helper()
+	bi := strings.Index(res.Console, markerBegin)
+	m := endRE.FindStringSubmatchIndex(res.Console)
+	if bi < 0 || m == nil {
+		tb.Fatalf("guest never reported the script's exit status (qemu: %v); console tail:\n%s", runErr, tail(res.Console, 60))
+	}
+	res.ExitCode, _ = strconv.Atoi(res.Console[m[2]:m[3]])
+	if b := beginRE.FindStringSubmatch(res.Console); b != nil && m[4] >= 0 {
+		up0, _ := strconv.ParseFloat(b[1], 64)
+		up1, _ := strconv.ParseFloat(res.Console[m[4]:m[5]], 64)
+		tb.Logf("guest: kernel+modules up at %.2fs (guest clock), script ran %.2fs, exit %d", up0, up1-up0, res.ExitCode)
+	}
+	scriptOut := res.Console[bi:m[0]]
+	if nl := strings.IndexByte(scriptOut, '\n'); nl >= 0 {
+		scriptOut = scriptOut[nl+1:]
+	}
+	res.Output = scriptOut
+}
+
+// guestArgs fills in opt's defaults, builds the initramfs with script and
+// returns the QEMU arguments of a guest boot on nbdURI (see RunGuest).
+func guestArgs(tb testing.TB, nbdURI, script string, opt *GuestOptions) []string {
+	tb.Helper()
 	Begin(tb, "qemu-system-x86_64")
 	if opt.Timeout == 0 {
 		opt.Timeout = 180 * time.Second
@@ -122,54 +184,7 @@ func RunGuest(tb testing.TB, nbdURI, script string, opt GuestOptions) GuestResul
 		drive = opt.Drive
 	}
 	args = append(args, "-drive", drive)
-	ctx, cancel := context.WithTimeout(context.Background(), opt.Timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
-	var console bytes.Buffer
-	logPath := filepath.Join(tb.TempDir(), "console.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer logFile.Close()
-	var out io.Writer = io.MultiWriter(&console, logFile)
-	if opt.OnLine != nil {
-		out = io.MultiWriter(out, &lineWriter{fn: opt.OnLine})
-	}
-	cmd.Stdout = out
-	cmd.Stderr = cmd.Stdout
-	cmd.Stdin = nil
-	start := time.Now()
-	runErr := cmd.Run()
-	res := GuestResult{
-		Console:  strings.ReplaceAll(console.String(), "\r", ""),
-		Elapsed:  time.Since(start),
-		ExitCode: -1,
-	}
-	tb.Logf("guest boot took %v (qemu: %v)", res.Elapsed.Round(time.Millisecond), runErr)
-	if os.Getenv("HLFS_GUEST_VERBOSE") == "1" {
-		tb.Logf("guest console:\n%s", res.Console)
-	}
-	if ctx.Err() != nil {
-		tb.Fatalf("guest timed out after %v; console tail:\n%s", opt.Timeout, tail(res.Console, 60))
-	}
-	bi := strings.Index(res.Console, markerBegin)
-	m := endRE.FindStringSubmatchIndex(res.Console)
-	if bi < 0 || m == nil {
-		tb.Fatalf("guest never reported the script's exit status (qemu: %v); console tail:\n%s", runErr, tail(res.Console, 60))
-	}
-	res.ExitCode, _ = strconv.Atoi(res.Console[m[2]:m[3]])
-	if b := beginRE.FindStringSubmatch(res.Console); b != nil && m[4] >= 0 {
-		up0, _ := strconv.ParseFloat(b[1], 64)
-		up1, _ := strconv.ParseFloat(res.Console[m[4]:m[5]], 64)
-		tb.Logf("guest: kernel+modules up at %.2fs (guest clock), script ran %.2fs, exit %d", up0, up1-up0, res.ExitCode)
-	}
-	scriptOut := res.Console[bi:m[0]]
-	if nl := strings.IndexByte(scriptOut, '\n'); nl >= 0 {
-		scriptOut = scriptOut[nl+1:]
-	}
-	res.Output = scriptOut
-	return res
+	return args
 }
 
 // lineWriter calls fn for every complete line written to it.
