@@ -109,19 +109,10 @@ func TestLiveMigration(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
 			Begin(t, "qemu-system-x86_64", "qemu-io")
-			vol := Volume{Name: "vm", Size: migVolSize}
-			var a *Server
-			if backend == "hdfs" {
-				a = newHDFSServer(t, nil, vol)
-			} else {
-				a = newServer(t, vol)
-				a.AdminSocket = adminSocketPath(t)
-			}
-			a.Env = []string{"HLFS_HOSTNAME=host-a"}
+			a, b := roamServers(t, backend, Volume{Name: "vm", Size: migVolSize})
 			a.Start()
-			b := a.onHost(t, "host-b")
 			b.Start()
-			testLiveMigration(t, a, b, vol.Name)
+			testLiveMigration(t, a, b, "vm")
 		})
 	}
 }
