@@ -69,7 +69,11 @@ func Clone(st objstore.Store, srcVol, snap, newVol string) error {
 	sb := srcSB
 	sb.uid, sb.created = newUID(), nowUTC()
 	// The superblock comes last: the clone exists once it does.
-	return createSuperblock(st, newVol, sb)
+	if err := createSuperblock(st, newVol, sb); err != nil {
+		return err
+	}
+	indexCreated(st, newVol)
+	return nil
 }
 
 // findSnapshot returns the id of vol@snap, reading the volume read-only.

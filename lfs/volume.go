@@ -108,6 +108,9 @@ type Volume struct {
 	backgroundWG   sync.WaitGroup
 
 	stats recoveryStats
+	// indexGen counts checkpoints written and segments deleted: the store
+	// index describes the volume again when it moved (index_writer.go).
+	indexGen atomic.Int64
 	// checksumErrors counts reads that failed a checksum (damaged).
 	checksumErrors atomic.Int64
 	// sums caches block checksum tables of records read (readBlocks).
@@ -154,7 +157,11 @@ func Create(st objstore.Store, name string, cfg Config) error {
 	sb := superblock{uid: newUID(), size: cfg.Size, blockSize: cfg.BlockSize,
 		segmentSize: cfg.SegmentSize, compress: cfg.Compress, created: nowUTC(), replication: cfg.Replication}
 	applyReplication(st, name, sb)
-	return createSuperblock(st, name, sb)
+	if err := createSuperblock(st, name, sb); err != nil {
+		return err
+	}
+	indexCreated(st, name)
+	return nil
 }
 
 // Open opens a volume, taking ownership unless opts.ReadOnly, and rebuilds
@@ -221,6 +228,9 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 		v.backgroundWG.Add(1)
 		go v.checkpointLoop()
 		v.every(time.Duration(v.owner.rec.LeaseSeconds*float64(time.Second))/3, v.renewOwner)
+		if x := indexFor(st); x != nil {
+			x.opened(v)
+		}
 	}
 	return v, nil
 }
@@ -310,6 +320,9 @@ func (v *Volume) Close() error {
 	err := v.closeLog()
 	if err == nil {
 		v.releaseOwner()
+		if x := indexFor(v.st); x != nil && v.owner != nil {
+			x.closed(v)
+		}
 	} else if !errors.Is(err, ErrClosed) {
 		v.log.Error("closing left unflushed state; the owner lock stays until this process exits", "err", err)
 	}
@@ -391,4 +404,7 @@ func (v *Volume) Abandon() {
 	}
 	v.readers.close()
 	v.releaseOwner()
+	if x := indexFor(v.st); x != nil {
+		x.forget(v)
+	}
 }

@@ -1,0 +1,466 @@
+package lfs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hlfs/hlfs/internal/objstore"
+	"github.com/hlfs/hlfs/snapshot"
+)
+
+// Index keeps this process's object of a store's index (index.go) up to
+// date. Open one per store and process with OpenIndex; from then on lfs
+// describes every volume of that store the process creates, clones,
+// resizes, repairs, removes or opens for writing, with no store I/O on the
+// path of reads and writes: open volumes are described again in the
+// background every few seconds when they changed, and on Close. Without
+// an Index (tests, libraries) nothing is written and listings read every
+// volume. Safe for concurrent use.
+type Index struct {
+	st  objstore.Store
+	id  indexWriterID
+	log *slog.Logger
+
+	// mu guards the fields in it; no I/O happens under it.
+	mu struct {
+		sync.Mutex
+		entries map[string]indexEntry // by name + "\x00" + uid
+		seq     uint64                // last Seq given out
+		dirty   bool                  // entries changed since the last write
+		vols    map[*Volume]string    // open volumes and their fingerprint at the last description
+		closed  bool
+	}
+	// ioMu serializes writes of the object; it guards merged and written.
+	ioMu    sync.Mutex
+	merged  time.Time // last merge of dead writers' objects
+	written time.Time // last successful write
+
+	kick chan struct{}
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// IndexOptions tune OpenIndex.
+type IndexOptions struct {
+	// Logger receives errors writing the index; nil discards. They never
+	// fail an operation: a volume whose entry could not be written is read
+	// from the store by listings.
+	Logger *slog.Logger
+}
+
+// indexes maps each store to its Index (indexFor).
+var indexes sync.Map // objstore.Store -> *Index
+
+// OpenIndex starts keeping this process's index object in st and returns
+// it; Close flushes it and stops. A second OpenIndex of the same store
+// replaces the first as the one lfs uses.
+func OpenIndex(st objstore.Store, opts IndexOptions) *Index {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	x := &Index{st: st, log: log, kick: make(chan struct{}, 1), stop: make(chan struct{}),
+		id: indexWriterID{Host: hostname(), PID: os.Getpid(), PIDStart: pidStart(os.Getpid()), Token: fmt.Sprintf("%016x", newUID())}}
+	x.mu.entries = map[string]indexEntry{}
+	x.mu.vols = map[*Volume]string{}
+	indexes.Store(st, x)
+	x.wg.Add(1)
+	go x.loop()
+	return x
+}
+
+// indexFor returns the Index of st, or of the store st wraps (a journal),
+// or nil.
+func indexFor(st objstore.Store) *Index {
+	for st != nil {
+		if x, ok := indexes.Load(st); ok {
+			return x.(*Index)
+		}
+		u, ok := st.(interface{ Unwrap() objstore.Store })
+		if !ok {
+			return nil
+		}
+		st = u.Unwrap()
+	}
+	return nil
+}
+
+// Close describes the volumes still open as they are, writes the object
+// and stops. Later changes are not recorded.
+func (x *Index) Close() error {
+	x.mu.Lock()
+	if x.mu.closed {
+		x.mu.Unlock()
+		return nil
+	}
+	x.mu.closed = true
+	x.mu.Unlock()
+	close(x.stop)
+	x.wg.Wait()
+	indexes.CompareAndDelete(x.st, x)
+	x.describeChanged()
+	return x.flush(false)
+}
+
+// loop describes changed volumes and writes the object every
+// indexInterval, or at once when kicked.
+func (x *Index) loop() {
+	defer x.wg.Done()
+	tick := time.NewTicker(indexInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-x.stop:
+			return
+		case <-tick.C:
+			x.describeChanged()
+		case <-x.kick:
+		}
+		if err := x.flush(true); err != nil {
+			x.log.Warn("writing the store index failed; listings read the volumes meanwhile", "err", err)
+		}
+	}
+}
+
+// put records e with the next sequence number.
+func (x *Index) put(e indexEntry) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.putLockedMu(e)
+}
+
+func (x *Index) putLockedMu(e indexEntry) {
+	x.mu.seq++
+	e.Seq, e.Updated = x.mu.seq, time.Now().UTC()
+	mergeEntries(x.mu.entries, []indexEntry{e}, false, nil)
+	x.mu.dirty = true
+}
+
+// kickFlush asks the loop to write the object soon.
+func (x *Index) kickFlush() {
+	select {
+	case x.kick <- struct{}{}:
+	default:
+	}
+}
+
+// flush writes the object when entries changed, or (background) when the
+// heartbeat is due while volumes are open. The first write of a process,
+// and one every few minutes, first merges the objects of dead writers into
+// this one and removes them.
+func (x *Index) flush(background bool) error {
+	x.ioMu.Lock()
+	defer x.ioMu.Unlock()
+	x.mu.Lock()
+	due := x.mu.dirty || (background && len(x.mu.vols) > 0 && time.Since(x.written) >= indexHeartbeat)
+	x.mu.Unlock()
+	if !due {
+		return nil
+	}
+	var dead []string
+	if time.Since(x.merged) >= 5*time.Minute {
+		var err error
+		if dead, err = x.mergeDeadLockedIO(); err != nil {
+			return err
+		}
+		x.merged = time.Now()
+	}
+	x.mu.Lock()
+	o := indexObject{Writer: x.id, Updated: time.Now().UTC(), Entries: make([]indexEntry, 0, len(x.mu.entries))}
+	for _, e := range x.mu.entries {
+		o.Entries = append(o.Entries, e)
+	}
+	x.mu.dirty = false
+	x.mu.Unlock()
+	b, err := encodeIndex(o)
+	if err == nil {
+		err = replaceObject(x.st, x.id.objectName(), b)
+	}
+	if err != nil {
+		x.mu.Lock()
+		x.mu.dirty = true
+		x.mu.Unlock()
+		return err
+	}
+	x.written = time.Now()
+	for _, n := range dead { // merged into ours, which is durable
+		if err := x.st.Remove(path.Join(indexDir, n)); err != nil && !errors.Is(err, objstore.ErrNotExist) {
+			x.log.Warn("removing a merged index object failed", "object", n, "err", err)
+		}
+	}
+	return nil
+}
+
+// mergeDeadLockedIO folds the entries of dead writers' objects into this
+// process's entries and returns those objects' names (removed once this
+// object is durable). It also drops the entries of names the store's root
+// no longer holds, and settles a name that two uids claim by reading its
+// superblock: the others get a removed entry. Objects being written aside
+// by dead writers of this host are removed.
+func (x *Index) mergeDeadLockedIO() ([]string, error) {
+	names, err := x.st.List(indexDir)
+	if err != nil {
+		return nil, err
+	}
+	own := path.Base(x.id.objectName())
+	var dead []string
+	var deadEntries [][]indexEntry
+	uids := map[string]map[string]bool{}
+	for _, n := range names {
+		if indexTmp(n) {
+			// Written aside by a writer of this host that died before
+			// renaming it.
+			if host, pid, ok := parseIndexName(n); ok && host == indexHost(x.id.Host) && pid != x.id.PID &&
+				!processAlive(OwnerRecord{Host: x.id.Host, PID: pid}) {
+				_ = x.st.Remove(path.Join(indexDir, n))
+			}
+			continue
+		}
+		if n == own {
+			continue
+		}
+		b, err := readObject(x.st, path.Join(indexDir, n))
+		if errors.Is(err, objstore.ErrNotExist) {
+			continue // merged by another writer meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		o, ok := decodeIndex(b)
+		if !ok {
+			continue // newer or damaged: not ours to fold
+		}
+		for _, e := range o.Entries {
+			if e.State != entryRemoved {
+				if uids[e.Name] == nil {
+					uids[e.Name] = map[string]bool{}
+				}
+				uids[e.Name][e.UID] = true
+			}
+		}
+		if !o.alive() {
+			dead = append(dead, n)
+			deadEntries = append(deadEntries, o.Entries)
+		}
+	}
+	x.mu.Lock()
+	seqAtList := x.mu.seq
+	for _, e := range x.mu.entries {
+		if e.State != entryRemoved {
+			if uids[e.Name] == nil {
+				uids[e.Name] = map[string]bool{}
+			}
+			uids[e.Name][e.UID] = true
+		}
+	}
+	x.mu.Unlock()
+	// The root is listed after the objects were read: an entry is written
+	// after its volume's superblock exists, so a name missing now was
+	// removed.
+	root, err := x.st.List("")
+	if err != nil {
+		return nil, err
+	}
+	inRoot := func(name string) bool { _, ok := slices.BinarySearch(root, name); return ok }
+	stale := map[string]string{} // name+uid -> name, of uids no longer the volume's
+	for name, set := range uids {
+		if len(set) < 2 || !inRoot(name) {
+			continue
+		}
+		sb, err := readSuperblock(x.st, name)
+		if err != nil {
+			continue // damaged or gone: listings read it anyway
+		}
+		for uid := range set {
+			if uid != uidHex(sb.uid) {
+				stale[name+"\x00"+uid] = name
+			}
+		}
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for k, e := range x.mu.entries {
+		if e.Seq <= seqAtList && !inRoot(e.Name) {
+			delete(x.mu.entries, k)
+		}
+	}
+	for _, es := range deadEntries {
+		mergeEntries(x.mu.entries, es, true, inRoot)
+	}
+	for k, name := range stale {
+		_, uid, _ := strings.Cut(k, "\x00")
+		x.putLockedMu(indexEntry{Name: name, UID: uid, State: entryRemoved})
+	}
+	if len(dead) > 0 || len(stale) > 0 {
+		x.mu.dirty = true
+	}
+	return dead, nil
+}
+
+// describeChanged describes again every open volume whose contents,
+// checkpoints or snapshots changed since it was last described.
+func (x *Index) describeChanged() {
+	x.mu.Lock()
+	vols := make(map[*Volume]string, len(x.mu.vols))
+	for v, fp := range x.mu.vols {
+		vols[v] = fp
+	}
+	x.mu.Unlock()
+	for v, fp := range vols {
+		now := v.indexFingerprint()
+		if now == fp {
+			continue
+		}
+		e, err := v.indexEntry(v.lin, true)
+		if err != nil {
+			x.log.Warn("describing a volume for the store index failed", "volume", v.name, "err", err)
+			continue
+		}
+		x.mu.Lock()
+		if _, open := x.mu.vols[v]; open { // Close describes it itself
+			x.putLockedMu(e)
+			x.mu.vols[v] = now
+		}
+		x.mu.Unlock()
+	}
+}
+
+// opened registers a volume opened for writing: the loop describes it
+// soon (no store I/O here: opening on demand stays fast).
+func (x *Index) opened(v *Volume) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.mu.closed {
+		x.mu.vols[v] = ""
+	}
+}
+
+// closed describes a volume closed (its owner lock released) and forgets
+// it; the loop, or Index.Close, writes the entry.
+func (x *Index) closed(v *Volume) {
+	x.mu.Lock()
+	delete(x.mu.vols, v)
+	x.mu.Unlock()
+	lin, err := readLineage(v.st, v.name) // flatten changes it
+	if err != nil {
+		lin = v.lin
+	}
+	e, err := v.indexEntry(lin, false)
+	if err != nil {
+		x.log.Warn("describing a volume for the store index failed", "volume", v.name, "err", err)
+		x.put(indexEntry{Name: v.name, UID: uidHex(v.sb.uid), Epoch: v.owner.epoch, State: entryUnknown})
+	} else {
+		x.put(e)
+	}
+	x.kickFlush()
+}
+
+// forget drops an abandoned volume: like a crash, it leaves its last
+// entry (with its owner claim, which listings then check).
+func (x *Index) forget(v *Volume) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	delete(x.mu.vols, v)
+}
+
+// indexFingerprint changes whenever what an entry says of v may have:
+// log bytes appended, checkpoints written, segments deleted, snapshots.
+func (v *Volume) indexFingerprint() string {
+	return fmt.Sprintf("%d/%d/%q", v.lw.bytesWritten(), v.indexGen.Load(), v.SnapshotNames())
+}
+
+// indexEntry describes v as Stat would, counting its objects in the store
+// (one listing of its segments and one of its checkpoints); owned says
+// whether v still holds its owner lock.
+func (v *Volume) indexEntry(lin snapshot.Lineage, owned bool) (indexEntry, error) {
+	sb := v.sb
+	info := Info{Name: v.name, Size: sb.size, BlockSize: sb.blockSize, Compress: sb.compress,
+		SegmentSize: sb.segmentSize, Created: sb.created, Replication: sb.replication}
+	if err := countObjects(v.st, v.name, &info); err != nil {
+		return indexEntry{}, err
+	}
+	if src := lin.Source(); src != "" {
+		info.Source = src + "@" + lin.SourceName
+	}
+	if owned {
+		rec := v.owner.record()
+		info.Owner = &rec
+	}
+	return indexEntry{Name: v.name, UID: uidHex(sb.uid), Epoch: v.owner.epoch, Info: &info, Snapshots: v.SnapshotNames()}, nil
+}
+
+// indexCreated describes a volume just created or cloned (epoch 0: no
+// owner lock), from its superblock and lineage, with no snapshot.
+func indexCreated(st objstore.Store, name string) {
+	x := indexFor(st)
+	if x == nil {
+		return
+	}
+	info, err := Stat(st, name)
+	if err != nil {
+		x.log.Warn("describing a new volume for the store index failed", "volume", name, "err", err)
+		return
+	}
+	sb, err := readSuperblock(st, name)
+	if err != nil {
+		return
+	}
+	info.Clones = nil
+	x.put(indexEntry{Name: name, UID: uidHex(sb.uid), Info: &info})
+	x.kickFlush()
+}
+
+// indexRemoving records, durably, that the volume is being removed,
+// before anything of it is: an entry never outlives its volume, even when
+// the removal is cut short. Without its superblock (known false: damaged,
+// or a leftover) every uid the index knows of the name is marked. An
+// error stops the removal.
+func indexRemoving(st objstore.Store, name string, sb superblock, known bool) error {
+	x := indexFor(st)
+	if x == nil {
+		return nil
+	}
+	uids := []string{uidHex(sb.uid)}
+	if !known {
+		objs, _, err := readIndexObjects(st)
+		if err != nil {
+			return fmt.Errorf("lfs: read the store index: %w", err)
+		}
+		uids = uids[:0]
+		for _, o := range objs {
+			for _, e := range o.Entries {
+				if e.Name == name && !slices.Contains(uids, e.UID) {
+					uids = append(uids, e.UID)
+				}
+			}
+		}
+		if len(uids) == 0 {
+			return nil
+		}
+	}
+	for _, uid := range uids {
+		x.put(indexEntry{Name: name, UID: uid, State: entryRemoved})
+	}
+	if err := x.flush(false); err != nil {
+		return fmt.Errorf("lfs: record the removal of %s in the store index: %w", name, err)
+	}
+	return nil
+}
+
+// indexUnknown records that the volume changed in a way this process does
+// not describe (a rebuilt superblock): listings read it from the store
+// until its next description.
+func indexUnknown(st objstore.Store, name string, uid, epoch uint64) {
+	if x := indexFor(st); x != nil {
+		x.put(indexEntry{Name: name, UID: uidHex(uid), Epoch: epoch, State: entryUnknown})
+		x.kickFlush()
+	}
+}
