@@ -363,12 +363,16 @@ func (x *Index) closed(v *Volume) {
 	x.kickFlush()
 }
 
-// forget drops an abandoned volume: like a crash, it leaves its last
-// entry (with its owner claim, which listings then check).
+// forget drops an abandoned volume: its last entry may claim an owner that
+// no longer holds, so listings read it from the store until it is
+// described again.
 func (x *Index) forget(v *Volume) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	delete(x.mu.vols, v)
+	if _, open := x.mu.vols[v]; open {
+		delete(x.mu.vols, v)
+		x.putLockedMu(indexEntry{Name: v.name, UID: uidHex(v.sb.uid), Epoch: v.owner.epoch, State: entryUnknown})
+	}
 }
 
 // indexFingerprint changes whenever what an entry says of v may have:
