@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -69,7 +70,10 @@ type indexObject struct {
 	Writer  indexWriterID `json:"writer"`
 	// Updated is when the object was written; a live writer with open
 	// volumes rewrites it at least every indexHeartbeat.
-	Updated time.Time    `json:"updated"`
+	Updated time.Time `json:"updated"`
+	// Merged is true for an object that folds dead writers' objects
+	// together (named merged-<writer>): nobody rewrites it.
+	Merged  bool         `json:"merged,omitempty"`
 	Entries []indexEntry `json:"entries"`
 }
 
@@ -82,6 +86,20 @@ const (
 	indexHeartbeat = 30 * time.Second
 	indexStale     = 2 * time.Minute
 )
+
+// Merging: a writer looks for dead objects at its first write and then
+// every indexMergeEvery, and folds them into one merged object once there
+// are indexMergeMin of them. A listing reads at most about that many
+// objects more than there are live writers; a merge rewrites what the
+// merged objects hold, so a store's short commands (create, rm, ...)
+// rewrite the whole index once every indexMergeMin of them.
+const (
+	indexMergeEvery   = 5 * time.Minute
+	indexMergedPrefix = "merged-"
+)
+
+// indexMergeMin is 16; tests lower it.
+var indexMergeMin = func() *atomic.Int32 { var n atomic.Int32; n.Store(16); return &n }()
 
 // objectName is the writer's object name: host, pid and token.
 func (w indexWriterID) objectName() string {
@@ -128,6 +146,9 @@ func decodeIndex(b []byte) (o indexObject, ok bool) {
 // host, its process exists (pid and start time); on another, it rewrote
 // the object less than indexStale ago.
 func (o indexObject) alive() bool {
+	if o.Merged {
+		return false
+	}
 	return processAlive(OwnerRecord{Host: o.Writer.Host, PID: o.Writer.PID, PIDStart: o.Writer.PIDStart,
 		Renewed: o.Updated, LeaseSeconds: indexStale.Seconds()})
 }
@@ -248,7 +269,7 @@ func uidHex(uid uint64) string { return fmt.Sprintf("%016x", uid) }
 // parseIndexName splits an index object's name into its host part and pid;
 // ok is false for names hlfs does not write there.
 func parseIndexName(name string) (host string, pid int, ok bool) {
-	base := name
+	base := strings.TrimPrefix(name, indexMergedPrefix)
 	if i := strings.Index(base, ".tmp-"); i >= 0 {
 		base = base[:i]
 	}

@@ -2,7 +2,6 @@ package lfs
 
 import (
 	"errors"
-	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -183,18 +182,16 @@ func readIndexObjects(st objstore.Store) ([]indexObject, []bool, error) {
 				continue
 			}
 			read[n] = true
-			b, err := readObject(st, path.Join(indexDir, n))
-			if errors.Is(err, objstore.ErrNotExist) {
-				again = true
-				continue
-			}
+			o, ok, err := readIndexObject(st, n)
 			if err != nil {
 				return nil, nil, err
 			}
-			if o, ok := decodeIndex(b); ok {
-				objs = append(objs, o)
-				alive = append(alive, o.alive())
+			if !ok {
+				again = true // merged meanwhile, or unreadable
+				continue
 			}
+			objs = append(objs, o)
+			alive = append(alive, o.alive())
 		}
 	}
 	return objs, alive, nil

@@ -3,6 +3,7 @@ package lfs
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,9 @@ func (x *Index) die() {
 }
 
 func openTestIndex(t *testing.T, st objstore.Store) *Index {
+	// Merge whenever a dead object is found.
+	old := indexMergeMin.Swap(1)
+	t.Cleanup(func() { indexMergeMin.Store(old) })
 	x := OpenIndex(st, IndexOptions{})
 	t.Cleanup(func() { _ = x.Close() })
 	return x
@@ -405,4 +409,32 @@ func TestIndexServedVolume(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, sums[0].Indexed)
 	require.Nil(t, sums[0].Owner)
+}
+
+// Short commands each leave an object; once indexMergeMin of them are dead
+// the next writer folds them into one merged object, so a listing reads a
+// few objects however many commands ran.
+func TestIndexMergesDeadWriters(t *testing.T) {
+	mem := objstore.NewMemStore(false, 1)
+	var dead []int
+	processAlive = func(rec OwnerRecord) bool { return !slices.Contains(dead, rec.PID) }
+	t.Cleanup(func() { processAlive = processAliveOS })
+	for i := range 40 {
+		st := &hostStore{mem}
+		x := OpenIndex(st, IndexOptions{})
+		x.id.PID = 100000 + i // a process of its own, gone once done
+		require.NoError(t, Create(st, fmt.Sprintf("v%02d", i), Config{Size: 1 << 20}))
+		require.NoError(t, x.Close())
+		dead = append(dead, x.id.PID)
+	}
+	names, err := mem.List(indexDir)
+	require.NoError(t, err)
+	require.Less(t, len(names), 2*16, "merged every 16 dead objects")
+	require.True(t, slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, indexMergedPrefix) }), "%v", names)
+	got, indexed := indexedInfos(t, mem)
+	requireSameInfos(t, exactInfos(t, mem), got)
+	require.Len(t, indexed, 40)
+	for n, ok := range indexed {
+		require.True(t, ok, n)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path"
 	"slices"
@@ -165,10 +166,8 @@ func (x *Index) flush(background bool) error {
 	if !due {
 		return nil
 	}
-	var dead []string
-	if time.Since(x.merged) >= 5*time.Minute {
-		var err error
-		if dead, err = x.mergeDeadLockedIO(); err != nil {
+	if time.Since(x.merged) >= indexMergeEvery {
+		if err := x.mergeLockedIO(); err != nil {
 			return err
 		}
 		x.merged = time.Now()
@@ -191,29 +190,25 @@ func (x *Index) flush(background bool) error {
 		return err
 	}
 	x.written = time.Now()
-	for _, n := range dead { // merged into ours, which is durable
-		if err := x.st.Remove(path.Join(indexDir, n)); err != nil && !errors.Is(err, objstore.ErrNotExist) {
-			x.log.Warn("removing a merged index object failed", "object", n, "err", err)
-		}
-	}
 	return nil
 }
 
-// mergeDeadLockedIO folds the entries of dead writers' objects into this
-// process's entries and returns those objects' names (removed once this
-// object is durable). It also drops the entries of names the store's root
-// no longer holds, and settles a name that two uids claim by reading its
-// superblock: the others get a removed entry. Objects being written aside
+// mergeLockedIO tidies the index (docs/design.md, "Listing a store"):
+// when at least indexMergeMin objects are dead (their writers are gone:
+// short commands, crashed servers, earlier merges), it folds them into one
+// new merged object, written before they are removed; entries of names the
+// store's root no longer holds are dropped from it and from this
+// process's entries; a name that two uids claim is settled by reading its
+// superblock (the others get a removed entry here). Objects written aside
 // by dead writers of this host are removed.
-func (x *Index) mergeDeadLockedIO() ([]string, error) {
+func (x *Index) mergeLockedIO() error {
 	names, err := x.st.List(indexDir)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	own := path.Base(x.id.objectName())
 	var dead []string
-	var deadEntries [][]indexEntry
-	uids := map[string]map[string]bool{}
+	var objs, small []indexObject // small: every object read but merged ones
 	for _, n := range names {
 		if indexTmp(n) {
 			// Written aside by a writer of this host that died before
@@ -227,52 +222,109 @@ func (x *Index) mergeDeadLockedIO() ([]string, error) {
 		if n == own {
 			continue
 		}
-		b, err := readObject(x.st, path.Join(indexDir, n))
-		if errors.Is(err, objstore.ErrNotExist) {
-			continue // merged by another writer meanwhile
+		if strings.HasPrefix(n, indexMergedPrefix) {
+			dead = append(dead, n) // read below, if merging
+			continue
 		}
+		o, ok, err := readIndexObject(x.st, n)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		o, ok := decodeIndex(b)
-		if !ok {
-			continue // newer or damaged: not ours to fold
+		if ok {
+			small = append(small, o) // dead ones too: settleUIDs reads them
 		}
-		for _, e := range o.Entries {
-			if e.State != entryRemoved {
-				if uids[e.Name] == nil {
-					uids[e.Name] = map[string]bool{}
-				}
-				uids[e.Name][e.UID] = true
-			}
-		}
-		if !o.alive() {
+		if ok && !o.alive() {
 			dead = append(dead, n)
-			deadEntries = append(deadEntries, o.Entries)
 		}
 	}
-	x.mu.Lock()
-	seqAtList := x.mu.seq
-	for _, e := range x.mu.entries {
-		if e.State != entryRemoved {
-			if uids[e.Name] == nil {
-				uids[e.Name] = map[string]bool{}
-			}
-			uids[e.Name][e.UID] = true
+	if len(dead) < int(indexMergeMin.Load()) {
+		x.settleUIDs(small, func(string) bool { return true })
+		return nil
+	}
+	var read []string
+	for _, n := range dead {
+		o, ok, err := readIndexObject(x.st, n)
+		if err != nil {
+			return err
+		}
+		if ok {
+			objs = append(objs, o)
+			read = append(read, n)
 		}
 	}
-	x.mu.Unlock()
 	// The root is listed after the objects were read: an entry is written
 	// after its volume's superblock exists, so a name missing now was
 	// removed.
+	x.mu.Lock()
+	seqAtList := x.mu.seq
+	x.mu.Unlock()
 	root, err := x.st.List("")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	inRoot := func(name string) bool { _, ok := slices.BinarySearch(root, name); return ok }
-	stale := map[string]string{} // name+uid -> name, of uids no longer the volume's
+	merged := map[string]indexEntry{}
+	for _, o := range objs {
+		mergeEntries(merged, o.Entries, true, inRoot)
+	}
+	others := slices.Clone(small)
+	others = append(others, indexObject{Entries: slices.Collect(maps.Values(merged))})
+	x.settleUIDs(others, inRoot)
+	mid := x.id
+	mid.Token = fmt.Sprintf("%016x", newUID())
+	mo := indexObject{Writer: mid, Merged: true, Updated: time.Now().UTC(), Entries: make([]indexEntry, 0, len(merged))}
+	for _, e := range merged {
+		mo.Entries = append(mo.Entries, e)
+	}
+	b, err := encodeIndex(mo)
+	if err == nil {
+		err = replaceObject(x.st, path.Join(indexDir, indexMergedPrefix+path.Base(mid.objectName())), b)
+	}
+	if err != nil {
+		return err
+	}
+	for _, n := range read { // folded into the merged object, which is durable
+		if err := x.st.Remove(path.Join(indexDir, n)); err != nil && !errors.Is(err, objstore.ErrNotExist) {
+			x.log.Warn("removing a merged index object failed", "object", n, "err", err)
+		}
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for k, e := range x.mu.entries {
+		if e.Seq <= seqAtList && !inRoot(e.Name) {
+			delete(x.mu.entries, k)
+			x.mu.dirty = true
+		}
+	}
+	return nil
+}
+
+// settleUIDs finds names that entries of two uids claim, in objs and in
+// this process's entries, and reads their superblocks: the uids that are
+// no longer the volume's get a removed entry in this process's object.
+func (x *Index) settleUIDs(objs []indexObject, inRoot func(string) bool) {
+	uids := map[string]map[string]bool{}
+	note := func(e indexEntry) {
+		if e.State == entryRemoved || !inRoot(e.Name) {
+			return
+		}
+		if uids[e.Name] == nil {
+			uids[e.Name] = map[string]bool{}
+		}
+		uids[e.Name][e.UID] = true
+	}
+	for _, o := range objs {
+		for _, e := range o.Entries {
+			note(e)
+		}
+	}
+	x.mu.Lock()
+	for _, e := range x.mu.entries {
+		note(e)
+	}
+	x.mu.Unlock()
 	for name, set := range uids {
-		if len(set) < 2 || !inRoot(name) {
+		if len(set) < 2 {
 			continue
 		}
 		sb, err := readSuperblock(x.st, name)
@@ -281,28 +333,24 @@ func (x *Index) mergeDeadLockedIO() ([]string, error) {
 		}
 		for uid := range set {
 			if uid != uidHex(sb.uid) {
-				stale[name+"\x00"+uid] = name
+				x.put(indexEntry{Name: name, UID: uid, State: entryRemoved})
 			}
 		}
 	}
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	for k, e := range x.mu.entries {
-		if e.Seq <= seqAtList && !inRoot(e.Name) {
-			delete(x.mu.entries, k)
-		}
+}
+
+// readIndexObject reads .index/name; ok is false when it is gone (merged
+// meanwhile) or not readable by this binary.
+func readIndexObject(st objstore.Store, name string) (indexObject, bool, error) {
+	b, err := readObject(st, path.Join(indexDir, name))
+	if errors.Is(err, objstore.ErrNotExist) {
+		return indexObject{}, false, nil
 	}
-	for _, es := range deadEntries {
-		mergeEntries(x.mu.entries, es, true, inRoot)
+	if err != nil {
+		return indexObject{}, false, err
 	}
-	for k, name := range stale {
-		_, uid, _ := strings.Cut(k, "\x00")
-		x.putLockedMu(indexEntry{Name: name, UID: uid, State: entryRemoved})
-	}
-	if len(dead) > 0 || len(stale) > 0 {
-		x.mu.dirty = true
-	}
-	return dead, nil
+	o, ok := decodeIndex(b)
+	return o, ok, nil
 }
 
 // describeChanged describes again every open volume whose contents,
