@@ -392,10 +392,25 @@ func (x *Index) opened(v *Volume) {
 }
 
 // closed describes a volume closed (its owner lock released) and forgets
-// it; the loop, or Index.Close, writes the entry.
+// it; the loop, or Index.Close, writes the entry. When nothing changed
+// since the last description, that one is reused without its owner (no
+// store I/O: closing many idle volumes stays cheap).
 func (x *Index) closed(v *Volume) {
+	fp := v.indexFingerprint()
+	key := v.name + "\x00" + uidHex(v.sb.uid)
 	x.mu.Lock()
+	last, described := x.mu.vols[v]
 	delete(x.mu.vols, v)
+	prev, ok := x.mu.entries[key]
+	if described && last == fp && ok && prev.Epoch == v.owner.epoch && prev.State == entryVolume {
+		info := *prev.Info
+		info.Owner = nil
+		prev.Info = &info
+		x.putLockedMu(prev)
+		x.mu.Unlock()
+		x.kickFlush()
+		return
+	}
 	x.mu.Unlock()
 	lin, err := readLineage(v.st, v.name) // flatten changes it
 	if err != nil {
