@@ -190,7 +190,8 @@ func (v *Volume) flatten(progress func(done, total int64)) error {
 	if err := writeLineage(v.st, v.name, lin); err != nil {
 		return err
 	}
-	v.indexGen.Add(1)                          // the source changed: the index reads the lineage again
+	// The source changed: the store index reads the lineage again.
+	v.indexGen.Add(1)
 	_ = v.st.Remove(cloneRegName(src, v.name)) // a leftover is stale, and ignored
 	if progress != nil {
 		progress(total, total)
