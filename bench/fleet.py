@@ -72,6 +72,10 @@ except ImportError:
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def note(*args):
+    print("fleet:", *args, file=sys.stderr, flush=True)
+
+
 def env_int(name, default):
     return int(os.environ.get(name, default))
 
@@ -280,14 +284,18 @@ def main():
         try:
             per, ls_small, objs = measure_cli_create(hlfs, kind, base, cli_n)
             r["cli_create_s_per_volume"] = per
+            note(kind, f"hlfs create: {per * 1000:.0f} ms a volume")
             r[f"ls_after_{cli_n}_cli_creates_s"] = ls_small
             if objs is not None:
                 r[f"index_objects_after_{cli_n}_cli_creates"] = objs
             f = Fleet(kind, base, hlfs)
             r["mkfleet_s"] = f.fill(n, mkfleet)
+            note(kind, f"{n} volumes made in {r['mkfleet_s']:.1f} s")
             try:
                 r.update(measure_ls(f, baseline, rounds))
+                note(kind, "ls", {k: v for k, v in r.items() if k.startswith("ls_")})
                 r.update(measure_serve(f, n, BENCH_SERVE_TIMEOUT))
+                note(kind, "serve", r.get("serve_ready_s"), "first I/O", r.get("first_io_s"))
             finally:
                 f.remove()
         except Exception as e:  # report and go on with the next store
