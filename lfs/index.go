@@ -82,6 +82,7 @@ type indexObject struct {
 // least every indexHeartbeat; an object not rewritten for indexStale is a
 // dead writer's (on another host; on this host the pid says so).
 const (
+	indexKickDelay = time.Second
 	indexInterval  = 5 * time.Second
 	indexHeartbeat = 30 * time.Second
 	indexStale     = 2 * time.Minute

@@ -124,6 +124,13 @@ func (x *Index) loop() {
 		case <-tick.C:
 			x.describeChanged()
 		case <-x.kick:
+			// Changes that come together (a server closing its volumes)
+			// make one write: at most one a second.
+			select {
+			case <-x.stop:
+				return
+			case <-time.After(indexKickDelay):
+			}
 		}
 		if err := x.flush(true); err != nil {
 			x.log.Warn("writing the store index failed; listings read the volumes meanwhile", "err", err)
