@@ -70,6 +70,13 @@ func ListIndexedStore(st objstore.Store) (IndexedListing, error) {
 		vol     bool
 		err     error
 	}
+	// On a local store each described volume's superblock is read too (a
+	// system call): one damaged, or replaced by an hlfs that keeps no
+	// index, since its description is then read from the store.
+	local := false
+	if l, ok := st.(objstore.Local); ok {
+		local = l.Local()
+	}
 	slots := make([]slot, len(root))
 	var todo []int
 	for i, n := range root {
@@ -79,31 +86,26 @@ func ListIndexedStore(st objstore.Store) (IndexedListing, error) {
 		if e, ok := known[n]; ok {
 			slots[i] = slot{vol: true, sum: VolumeSummary{Info: *e.Info, Snapshots: e.Snapshots, Indexed: true}}
 			slots[i].sum.Name = n
-			continue
 		}
-		todo = append(todo, i)
+		if !slots[i].vol || local {
+			todo = append(todo, i)
+		}
 	}
-	var wg sync.WaitGroup
-	work := make(chan int)
-	for range min(statWorkers, len(todo)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				s := &slots[i]
-				s.ignored, s.vol, s.err = classifyRootEntry(st, root[i])
-				if s.vol && s.err == nil {
-					s.sum.Info, s.sum.Err = Stat(st, root[i])
-					s.sum.Name = root[i]
-				}
+	parallel(todo, func(i int) {
+		s := &slots[i]
+		if s.vol {
+			sb, err := readSuperblock(st, root[i])
+			if err == nil && uidHex(sb.uid) == known[root[i]].UID && sb.size == s.sum.Size {
+				return // as described
 			}
-		}()
-	}
-	for _, i := range todo {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
+			*s = slot{}
+		}
+		s.ignored, s.vol, s.err = classifyRootEntry(st, root[i])
+		if s.vol && s.err == nil {
+			s.sum.Info, s.sum.Err = Stat(st, root[i])
+			s.sum.Name = root[i]
+		}
+	})
 	for _, s := range slots {
 		switch {
 		case s.err != nil:
@@ -116,6 +118,26 @@ func ListIndexedStore(st objstore.Store) (IndexedListing, error) {
 	}
 	deriveClones(l.Volumes)
 	return l, nil
+}
+
+// parallel calls fn for each of items, statWorkers at a time.
+func parallel(items []int, fn func(int)) {
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range min(statWorkers, len(items)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				fn(i)
+			}
+		}()
+	}
+	for _, i := range items {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
 }
 
 // classifyRootEntry says what entry n of a store's root is (ListStore's

@@ -438,3 +438,21 @@ func TestIndexMergesDeadWriters(t *testing.T) {
 		require.True(t, ok, n)
 	}
 }
+
+// On a local store a listing also reads each described volume's
+// superblock: a volume replaced behind the index's back (by an hlfs that
+// keeps none) is read from the store, not shown as described.
+func TestListIndexedLocalChecksSuperblocks(t *testing.T) {
+	dir, err := objstore.NewDirStore(t.TempDir())
+	require.NoError(t, err)
+	x := openTestIndex(t, dir)
+	require.NoError(t, Create(dir, "a", Config{Size: 1 << 20}))
+	require.NoError(t, Create(dir, "b", Config{Size: 1 << 20}))
+	require.NoError(t, x.Close())
+	// An older hlfs removes and creates "b" again: no index entries.
+	require.NoError(t, Remove(dir, "b"))
+	require.NoError(t, Create(dir, "b", Config{Size: 3 << 20}))
+	got, indexed := indexedInfos(t, dir)
+	requireSameInfos(t, exactInfos(t, dir), got)
+	require.Equal(t, map[string]bool{"a": true, "b": false}, indexed)
+}

@@ -20,6 +20,7 @@ type DirStore struct {
 var (
 	_ Store      = (*DirStore)(nil)
 	_ SizeLister = (*DirStore)(nil)
+	_ Local      = (*DirStore)(nil)
 )
 
 // NewDirStore returns a store rooted at dir, creating dir (and its
@@ -55,6 +56,9 @@ func OpenDirStore(dir string) (*DirStore, error) {
 	}
 	return &DirStore{root: abs}, nil
 }
+
+// Local implements Local: a request is a system call.
+func (s *DirStore) Local() bool { return true }
 
 // Root returns the absolute directory holding the objects.
 func (s *DirStore) Root() string { return s.root }

@@ -41,3 +41,11 @@ func ListSizes(st Store, dir string) (map[string]int64, error) {
 	}
 	return sizes, nil
 }
+
+// Local is implemented by stores whose requests are system calls on this
+// host (DirStore): reading many small objects costs little there, so
+// callers may check a cache against the objects themselves.
+type Local interface {
+	// Local reports whether the store is local.
+	Local() bool
+}
