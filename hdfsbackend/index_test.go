@@ -58,5 +58,7 @@ func TestListIndexedOnHDFS(t *testing.T) {
 		info.Created = s.Created
 		require.Equal(t, info, s.Info)
 	}
-	require.Equal(t, []string{"s"}, sums[0].Snapshots)
+	require.Equal(t, "v00", sums[1].Name) // after "kid"
+	require.Equal(t, []string{"s"}, sums[1].Snapshots)
+	require.Equal(t, []string{"kid"}, sums[1].Clones)
 }
