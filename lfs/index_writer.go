@@ -51,8 +51,9 @@ type Index struct {
 
 // IndexOptions tune OpenIndex.
 type IndexOptions struct {
-	// Logger receives errors writing the index; nil discards. They never
-	// fail an operation: a volume whose entry could not be written is read
+	// Logger receives errors writing the index; nil discards. They fail no
+	// operation but Remove (which must record the removal before it
+	// removes anything): a volume whose entry could not be written is read
 	// from the store by listings.
 	Logger *slog.Logger
 }
