@@ -103,10 +103,12 @@ bench: deps build
 	python3 bench/checksums.py
 	python3 bench/backup.py
 	python3 bench/layout.py
+	BENCH_FLEET_STORES=local python3 bench/fleet.py
 
 # The HDFS report: through NBD on HDFS against raw HDFS writes, both journal modes.
 bench-hdfs: deps build
 	./scripts/with-hdfs.sh python3 bench/hdfs.py
+	BENCH_FLEET_STORES=hdfs ./scripts/with-hdfs.sh python3 bench/fleet.py
 
 lint: fmt-check
 	$(GO) vet ./...

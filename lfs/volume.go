@@ -111,6 +111,9 @@ type Volume struct {
 	backgroundWG   sync.WaitGroup
 
 	stats recoveryStats
+	// indexGen counts checkpoints written and segments deleted: the store
+	// index describes the volume again when it moved (index_writer.go).
+	indexGen atomic.Int64
 	// checksumErrors counts reads that failed a checksum (damaged).
 	checksumErrors atomic.Int64
 	// metrics are counters and estimates for monitoring (metrics.go).
@@ -159,7 +162,11 @@ func Create(st objstore.Store, name string, cfg Config) error {
 	sb := superblock{uid: newUID(), size: cfg.Size, blockSize: cfg.BlockSize,
 		segmentSize: cfg.SegmentSize, compress: cfg.Compress, created: nowUTC(), replication: cfg.Replication}
 	applyReplication(st, name, sb)
-	return createSuperblock(st, name, sb)
+	if err := createSuperblock(st, name, sb); err != nil {
+		return err
+	}
+	indexCreated(st, name)
+	return nil
 }
 
 // Open opens a volume, taking ownership unless opts.ReadOnly, and rebuilds
@@ -226,6 +233,9 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 		v.backgroundWG.Add(1)
 		go v.checkpointLoop()
 		v.every(time.Duration(v.owner.rec.LeaseSeconds*float64(time.Second))/3, v.renewOwner)
+		if x := indexFor(st); x != nil {
+			x.opened(v)
+		}
 	}
 	return v, nil
 }
@@ -319,6 +329,9 @@ func (v *Volume) close(handOff bool) error {
 	err := v.closeLog(handOff)
 	if err == nil {
 		v.releaseOwner()
+		if x := indexFor(v.st); x != nil && v.owner != nil {
+			x.closed(v)
+		}
 	} else if !errors.Is(err, ErrClosed) {
 		v.log.Error("closing left unflushed state; the owner lock stays until this process exits", "err", err)
 	}
@@ -403,4 +416,7 @@ func (v *Volume) Abandon() {
 	}
 	v.readers.close()
 	v.releaseOwner()
+	if x := indexFor(v.st); x != nil {
+		x.forget(v)
+	}
 }
