@@ -101,6 +101,21 @@ func (b *Budget) Acquire(ctx context.Context, n int64) error {
 	return b.acquire(ctx, kindLog, n)
 }
 
+// TryAcquire takes n bytes of log memory when they fit now, without
+// waiting or reclaiming, and reports whether it did.
+func (b *Budget) TryAcquire(n int64) bool {
+	if b == nil || n <= 0 {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.mu.closed || len(b.mu.queue[kindLog]) > 0 || !b.mu.fits(kindLog, n) {
+		return false
+	}
+	b.mu.take(kindLog, n)
+	return true
+}
+
 // Release gives back n bytes of log memory taken by Acquire.
 func (b *Budget) Release(n int64) { b.release(kindLog, n) }
 
