@@ -104,7 +104,7 @@ type logWriter struct {
 
 	budget     *membudget.Budget // nil: no budget
 	unregister func()            // removes the writer from budget's reclaimers
-	ctx        context.Context   // cancelled when the pusher stops (done)
+	ctx        context.Context   // ends waits for memory: cancelled by stopWaiting and when the pusher stops
 	cancelCtx  context.CancelFunc
 
 	kick chan struct{} // wakes the background pusher
@@ -112,12 +112,13 @@ type logWriter struct {
 	wg   sync.WaitGroup
 }
 
+// appendWait bounds how long an append waits for the store to take sealed
+// segments, or for memory, before it fails. A variable for tests.
+var appendWait = 30 * time.Second
+
 const (
 	// maxSealed bounds segments waiting for the store before appends block.
 	maxSealed = 2
-	// appendWait bounds how long an append waits for the store to take
-	// sealed segments before it fails.
-	appendWait = 30 * time.Second
 	// pushBatch is how many appended bytes wake the pusher; smaller amounts
 	// reach the store at the next pushInterval tick or flush. Reads are
 	// served from memory meanwhile, so batching only saves system calls.
@@ -230,7 +231,7 @@ func (l *logWriter) acquire(n int64) error {
 	if l.budget == nil || l.budget.TryAcquire(n) {
 		return nil
 	}
-	// The pusher's end (close, abandon) ends the wait too.
+	// The volume closing (stopWaiting) ends the wait too.
 	ctx, cancel := context.WithTimeout(l.ctx, appendWait)
 	defer cancel()
 	if err := l.budget.Acquire(ctx, n); err != nil {
@@ -238,6 +239,12 @@ func (l *logWriter) acquire(n int64) error {
 	}
 	return nil
 }
+
+// stopWaiting makes appends waiting for memory, and later ones that would
+// have to, fail at once: the volume is closing, and its background work
+// (the cleaner) must not hold Close up for appendWait when the store is
+// failing and memory does not come back.
+func (l *logWriter) stopWaiting() { l.cancelCtx() }
 
 // Reclaimable implements membudget.Reclaimer: the budget held by the active
 // segment's records, which sealing it would release once it is written.

@@ -335,6 +335,7 @@ func (v *Volume) closeLog() error {
 	var err error
 	if v.lw != nil {
 		close(v.stopBackground)
+		v.lw.stopWaiting()
 		v.backgroundWG.Wait()
 		err = v.checkpoint()
 		if cerr := v.lw.close(); err == nil {
@@ -390,6 +391,7 @@ func (v *Volume) Abandon() {
 	v.mu.Unlock()
 	if v.lw != nil {
 		close(v.stopBackground)
+		v.lw.stopWaiting()
 		v.backgroundWG.Wait()
 		v.lw.fence(ErrClosed) // no more store I/O from the log writer
 		close(v.lw.done)
