@@ -93,6 +93,17 @@ func (b *Budget) Peak() int64 {
 	return b.mu.peak
 }
 
+// Waiters returns how many acquisitions are waiting now (0 for a nil
+// budget).
+func (b *Budget) Waiters() int {
+	if b == nil {
+		return 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.mu.queue[kindLog]) + len(b.mu.queue[kindRequest])
+}
+
 // Acquire waits until n bytes of log memory fit, asking reclaimers for room
 // while it waits, and takes them. It returns ctx.Err() or ErrClosed
 // (holding nothing) when those end the wait first. The caller releases
