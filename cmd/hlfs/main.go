@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hlfs/hlfs/internal/cliutil"
+	"github.com/hlfs/hlfs/internal/membudget"
 	"github.com/hlfs/hlfs/lfs"
 	"github.com/spf13/cobra"
 )
@@ -63,6 +64,9 @@ type cli struct {
 	// scrubInterval and scrubRate are serve's background scrub (0: off).
 	scrubInterval time.Duration
 	scrubRate     int64
+	// memory is serve's --memory budget, shared by every volume it opens
+	// and its NBD server.
+	memory *membudget.Budget
 }
 
 func newCLI(ctx context.Context, stdout, stderr io.Writer, getenv func(string) string) *cli {
