@@ -113,6 +113,11 @@ anything when a volume or snapshot cannot be opened.`,
 		if *maxConns < 1 || *maxPerAddr < 1 {
 			return usageError("serve", "--max-connections and --max-handshakes-per-address take a number of at least 1")
 		}
+		budget, err := memoryBudget(*memory, c.getenv)
+		if err != nil {
+			return err
+		}
+		c.memory = budget
 		if !*noGC {
 			if strings.TrimSpace(*gcRate) == "" {
 				return usageError("serve", "--gc-rate: want a size, or 0 for no bound")
@@ -150,11 +155,6 @@ anything when a volume or snapshot cannot be opened.`,
 			c.scrubInterval, c.scrubRate = d, r
 		}
 		c.journalDir, c.lease = *journalDir, *lease
-		budget, err := memoryBudget(*memory, c.getenv)
-		if err != nil {
-			return err
-		}
-		c.memory = budget
 		return c.serve(serveNet{listen: *listen, socket: *socket, admin: *adminSocket,
 			maxConns: *maxConns, maxPerAddr: *maxPerAddr, tls: tlsf}, args)
 	}
