@@ -13,17 +13,17 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestBudgetBoundsManyVolumes writes 16 volumes at once, 32 MiB segments
-// each, under a 4 MiB budget: the log data in memory never exceeds it (the
+// TestBudgetBoundsManyVolumes writes 8 volumes at once, 32 MiB segments
+// each, under a 2 MiB budget: the log data in memory never exceeds it (the
 // budget's high-water mark), segments are sealed early to stay within it,
 // every byte reads back, before and after a reopen, and closing gives all
 // the memory back.
 func TestBudgetBoundsManyVolumes(t *testing.T) {
 	const (
-		vols   = 16
+		vols   = 8
 		size   = 4 << 20
-		limit  = 4 << 20
-		writes = 48
+		limit  = 2 << 20
+		writes = 32
 	)
 	st, err := objstore.NewDirStore(t.TempDir())
 	require.NoError(t, err)
@@ -80,7 +80,7 @@ func TestBudgetBoundsManyVolumes(t *testing.T) {
 	require.Zero(t, budget.Used(), "memory still held after every volume closed")
 	seqs, err := listSegments(st, "v0")
 	require.NoError(t, err)
-	require.Greater(t, len(seqs), 1, "32 MiB segments holding ~3 MiB each: sealed early")
+	require.Greater(t, len(seqs), 1, "32 MiB segments holding ~2 MiB each: sealed early")
 	for i := range vols {
 		v := openChecked(t, st, fmt.Sprintf("v%d", i), opts)
 		got := make([]byte, size)

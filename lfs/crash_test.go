@@ -72,7 +72,7 @@ func TestCrashAtRandomPoints(t *testing.T) {
 		noSync, clean, seal bool
 		seeds               int64
 	}{{false, false, false, 4}, {true, false, false, 4}, {false, true, false, 4}, {true, true, false, 4},
-		{false, false, true, 2}, {true, true, true, 2}} {
+		{false, false, true, 1}, {true, true, true, 1}} {
 		noSync := mode.noSync
 		for seed := int64(1); seed <= mode.seeds; seed++ {
 			t.Run(fmt.Sprintf("nosync=%v/gc=%v/seal=%v/%d", noSync, mode.clean, mode.seal, seed), func(t *testing.T) {
