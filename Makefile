@@ -81,6 +81,8 @@ fuzz-short:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $$((200000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./nbdserver/
 	$(GO) test -run '^$$' -fuzz '^FuzzConn$$' -fuzztime $$((40000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./nbdserver/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCheckpoint$$' -fuzztime $$((100000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./lfs/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeHandOffRequest$$' -fuzztime $$((50000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./lfs/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseBlockLocations$$' -fuzztime $$((50000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./hdfsbackend/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeOp$$' -fuzztime $$((100000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./snapshot/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeTree$$' -fuzztime $$((100000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./snapshot/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeLineage$$' -fuzztime $$((100000 * $(FUZZ_SCALE)))x -fuzzminimizetime 100x ./snapshot/
@@ -100,6 +102,7 @@ bench: deps build
 	python3 bench/gc.py
 	python3 bench/checksums.py
 	python3 bench/backup.py
+	python3 bench/layout.py
 	python3 bench/memory.py
 
 # The HDFS report: through NBD on HDFS against raw HDFS writes, both journal modes.

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,8 +92,7 @@ func (s *Server) tryServe(t *testing.T) (string, error) {
 			return strings.TrimSpace(out.String()), err
 		case <-time.After(50 * time.Millisecond):
 		}
-		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
-			c.Close()
+		if nbdGreets(addr, 100*time.Millisecond) {
 			cmd.Process.Kill()
 			<-done
 			t.Fatalf("hlfs serve %s (%v) was expected to be refused but serves:\n%s", strings.Join(args, " "), s.Env, out.String())

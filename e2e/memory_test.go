@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -30,7 +32,8 @@ func TestMemoryBudget(t *testing.T) {
 		vs = append(vs, Volume{Name: fmt.Sprintf("mem%d", i), Size: 64 << 20})
 	}
 	s := newServer(t, vs...)
-	s.ServeArgs = []string{"--memory", fmt.Sprintf("%dM", budgetMB), "--no-gc"}
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	s.ServeArgs = []string{"--memory", fmt.Sprintf("%dM", budgetMB), "--no-gc", "--metrics-listen", metricsAddr}
 	s.Start()
 	pattern := func(vol, k int) int { return (vol*31+k*7)%250 + 1 }
 	qemuIO := func(vol int, op string) error {
@@ -60,6 +63,11 @@ func TestMemoryBudget(t *testing.T) {
 	}
 	all("write")
 	t.Logf("after the writes: peak RSS %d MiB", vmHWM(t, s.PID())>>20)
+	// The budget as Prometheus sees it: its limit, and use within it.
+	limit, used := memoryMetrics(t, metricsAddr)
+	if limit != budgetMB<<20 || used < 0 || used > limit {
+		t.Errorf("hlfs_memory_budget_bytes %d, hlfs_memory_used_bytes %d; want %d and at most that", limit, used, budgetMB<<20)
+	}
 	all("read") // qemu-io read -P checks every byte
 	peak := vmHWM(t, s.PID())
 	t.Logf("--memory %dM, %d volumes written %d MiB each at once: peak RSS %d MiB", budgetMB, vols, perVol>>20, peak>>20)
@@ -89,4 +97,39 @@ func vmHWM(t *testing.T, pid int) int64 {
 	}
 	t.Fatalf("no VmHWM in /proc/%d/status", pid)
 	return 0
+}
+
+// memoryMetrics scrapes hlfs_memory_budget_bytes and hlfs_memory_used_bytes.
+func memoryMetrics(t *testing.T, addr string) (limit, used int64) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit, used = -1, -1
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case "hlfs_memory_budget_bytes":
+			limit = int64(v)
+		case "hlfs_memory_used_bytes":
+			used = int64(v)
+		}
+	}
+	if limit < 0 || used < 0 {
+		t.Fatalf("no memory metrics in:\n%s", b)
+	}
+	return limit, used
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -237,9 +238,7 @@ func (s *Server) Start() {
 	}()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
+		if nbdGreets(s.Addr, 200*time.Millisecond) {
 			return
 		}
 		select {
@@ -251,6 +250,21 @@ func (s *Server) Start() {
 			s.tb.Fatalf("server not listening on %s after 60 s; log tail:\n%s", s.Addr, s.logTail())
 		}
 	}
+}
+
+// nbdGreets reports whether the NBD server on TCP addr sends its greeting
+// within timeout. Accepting a connection is not enough: hlfs serve listens
+// before it opens its volumes, and greets only once they are open.
+func nbdGreets(addr string, timeout time.Duration) bool {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(timeout))
+	magic := make([]byte, 8)
+	_, err = io.ReadFull(c, magic)
+	return err == nil && string(magic) == "NBDMAGIC"
 }
 
 // Stop sends SIGTERM and waits (up to 60 s) for the server to drain, make

@@ -71,6 +71,17 @@
 // a connect timeout and TCP keepalives but no I/O deadline: an open Writer
 // may sit idle for as long as its caller likes.
 //
+// # Block locations
+//
+// The library speaks only the NameNode's RPC protocol and has no
+// getFileBlockLocations. Store.BlockLocations asks the NameNode's WebHDFS
+// REST API instead (GETFILEBLOCKLOCATIONS over net/http, simple
+// authentication with user.name): at a given address, or at the
+// dfs.namenode.http-address of the Hadoop configuration (with HA, each
+// NameNode's in turn, passing over a standby), else the NameNode's host at
+// port 9870. ErrWebHDFS marks an address that cannot answer. hlfs locate
+// adds the blocks up per DataNode.
+//
 // # Testing
 //
 // The tests run against a real HDFS: the mini-cluster of testdata/hdfs

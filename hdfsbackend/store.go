@@ -76,6 +76,10 @@ type Store struct {
 	pool *clientPool
 	// sleep pauses between retries (time.Sleep; tests replace it).
 	sleep func(time.Duration)
+	// user is the HDFS user; webhdfs the WebHDFS base URLs to try
+	// (locations.go).
+	user    string
+	webhdfs []string
 
 	// mu guards open and replication; no I/O happens under it.
 	mu struct {
@@ -143,12 +147,14 @@ func Open(uri string, opts Options) (*Store, error) {
 
 	root := path.Clean("/" + u.Path)
 	s := &Store{
-		uri:   uri,
-		root:  root,
-		opts:  opts,
-		log:   opts.Logger,
-		pool:  newClientPool(copts, opts.Clients, nn, opts.Logger),
-		sleep: time.Sleep,
+		uri:     uri,
+		root:    root,
+		opts:    opts,
+		log:     opts.Logger,
+		pool:    newClientPool(copts, opts.Clients, nn, opts.Logger),
+		sleep:   time.Sleep,
+		user:    copts.User,
+		webhdfs: webHDFSAddrs(conf, copts.Addresses),
 	}
 	s.mu.open = make(map[string]int)
 	s.mu.replication = make(map[string]int)

@@ -144,7 +144,7 @@ func Remove(st objstore.Store, name string) error {
 	if err != nil && !IsCorruption(err) {
 		return err
 	}
-	own, err := acquireOwner(st, name, "", 0)
+	own, err := acquireOwner(st, name, "", nil, 0)
 	if err != nil {
 		return err
 	}
@@ -206,7 +206,7 @@ func Resize(st objstore.Store, name string, size int64, allowShrink bool) error 
 		err = v.Zero(size, sb.size-size, true, true)
 	}
 	// Keep ownership while the superblock changes.
-	if cerr := v.closeLog(); err == nil {
+	if cerr := v.closeLog(false); err == nil {
 		err = cerr
 	}
 	if err == nil {

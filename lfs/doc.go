@@ -49,4 +49,12 @@
 // cleaner, each in its own goroutine until Close. The locks and their order
 // are in docs/design.md (Concurrency); the on-disk format is specified in
 // docs/format.md.
+//
+// Roaming (roam.go): a Roaming serves a volume as its owner or, while
+// another process owns it, as a standby whose reads see the owner's durable
+// state; its first write asks the owner to hand over (HandOff: everything
+// durable, a checkpoint, the lock released) and takes the lock with the
+// next epoch (TakeOver), so a VM's disk can follow it between hosts.
+// Hand-off requests carry a MAC keyed with the owner lock's token
+// (HandOffRequest). docs/design.md, "Roaming", has the protocol.
 package lfs

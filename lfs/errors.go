@@ -48,6 +48,10 @@ var (
 	// ErrFenced is returned by every write after another writer created a
 	// segment this one meant to create: the volume was taken over.
 	ErrFenced = errors.New("lfs: volume taken over by another writer")
+	// ErrStandby is returned by Roaming's writes, zeroes and flushes while
+	// another process owns the volume and no hand-off channel is set
+	// (RoamOptions.Ask), or ownership moved on again at once.
+	ErrStandby = errors.New("lfs: volume is served as a standby: another process owns it")
 	// ErrStoreUnavailable is returned by writes that waited too long for a
 	// failing store; it wraps the store's last error.
 	ErrStoreUnavailable = errors.New("lfs: store unavailable")

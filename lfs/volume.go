@@ -30,6 +30,9 @@ type Options struct {
 	CheckpointInterval int64
 	// AdminSocket is recorded in the owner lock for other commands to find.
 	AdminSocket string
+	// NBD are the URIs this process serves the volume on, recorded in the
+	// owner lock (OwnerRecord.NBD) for "hlfs attach" to find.
+	NBD []string
 	// StoreRetry is how long a flush keeps retrying a store failure marked
 	// objstore.ErrTransient before it reports it: 0 means 20 s, negative
 	// means no retry.
@@ -116,6 +119,8 @@ type Volume struct {
 	stats recoveryStats
 	// checksumErrors counts reads that failed a checksum (damaged).
 	checksumErrors atomic.Int64
+	// metrics are counters and estimates for monitoring (metrics.go).
+	metrics volumeMetrics
 	// sums caches block checksum tables of records read (readBlocks).
 	sums sumCache
 
@@ -191,7 +196,7 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 		gc: cleanerState{sizes: make(map[uint64]int64), pending: make(map[uint64]pendingDelete)}}
 	var epoch uint64
 	if !opts.ReadOnly {
-		if v.owner, err = acquireOwner(st, name, opts.AdminSocket, opts.Lease); err != nil {
+		if v.owner, err = acquireOwner(st, name, opts.AdminSocket, opts.NBD, opts.Lease); err != nil {
 			return nil, err
 		}
 		epoch = v.owner.epoch
@@ -309,11 +314,15 @@ func (v *Volume) BlockSize() int { return v.sb.blockSize }
 
 // Close makes every write durable, writes a checkpoint and releases
 // ownership. Later calls return ErrClosed.
-func (v *Volume) Close() error {
+func (v *Volume) Close() error { return v.close(false) }
+
+// close is Close; for a hand-off (roam.go) the checkpoint is written only
+// when it pays (handOffCheckpoint).
+func (v *Volume) close(handOff bool) error {
 	if v.opts.beforeClose != nil && v.checkOpen(false) == nil {
 		v.opts.beforeClose(v)
 	}
-	err := v.closeLog()
+	err := v.closeLog(handOff)
 	if err == nil {
 		v.releaseOwner()
 	} else if !errors.Is(err, ErrClosed) {
@@ -322,9 +331,10 @@ func (v *Volume) Close() error {
 	return err
 }
 
-// closeLog stops I/O, makes everything durable and writes a checkpoint,
-// keeping ownership.
-func (v *Volume) closeLog() error {
+// closeLog stops I/O, makes everything durable and writes a checkpoint
+// (for a hand-off, only when handOffCheckpoint says it pays), keeping
+// ownership.
+func (v *Volume) closeLog(handOff bool) error {
 	v.mu.Lock()
 	if v.mu.closed {
 		v.mu.Unlock()
@@ -337,7 +347,9 @@ func (v *Volume) closeLog() error {
 		close(v.stopBackground)
 		v.lw.stopWaiting()
 		v.backgroundWG.Wait()
-		err = v.checkpoint()
+		if !handOff || v.handOffCheckpoint() {
+			err = v.checkpoint()
+		}
 		if cerr := v.lw.close(); err == nil {
 			err = cerr
 		}

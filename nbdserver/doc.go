@@ -90,6 +90,18 @@
 // ErrReadOnly, and are logged. With structured replies, errors carry a
 // message in an NBD_REPLY_TYPE_ERROR chunk.
 //
+// # Observing
+//
+// Options.Observe, when set, receives a RequestEvent for every request of
+// the transmission phase (export, op, length, duration, error) once its
+// reply is sent or it failed, on the goroutine that served it;
+// Server.Connections counts the connections served. internal/metrics turns
+// both into Prometheus metrics.
+// hlfs's own option: OptHandOff (handoff.go), by which one hlfs serve asks
+// another to hand a volume over during a live migration, answered through
+// Options.HandOff; RequestHandOff is its client side. Other servers answer
+// it NBD_REP_ERR_UNSUP.
+//
 // # Concurrency
 //
 // Each connection has one reading goroutine and one goroutine per request

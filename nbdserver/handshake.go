@@ -128,6 +128,8 @@ func (c *conn) option(neg *negotiation, opt uint32, data []byte) (*session, erro
 		return nil, c.optReply(opt, repAck, nil)
 	case optListMetaContext, optSetMetaContext:
 		return nil, c.optMetaContext(neg, opt, data)
+	case OptHandOff:
+		return nil, c.optHandOff(data)
 	default:
 		return nil, c.optError(opt, repErrUnsup, fmt.Sprintf("option %d is not supported", opt))
 	}

@@ -94,6 +94,18 @@ type Options struct {
 	TLS *TLSOptions
 	// Logger receives connection events and export errors. Nil discards.
 	Logger *slog.Logger
+	// Observe, when set, is called once for every request of the
+	// transmission phase after its reply was sent, or after the request
+	// failed (see RequestEvent), on the goroutine that served it: it must be
+	// quick and safe for concurrent use. NBD_CMD_DISC is not reported. Nil
+	// costs nothing per request.
+	Observe func(RequestEvent)
+	// HandOff, when set, answers the hlfs hand-off option (OptHandOff,
+	// handoff.go) with request, the option's data: nil is NBD_REP_ACK, an
+	// error NBD_REP_ERR_POLICY with its text. It runs on the connection's
+	// goroutine during the handshake (HandshakeTimeout applies) and is
+	// called from many goroutines. Nil: the option is unsupported.
+	HandOff func(request []byte) error
 }
 
 // TLSMode is how a listener's connections use TLS.

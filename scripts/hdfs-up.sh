@@ -12,7 +12,9 @@
 # (default 3), HLFS_HDFS_BLOCKSIZE (default 4194304), HLFS_HDFS_LEASE_SOFT_MS
 # (lease soft limit: how long a crashed writer's lease blocks recovery;
 # default 5000, Hadoop's is 60000), HLFS_HDFS_JAVA_OPTS
-# (default -Xmx1g), HLFS_HDFS_TIMEOUT (seconds to wait for READY, default 300).
+# (default -Xmx1g), HLFS_HDFS_TIMEOUT (seconds to wait for READY, default 300),
+# HLFS_HDFS_HTTP_PORT (NameNode HTTP port serving WebHDFS; default 0: a free
+# one; written to $HADOOP_CONF_DIR/hdfs-site.xml as dfs.namenode.http-address).
 # Progress goes to stderr; stdout has only the export lines. Each start
 # formats a fresh file system. If a cluster from this state dir is already
 # running, its settings are printed again.
@@ -27,6 +29,7 @@ blocksize=${HLFS_HDFS_BLOCKSIZE:-4194304}
 lease_soft_ms=${HLFS_HDFS_LEASE_SOFT_MS:-5000}
 java_opts=${HLFS_HDFS_JAVA_OPTS:--Xmx1g}
 timeout=${HLFS_HDFS_TIMEOUT:-300}
+http_port=${HLFS_HDFS_HTTP_PORT:-0}
 main=org.hlfs.minihdfs.Launcher
 
 say() { echo "hdfs-up: $*" >&2; }
@@ -81,7 +84,7 @@ start=$(date +%s)
 nohup java $java_opts -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
 	-cp "$src/target/classes:$(cat "$cpfile")" "$main" \
 	--dir "$dir" --port "$port" --datanodes "$datanodes" --block-size "$blocksize" \
-	--lease-soft-limit-ms "$lease_soft_ms" \
+	--lease-soft-limit-ms "$lease_soft_ms" --http-port "$http_port" \
 	</dev/null >"$log" 2>&1 &
 pid=$!
 echo "$pid" >"$dir/pid"

@@ -28,7 +28,7 @@ const shutdownTimeout = 30 * time.Second
 // serveCmd returns "hlfs serve".
 func (c *cli) serveCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "serve [--listen ADDR] [--socket PATH] [--admin-socket PATH] [--tls-creds DIR [--tls on|require] [--tls-verify-peer] [--tls-authz FILE] [--tls-unix off]] [VOLUME|VOLUME@SNAPSHOT...]",
+		Use:   "serve [--listen ADDR] [--socket PATH] [--admin-socket PATH] [--metrics-listen ADDR] [--tls-creds DIR [--tls on|require] [--tls-verify-peer] [--tls-authz FILE] [--tls-unix off]] [VOLUME|VOLUME@SNAPSHOT...]",
 		Short: "serve volumes and snapshots over NBD",
 		Long: `
 Serve opens the named volumes, or every volume in the store when none is
@@ -85,6 +85,11 @@ With --scrub-interval (off by default; e.g. 7d, 12h) serve also verifies every
 byte each served volume and its snapshots read, as "hlfs scrub" does, once per
 interval at --scrub-rate bytes per second, and logs the damage it finds.
 
+With --metrics-listen ADDR, serve exports Prometheus metrics on
+http://ADDR/metrics (a bare PORT or :PORT listens on 127.0.0.1); README.md,
+"Metrics", lists them. Under systemd (Type=notify, dist/systemd/hlfs.service)
+serve sends READY=1 once it accepts connections and STOPPING=1 on SIGTERM.
+
 A volume can be served by one process at a time; serve fails before serving
 anything when a volume or snapshot cannot be opened.`,
 		Args: cobra.ArbitraryArgs,
@@ -106,6 +111,7 @@ anything when a volume or snapshot cannot be opened.`,
 	maxPerAddr := fs.Int("max-handshakes-per-address", nbdserver.DefaultMaxHandshakesPerAddr, "let at most `N` connections from one IP address negotiate at once; more get an NBD error")
 	memory := fs.String("memory", defaultMemory, "bound the log data all open volumes hold in memory and the request payloads in flight, together, to `SIZE` (at least 16M)")
 	tlsf := addTLSFlags(fs)
+	metricsListen := fs.String("metrics-listen", "", "serve Prometheus metrics on http://`ADDR`/metrics; a bare PORT or :PORT means 127.0.0.1:PORT")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := tlsf.check(cmd.Flags().Changed); err != nil {
 			return err
@@ -156,7 +162,7 @@ anything when a volume or snapshot cannot be opened.`,
 		}
 		c.journalDir, c.lease = *journalDir, *lease
 		return c.serve(serveNet{listen: *listen, socket: *socket, admin: *adminSocket,
-			maxConns: *maxConns, maxPerAddr: *maxPerAddr, tls: tlsf}, args)
+			maxConns: *maxConns, maxPerAddr: *maxPerAddr, tls: tlsf, metrics: *metricsListen}, args)
 	}
 	return cmd
 }
@@ -204,6 +210,7 @@ type serveNet struct {
 	listen, socket, admin string
 	maxConns, maxPerAddr  int
 	tls                   *tlsFlags
+	metrics               string // --metrics-listen
 }
 
 func (c *cli) serve(sn serveNet, args []string) (err error) {
@@ -251,6 +258,12 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 		}
 	}
 	startPprof(logger)
+	mx, stopMetrics, err := listenMetrics(sn.metrics, logger)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	mx.SetMemory(c.memory) // hlfs_memory_budget_bytes, hlfs_memory_used_bytes
 
 	cat := newVolumeCatalog(c, logger, all)
 	cat.setNamed(sa.named)
@@ -258,6 +271,7 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 		cat.closeViews()
 		for _, v := range cat.volumes() {
 			name := v.Name()
+			mx.RemoveVolume(name)
 			if ferr := v.Flush(); ferr != nil {
 				logger.Error("flush failed", "volume", name, "err", ferr)
 				err = firstErr(err, fmt.Errorf("flushing %s: %w", name, ferr))
@@ -288,6 +302,31 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 		}()
 	}
 
+	// The listeners come before the volumes: their owner locks record them
+	// (hlfs attach); clients wait in the backlog until the volumes are open.
+	var listeners []net.Listener
+	closeListeners := func() {
+		for _, l := range listeners {
+			l.Close()
+		}
+	}
+	defer closeListeners() // when a volume fails to open; after Shutdown a no-op
+	if listen != "" {
+		l, err := net.Listen("tcp", listen)
+		if err != nil {
+			return fmt.Errorf("cannot listen on %s: %w", listen, unwrapOpError(err))
+		}
+		listeners = append(listeners, l)
+	}
+	if socket != "" {
+		l, err := listenUnix(socket)
+		if err != nil {
+			return err
+		}
+		listeners = append(listeners, l)
+	}
+	nbdURIs := listenURIs(listeners, st)
+
 	// Open every volume and named snapshot before serving any.
 	for _, name := range sa.vols {
 		if j, ok := store.(*journal.Journal); ok {
@@ -295,7 +334,7 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 				return fmt.Errorf("cannot serve %s: journal: %w", name, err)
 			}
 		}
-		v, err := lfs.Open(store, name, lfs.Options{Logger: logger, AdminSocket: admPath, Lease: c.lease, Budget: c.memory})
+		v, err := lfs.Open(store, name, lfs.Options{Logger: logger, AdminSocket: admPath, NBD: nbdURIs, Lease: c.lease, Budget: c.memory})
 		if all && errors.Is(err, lfs.ErrDamaged) {
 			logger.Warn("not serving "+name+": "+cliutil.Message(damagedError(name, err)), "volume", name)
 			continue
@@ -304,6 +343,7 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 			return fmt.Errorf("cannot serve %s: %s", name, cliutil.Message(c.volumeError(name, err)))
 		}
 		cat.add(v, all || sa.exported[name])
+		mx.AddVolume(name, v)
 		if c.cleaner != nil {
 			v.StartCleaner(*c.cleaner)
 		}
@@ -326,35 +366,17 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 		}
 	}
 
-	var listeners []net.Listener
-	closeListeners := func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}
-	if listen != "" {
-		l, err := net.Listen("tcp", listen)
-		if err != nil {
-			return fmt.Errorf("cannot listen on %s: %w", listen, unwrapOpError(err))
-		}
-		listeners = append(listeners, l)
-	}
-	if socket != "" {
-		l, err := listenUnix(socket)
-		if err != nil {
-			closeListeners()
-			return err
-		}
-		listeners = append(listeners, l)
-	}
-
 	nopts := nbdserver.Options{Logger: logger, MaxConns: sn.maxConns, MaxHandshakesPerAddr: sn.maxPerAddr, Budget: c.memory}
 	if st != nil {
 		nopts.TLS = st.opts
 		stopHUP := st.watchSIGHUP(logger)
 		defer stopHUP()
 	}
+	if mx != nil {
+		nopts.Observe = mx.Observe
+	}
 	srv := nbdserver.New(cat, nopts)
+	mx.SetConnections(srv.Connections)
 	served := make(chan error, len(listeners))
 	for _, l := range listeners {
 		mode := nbdserver.TLSOff
@@ -401,9 +423,11 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 		logger.Info("admin socket " + admPath)
 	}
 
+	notifySystemd(logger, "READY=1")
 	pending := len(listeners)
 	select {
 	case <-c.ctx.Done():
+		notifySystemd(logger, "STOPPING=1")
 		logger.Info("shutting down: finishing requests in flight")
 	case serr := <-served:
 		pending--

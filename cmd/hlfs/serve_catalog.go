@@ -247,7 +247,7 @@ func (cat *volumeCatalog) GC(vol string, opts admin.GCOptions) (lfs.GCStats, err
 	if !ok {
 		return lfs.GCStats{}, fmt.Errorf("%s is not open in this server (pid %d)", vol, os.Getpid())
 	}
-	stats, err := sv.vol.GC(lfs.GCOptions{Rate: opts.Rate, MaxUtilization: opts.MaxUtilization})
+	stats, err := sv.vol.GC(lfs.GCOptions{Rate: opts.Rate, MaxUtilization: opts.MaxUtilization, Defrag: opts.Defrag})
 	if err != nil {
 		cat.logger.Error("gc failed", "volume", vol, "err", err)
 		return lfs.GCStats{}, fmt.Errorf("gc of %s failed: %s", vol, cliutil.Message(cat.c.volumeError(vol, err)))

@@ -29,10 +29,14 @@ import org.apache.hadoop.hdfs.MiniDFSCluster.DataNodeProperties;
  * <p>Flags: --port P (NameNode RPC port, default 9000), --dir D (data, conf
  * and control.port go here; required), --datanodes N (default 3),
  * --block-size BYTES (default 4 MiB), --control-port P (default 0: any),
- * --lease-soft-limit-ms MS (default 0: Hadoop's 60 s).
+ * --lease-soft-limit-ms MS (default 0: Hadoop's 60 s), --http-port P
+ * (NameNode HTTP port, which serves WebHDFS; default 0: a free port, picked
+ * at start and kept across NameNode restarts).
  *
  * <p>Output on stdout, one line each: "CONF dir", "CONTROL host:port",
- * "READY hdfs://127.0.0.1:P". Commands (one per line; each answers one line
+ * "HTTP http://127.0.0.1:P", "READY hdfs://127.0.0.1:P". The client
+ * configuration written to dir/conf has fs.defaultFS and
+ * dfs.namenode.http-address (the WebHDFS address hlfs locate uses). Commands (one per line; each answers one line
  * beginning "OK" or "ERR"): status, stop-datanode N [nomark],
  * restart-datanode N, stop-namenode, start-namenode, restart-namenode,
  * shutdown. DataNode numbers N are the slots 0..datanodes-1 assigned at
@@ -65,6 +69,10 @@ public final class Launcher {
     int datanodes = Integer.parseInt(flags.getOrDefault("datanodes", "3"));
     long blockSize = Long.parseLong(flags.getOrDefault("block-size", "4194304"));
     int controlPort = Integer.parseInt(flags.getOrDefault("control-port", "0"));
+    int httpPort = Integer.parseInt(flags.getOrDefault("http-port", "0"));
+    if (httpPort == 0) {
+      httpPort = freePort();
+    }
     long leaseSoftLimitMs = Long.parseLong(flags.getOrDefault("lease-soft-limit-ms", "0"));
     String dirFlag = flags.get("dir");
     if (dirFlag == null) {
@@ -92,6 +100,9 @@ public final class Launcher {
     conf.set("dfs.client.block.write.replace-datanode-on-failure.policy", "NEVER");
     // Leave safe mode as soon as the blocks are reported.
     conf.setInt("dfs.namenode.safemode.extension", 0);
+    // WebHDFS (on by default; explicit because hlfs locate needs it) on a
+    // fixed port, so a NameNode restart serves it at the same address.
+    conf.setBoolean("dfs.webhdfs.enabled", true);
     // Quick DataNode reconnects after a NameNode restart.
     conf.setInt("ipc.client.connect.max.retries", 2);
     conf.setInt("ipc.client.connect.retry.interval", 500);
@@ -99,6 +110,7 @@ public final class Launcher {
     long start = System.nanoTime();
     MiniDFSCluster cluster = new MiniDFSCluster.Builder(conf, dataDir)
         .nameNodePort(port)
+        .nameNodeHttpPort(httpPort)
         .numDataNodes(datanodes)
         .format(true)
         .skipFsyncForTesting(false)
@@ -111,7 +123,8 @@ public final class Launcher {
     Runtime.getRuntime().addShutdownHook(new Thread(cluster::shutdown));
 
     String uri = "hdfs://127.0.0.1:" + cluster.getNameNodePort();
-    writeConf(confDir, uri, conf);
+    String httpAddr = "127.0.0.1:" + cluster.getNameNode().getHttpAddress().getPort();
+    writeConf(confDir, uri, httpAddr, conf);
 
     ServerSocket control = new ServerSocket(controlPort, 8, InetAddress.getLoopbackAddress());
     String controlAddr = "127.0.0.1:" + control.getLocalPort();
@@ -119,6 +132,7 @@ public final class Launcher {
     writeAtomically(new File(dir, "uri"), uri + "\n");
     System.out.println("CONF " + confDir);
     System.out.println("CONTROL " + controlAddr);
+    System.out.println("HTTP http://" + httpAddr);
     System.out.printf("started in %.1f s%n", (System.nanoTime() - start) / 1e9);
     System.out.println("READY " + uri);
     System.out.flush();
@@ -266,7 +280,8 @@ public final class Launcher {
   }
 
   /** Writes the client side of the configuration, for HADOOP_CONF_DIR. */
-  private static void writeConf(File confDir, String uri, Configuration conf) throws IOException {
+  private static void writeConf(File confDir, String uri, String httpAddr, Configuration conf)
+      throws IOException {
     Map<String, String> core = new LinkedHashMap<>();
     core.put("fs.defaultFS", uri);
     Map<String, String> hdfs = new LinkedHashMap<>();
@@ -276,6 +291,7 @@ public final class Launcher {
         "dfs.client.block.write.replace-datanode-on-failure.policy"}) {
       hdfs.put(k, conf.get(k));
     }
+    hdfs.put("dfs.namenode.http-address", httpAddr);
     writeAtomically(new File(confDir, "core-site.xml"), xml(core));
     writeAtomically(new File(confDir, "hdfs-site.xml"), xml(hdfs));
   }
@@ -298,12 +314,19 @@ public final class Launcher {
         StandardCopyOption.ATOMIC_MOVE);
   }
 
+  /** Returns a loopback port that was free a moment ago. */
+  private static int freePort() throws IOException {
+    try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+      return s.getLocalPort();
+    }
+  }
+
   private static Map<String, String> parseFlags(String[] args) {
     Map<String, String> m = new HashMap<>();
     for (int i = 0; i < args.length; i++) {
       if (!args[i].startsWith("--") || i + 1 >= args.length) {
         die("usage: Launcher --dir D [--port 9000] [--datanodes 3] [--block-size B]"
-            + " [--control-port P] [--lease-soft-limit-ms MS]");
+            + " [--control-port P] [--lease-soft-limit-ms MS] [--http-port P]");
       }
       m.put(args[i].substring(2), args[++i]);
     }
