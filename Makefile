@@ -104,6 +104,7 @@ bench: deps build
 	python3 bench/backup.py
 	python3 bench/layout.py
 	BENCH_FLEET_STORES=local python3 bench/fleet.py
+	python3 bench/memory.py
 
 # The HDFS report: through NBD on HDFS against raw HDFS writes, both journal modes.
 bench-hdfs: deps build

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hlfs/hlfs/internal/blockmap"
+	"github.com/hlfs/hlfs/internal/membudget"
 	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/hlfs/hlfs/segment"
 	"github.com/hlfs/hlfs/snapshot"
@@ -41,6 +42,11 @@ type Options struct {
 	// volume over once a lease ran out, and this process stops acknowledging
 	// flushes once it could not renew for 2/3 of a lease.
 	Lease time.Duration
+	// Budget, when not nil, bounds the log data held in memory by this and
+	// every other volume opened with it: appends wait for room, and the
+	// budget seals the largest or oldest in-memory segments early to make
+	// it. nil: no bound (each volume holds up to three segments).
+	Budget *membudget.Budget
 
 	// beforeClose, when not nil, runs at the start of Close while the
 	// volume is still whole: tests check the invariants there (Check).
@@ -228,7 +234,7 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 		if retry == 0 {
 			retry = defaultStoreRetry
 		}
-		v.lw = newLogWriter(st, name, sb.uid, epoch, sb.segmentSize, r.end, attempts, retry)
+		v.lw = newLogWriter(st, name, sb.uid, epoch, sb.segmentSize, r.end, attempts, retry, opts.Budget)
 		v.ckptKick, v.snapKick, v.stopBackground = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
 		v.backgroundWG.Add(1)
 		go v.checkpointLoop()
@@ -352,6 +358,7 @@ func (v *Volume) closeLog(handOff bool) error {
 	var err error
 	if v.lw != nil {
 		close(v.stopBackground)
+		v.lw.stopWaiting()
 		v.backgroundWG.Wait()
 		if !handOff || v.handOffCheckpoint() {
 			err = v.checkpoint()
@@ -409,10 +416,12 @@ func (v *Volume) Abandon() {
 	v.mu.Unlock()
 	if v.lw != nil {
 		close(v.stopBackground)
+		v.lw.stopWaiting()
 		v.backgroundWG.Wait()
 		v.lw.fence(ErrClosed) // no more store I/O from the log writer
 		close(v.lw.done)
 		v.lw.wg.Wait()
+		v.lw.releaseMemory()
 	}
 	v.readers.close()
 	v.releaseOwner()

@@ -106,7 +106,10 @@
 //
 // Each connection has one reading goroutine and one goroutine per request
 // in flight, bounded by Options.MaxRequestsPerConn and
-// Options.MaxInFlightBytes; replies go out in completion order, each written
+// Options.MaxInFlightBytes, and across connections by Options.Budget (READ
+// and WRITE payloads count from the request header to the reply; a
+// connection whose next request does not fit stops reading until it does);
+// replies go out in completion order, each written
 // whole under a per-connection lock and flushed once no other reply is
 // queued. A WRITE payload is read completely before its request runs. A READ
 // reply header is sent only after the data has been read. Protocol

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"strconv"
 	"time"
+
+	"github.com/hlfs/hlfs/internal/membudget"
 )
 
 // Defaults and bounds for Options.
@@ -69,6 +71,12 @@ type Options struct {
 	// requests being served; the connection stops reading requests until
 	// replies drain. A single larger request still runs alone. Default 64 MiB.
 	MaxInFlightBytes int64
+	// Budget, when not nil, is the process's memory budget: the READ and
+	// WRITE payloads of all connections in flight count against it (as
+	// request memory: at most half of it), and a connection stops reading
+	// requests while its next one does not fit. nil: only
+	// MaxInFlightBytes bounds them.
+	Budget *membudget.Budget
 	// MaxRequestsPerConn bounds the requests served concurrently on one
 	// connection. Default 32.
 	MaxRequestsPerConn int

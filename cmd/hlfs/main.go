@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hlfs/hlfs/internal/cliutil"
+	"github.com/hlfs/hlfs/internal/membudget"
 	"github.com/hlfs/hlfs/lfs"
 	"github.com/spf13/cobra"
 )
@@ -65,6 +66,9 @@ type cli struct {
 	scrubRate     int64
 	// indexes are the store index writers the command opened (indexed).
 	indexes []*lfs.Index
+	// memory is serve's --memory budget, shared by every volume it opens
+	// and its NBD server.
+	memory *membudget.Budget
 }
 
 func newCLI(ctx context.Context, stdout, stderr io.Writer, getenv func(string) string) *cli {

@@ -76,6 +76,11 @@ only the distinguished names listed in FILE. --tls-unix off leaves the
 --socket Unix socket in clear for local clients. SIGHUP reads the
 credentials and FILE again; connections already set up go on.
 
+--memory (default 1G) bounds the memory that volumes' newest log data and
+requests in flight take together: when it is reached, the largest in-memory
+segments are sealed early and written to the store, and writers wait for
+them; request payloads take at most half of it.
+
 With --scrub-interval (off by default; e.g. 7d, 12h) serve also verifies every
 byte each served volume and its snapshots read, as "hlfs scrub" does, once per
 interval at --scrub-rate bytes per second, and logs the damage it finds.
@@ -104,6 +109,7 @@ anything when a volume or snapshot cannot be opened.`,
 	scrubRate := fs.String("scrub-rate", "32M", "let the background scrub read `SIZE` bytes per second; 0 for no bound")
 	maxConns := fs.Int("max-connections", nbdserver.DefaultMaxConns, "serve at most `N` clients at once; more get an NBD error (\"too many connections\")")
 	maxPerAddr := fs.Int("max-handshakes-per-address", nbdserver.DefaultMaxHandshakesPerAddr, "let at most `N` connections from one IP address negotiate at once; more get an NBD error")
+	memory := fs.String("memory", defaultMemory, "bound the log data all open volumes hold in memory and the request payloads in flight, together, to `SIZE` (at least 16M)")
 	tlsf := addTLSFlags(fs)
 	metricsListen := fs.String("metrics-listen", "", "serve Prometheus metrics on http://`ADDR`/metrics; a bare PORT or :PORT means 127.0.0.1:PORT")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -113,6 +119,11 @@ anything when a volume or snapshot cannot be opened.`,
 		if *maxConns < 1 || *maxPerAddr < 1 {
 			return usageError("serve", "--max-connections and --max-handshakes-per-address take a number of at least 1")
 		}
+		budget, err := memoryBudget(*memory, c.getenv)
+		if err != nil {
+			return err
+		}
+		c.memory = budget
 		if !*noGC {
 			if strings.TrimSpace(*gcRate) == "" {
 				return usageError("serve", "--gc-rate: want a size, or 0 for no bound")
@@ -252,6 +263,7 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 		return err
 	}
 	defer stopMetrics()
+	mx.SetMemory(c.memory) // hlfs_memory_budget_bytes, hlfs_memory_used_bytes
 
 	cat := newVolumeCatalog(c, logger, all)
 	cat.setNamed(sa.named)
@@ -322,7 +334,7 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 				return fmt.Errorf("cannot serve %s: journal: %w", name, err)
 			}
 		}
-		v, err := lfs.Open(store, name, lfs.Options{Logger: logger, AdminSocket: admPath, NBD: nbdURIs, Lease: c.lease})
+		v, err := lfs.Open(store, name, lfs.Options{Logger: logger, AdminSocket: admPath, NBD: nbdURIs, Lease: c.lease, Budget: c.memory})
 		if all && errors.Is(err, lfs.ErrDamaged) {
 			logger.Warn("not serving "+name+": "+cliutil.Message(damagedError(name, err)), "volume", name)
 			continue
@@ -354,7 +366,7 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 		}
 	}
 
-	nopts := nbdserver.Options{Logger: logger, MaxConns: sn.maxConns, MaxHandshakesPerAddr: sn.maxPerAddr}
+	nopts := nbdserver.Options{Logger: logger, MaxConns: sn.maxConns, MaxHandshakesPerAddr: sn.maxPerAddr, Budget: c.memory}
 	if st != nil {
 		nopts.TLS = st.opts
 		stopHUP := st.watchSIGHUP(logger)

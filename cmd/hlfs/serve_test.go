@@ -528,3 +528,34 @@ func TestServeGCFlags(t *testing.T) {
 		wantError(t, r, 2, tc.want)
 	}
 }
+
+func TestServeMemoryFlag(t *testing.T) {
+	store, _ := testStore(t)
+	parse := func(args ...string) (int64, result) {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		// GOMEMLIMIT set: the test process's own soft limit stays as it is.
+		c := newCLI(t.Context(), &stdout, &stderr, func(k string) string {
+			if k == "GOMEMLIMIT" {
+				return "off"
+			}
+			return ""
+		})
+		code := c.main(append([]string{"--store", store, "serve", "--listen", ""}, args...))
+		return c.memory.Limit(), result{code, stdout.String(), stderr.String()}
+	}
+	for _, tc := range []struct {
+		args []string
+		want int64
+	}{{nil, 1 << 30}, {[]string{"--memory", "256M"}, 256 << 20}, {[]string{"--memory", "16M"}, 16 << 20}} {
+		got, r := parse(tc.args...)
+		wantError(t, r, 2, "nothing to listen on")
+		if got != tc.want {
+			t.Errorf("%q: budget %d, want %d", tc.args, got, tc.want)
+		}
+	}
+	_, r := parse("--memory", "8M")
+	wantError(t, r, 2, "serve: --memory 8M: want at least 16M")
+	_, r = parse("--memory", "lots")
+	wantError(t, r, 2, `serve: --memory: invalid size "lots"`)
+}
