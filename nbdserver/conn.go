@@ -82,6 +82,7 @@ func (c *conn) serve() {
 		c.close()
 	}
 	c.inflight.Wait()
+	c.srv.release(sess.name)
 	if c.graceful(err) {
 		c.closeTLS()
 	}
