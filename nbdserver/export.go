@@ -58,6 +58,9 @@ type Catalog interface {
 // when the lookup started transmission (NBD_OPT_GO, NBD_OPT_EXPORT_NAME),
 // once the connection ended and its last request returned. Lookups that
 // fail are not released. Shutdown returns only after every Release.
+// transmitted says whether the lookup started transmission, so that a
+// catalog can let go sooner of what was only probed (nbdinfo --list asks
+// NBD_OPT_INFO of every export).
 type Releaser interface {
-	Release(name string)
+	Release(name string, transmitted bool)
 }

@@ -170,7 +170,7 @@ func (c *conn) optExportName(neg *negotiation, data []byte) (*session, error) {
 		out = b[:10]
 	}
 	if _, err := c.bw.Write(out); err != nil {
-		c.srv.release(sess.name)
+		c.srv.release(sess.name, false)
 		return nil, err
 	}
 	return sess, nil
@@ -207,7 +207,7 @@ func (c *conn) optInfoGo(neg *negotiation, opt uint32, data []byte) (*session, e
 		return nil, c.optError(opt, lookupReply(err), lookupMessage(name, err))
 	}
 	if err := c.infoReplies(opt, name, infos, sess); err != nil || opt != optGo {
-		c.srv.release(name)
+		c.srv.release(name, false)
 		return nil, err
 	}
 	return sess, nil
@@ -287,10 +287,11 @@ func (s *Server) lookup(c *conn, name string) (Export, ExportInfo, error) {
 }
 
 // release tells the catalog, if it wants to know, that the server is done
-// with the export name that lookup returned.
-func (s *Server) release(name string) {
+// with the export name that lookup returned, and whether a transmission
+// used it.
+func (s *Server) release(name string, transmitted bool) {
 	if r, ok := s.cat.(Releaser); ok {
-		r.Release(name)
+		r.Release(name, transmitted)
 	}
 }
 

@@ -207,25 +207,29 @@ type memCatalog struct {
 	// fail, if set, makes Lookup of that name fail with this error.
 	fail map[string]error
 
-	// mu guards held: lookups not released, by name.
+	// mu guards held (lookups not released) and transmitted (releases
+	// after a transmission), by name.
 	mu struct {
 		sync.Mutex
-		held map[string]int
+		held, transmitted map[string]int
 	}
 }
 
 // newCatalog builds a catalog; add exports with add.
 func newCatalog() *memCatalog {
 	c := &memCatalog{exports: map[string]Export{}, infos: map[string]ExportInfo{}, fail: map[string]error{}}
-	c.mu.held = map[string]int{}
+	c.mu.held, c.mu.transmitted = map[string]int{}, map[string]int{}
 	return c
 }
 
 // Release implements Releaser.
-func (c *memCatalog) Release(name string) {
+func (c *memCatalog) Release(name string, transmitted bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.mu.held[name]--
+	if transmitted {
+		c.mu.transmitted[name]++
+	}
 	if c.mu.held[name] < 0 {
 		panic("nbdserver: Release of " + name + " without a Lookup")
 	}
@@ -236,6 +240,13 @@ func (c *memCatalog) held(name string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.mu.held[name]
+}
+
+// transmitted returns the releases of name after a transmission.
+func (c *memCatalog) transmitted(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.transmitted[name]
 }
 
 // add registers e under name and returns e.

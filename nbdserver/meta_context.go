@@ -144,7 +144,7 @@ func (c *conn) optMetaContext(neg *negotiation, opt uint32, data []byte) error {
 		return c.optError(opt, lookupReply(err), lookupMessage(name, err))
 	}
 	bitmaps := exportBitmaps(exp)
-	c.srv.release(name)
+	c.srv.release(name, false)
 	matches := matchContexts(queries, bitmaps, !set)
 	if set && len(matches) > maxMetaContexts {
 		return c.optError(opt, repErrTooBig, "too many metadata contexts selected")

@@ -41,6 +41,9 @@ func TestReleaseAfterUse(t *testing.T) {
 	if a, b := cat.held("a"), cat.held("b"); a != 0 || b != 0 {
 		t.Errorf("after meta contexts: a %d b %d held, want 0", a, b)
 	}
+	if a, b := cat.transmitted("a"), cat.transmitted("b"); a != 0 || b != 0 {
+		t.Errorf("probes released as transmitted: a %d b %d", a, b)
+	}
 	// Failed lookups are not released (memCatalog panics on a stray Release).
 	if _, r := c.info(optInfo, "nope"); r.typ != repErrUnknown {
 		t.Fatalf("INFO nope: %#x", r.typ)
@@ -52,6 +55,9 @@ func TestReleaseAfterUse(t *testing.T) {
 	mustOK(t, c.read(0, 1))
 	c.disconnect()
 	waitHeld(t, cat, "a", 0)
+	if got := cat.transmitted("a"); got != 1 {
+		t.Errorf("a released %d times after transmission, want 1", got)
+	}
 
 	// NBD_OPT_EXPORT_NAME, then the client just goes away.
 	c = dial(t, ts)
@@ -62,6 +68,9 @@ func TestReleaseAfterUse(t *testing.T) {
 	waitHeld(t, cat, "b", 1)
 	c.nc.Close()
 	waitHeld(t, cat, "b", 0)
+	if got := cat.transmitted("b"); got != 1 {
+		t.Errorf("b released %d times after transmission, want 1", got)
+	}
 
 	// Shutdown releases the connections it ends (stop checks).
 	connect(t, ts, "a", false, false)

@@ -239,8 +239,18 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 	// The volumes open on demand (all) or once the listeners are up; the
 	// deferred closeAll flushes and closes those open at the end.
 	sv := &serveVolumes{c: c, store: store, logger: logger, recovered: make(map[string]bool)}
+	var warnMu sync.Mutex
+	warned := make(map[string]bool) // entries of the store root warned about
 	list := func() ([]string, error) {
 		l, err := lfs.ListStore(store)
+		warnMu.Lock()
+		defer warnMu.Unlock()
+		for _, ig := range l.Ignored {
+			if !warned[ig.Name] {
+				warned[ig.Name] = true
+				logger.Warn("ignoring "+ig.Name+" in the store: "+ignoredReason(ig), "store", c.store)
+			}
+		}
 		return l.Volumes, err
 	}
 	cat := newVolumeCatalog(c, logger, all, sn.idleClose, volumeLife{open: sv.open, close: sv.close}, list)

@@ -24,6 +24,11 @@ var (
 	_ nbdserver.Export   = (*lfs.Volume)(nil)
 )
 
+// probeIdle is how long a volume that only answered probes (NBD_OPT_INFO,
+// meta contexts: nbdinfo --list asks them of every export) stays open
+// unused, when that is less than the idle time.
+const probeIdle = 2 * time.Second
+
 // maxParallelCloses bounds the volumes flushed and closed at once, by idle
 // close and at shutdown.
 const maxParallelCloses = 16
@@ -70,6 +75,9 @@ type volEntry struct {
 	refs int
 	// pinned volumes (named on the command line) are never closed idle.
 	pinned bool
+	// used says whether a connection transmitted on it since it opened;
+	// until then it closes after probeIdle.
+	used bool
 	// idleSince is when refs last dropped to 0 (or the open ended).
 	idleSince time.Time
 	// views are the open snapshot exports of the volume, by export name.
@@ -313,23 +321,28 @@ func (cat *volumeCatalog) lookupError(name, vol string, err error) error {
 	switch {
 	case errors.Is(err, lfs.ErrNotFound), errors.Is(err, lfs.ErrInvalidName):
 		return fmt.Errorf("%w: %q", nbdserver.ErrUnknownExport, name)
+	case errors.Is(err, nbdserver.ErrExportRefused):
+		return err
 	case errors.As(err, &inUse):
 		// Issue 12: a standby open will wait for the owner instead.
+		cat.logger.Info("not serving "+name+": "+cliutil.Message(err), "volume", vol)
 		return fmt.Errorf("%w: volume %s is in use by pid %d on host %s", nbdserver.ErrExportRefused,
 			vol, inUse.Owner.PID, inUse.Owner.Host)
 	case errors.Is(err, lfs.ErrDamaged):
+		cat.logger.Warn("not serving "+name+": "+cliutil.Message(damagedError(vol, err)), "volume", vol)
 		return fmt.Errorf("%w: volume %s is damaged (see 'hlfs fsck %s')", nbdserver.ErrExportRefused, vol, vol)
-	case errors.Is(err, nbdserver.ErrExportRefused):
-		return err
 	}
 	return fmt.Errorf("opening %s: %s", vol, cliutil.Message(cat.c.volumeError(vol, err)))
 }
 
 // Release implements nbdserver.Releaser.
-func (cat *volumeCatalog) Release(name string) {
+func (cat *volumeCatalog) Release(name string, transmitted bool) {
 	vol, _, _ := strings.Cut(name, "@")
 	cat.mu.Lock()
 	e := cat.mu.vols[vol]
+	if e != nil && transmitted {
+		e.used = true
+	}
 	cat.mu.Unlock()
 	if e == nil {
 		panic("hlfs: Release of " + name + ", which is not open")
@@ -375,7 +388,7 @@ func (cat *volumeCatalog) closeViews(views map[string]*lfs.SnapshotView) {
 // reapIdle closes idle volumes every tick until closeAll; serve runs it in
 // a goroutine when all is set and idle is positive.
 func (cat *volumeCatalog) reapIdle() {
-	tick := min(max(cat.idle/4, 10*time.Millisecond), time.Second)
+	tick := min(max(min(cat.idle, probeIdle)/4, 10*time.Millisecond), time.Second)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
@@ -389,25 +402,30 @@ func (cat *volumeCatalog) reapIdle() {
 }
 
 // closeIdle flushes and closes every volume that is not pinned and that
-// nobody used for the idle time, and returns once they are closed. A volume
+// nobody used for the idle time (probeIdle, if shorter, when no connection
+// transmitted on it since it opened), and returns once they are closed. A volume
 // whose flush fails stays open (and is tried again after another idle
 // time): nothing acknowledged is dropped.
 func (cat *volumeCatalog) closeIdle() {
 	now := cat.now()
-	var idle []*volEntry
+	var closing []*volEntry
 	cat.mu.Lock()
 	if cat.mu.closed || cat.idle <= 0 {
 		cat.mu.Unlock()
 		return
 	}
 	for _, e := range cat.mu.vols {
-		if e.state == volOpen && !e.pinned && e.refs == 0 && now.Sub(e.idleSince) >= cat.idle {
+		idle := cat.idle
+		if !e.used {
+			idle = min(idle, probeIdle)
+		}
+		if e.state == volOpen && !e.pinned && e.refs == 0 && now.Sub(e.idleSince) >= idle {
 			e.state, e.done = volClosing, make(chan struct{})
-			idle = append(idle, e)
+			closing = append(closing, e)
 		}
 	}
 	cat.mu.Unlock()
-	parallel(idle, func(e *volEntry) {
+	parallel(closing, func(e *volEntry) {
 		cat.closeViews(e.views) // nobody holds e: no view is in use
 		ferr := e.vol.Flush()
 		var cerr error

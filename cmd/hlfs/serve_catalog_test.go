@@ -139,7 +139,7 @@ func TestCatalogOpensOnDemandAndClosesIdle(t *testing.T) {
 	if err := e1.WriteAt(data, 4096, false); err != nil { // not flushed by the client
 		t.Fatal(err)
 	}
-	f.cat.Release("a")
+	f.cat.Release("a", true)
 
 	// Still held by the other lookup: not closed however long.
 	f.advance(10 * testIdle)
@@ -147,7 +147,7 @@ func TestCatalogOpensOnDemandAndClosesIdle(t *testing.T) {
 	if _, closes := f.counts("a"); closes != 0 {
 		t.Fatal("a closed while held")
 	}
-	f.cat.Release("a")
+	f.cat.Release("a", true)
 	f.advance(testIdle - time.Second)
 	f.cat.closeIdle()
 	if _, closes := f.counts("a"); closes != 0 {
@@ -169,7 +169,35 @@ func TestCatalogOpensOnDemandAndClosesIdle(t *testing.T) {
 	if opens, _ := f.counts("a"); opens != 2 {
 		t.Errorf("a opened %d times, want 2", opens)
 	}
-	f.cat.Release("a")
+	f.cat.Release("a", true)
+}
+
+// A volume only probed (NBD_OPT_INFO, as nbdinfo --list does for every
+// export) closes after probeIdle; once a connection transmitted on it, after
+// the idle time.
+func TestCatalogProbeClosesSooner(t *testing.T) {
+	f := newCatalogFixture(t, "a")
+	f.lookup("a")
+	f.cat.Release("a", false)
+	f.advance(probeIdle)
+	f.cat.closeIdle()
+	if _, closes := f.counts("a"); closes != 1 {
+		t.Fatalf("a probed volume not closed after %s", probeIdle)
+	}
+	f.lookup("a")
+	f.cat.Release("a", true)
+	f.lookup("a") // a probe after a transmission
+	f.cat.Release("a", false)
+	f.advance(probeIdle)
+	f.cat.closeIdle()
+	if _, closes := f.counts("a"); closes != 1 {
+		t.Fatal("a volume a connection used closed after the probe time")
+	}
+	f.advance(testIdle)
+	f.cat.closeIdle()
+	if _, closes := f.counts("a"); closes != 2 {
+		t.Fatal("not closed after the idle time")
+	}
 }
 
 // Snapshots hold their volume; LIST shows every volume and the snapshots
@@ -211,7 +239,7 @@ func TestCatalogSnapshotsAndNames(t *testing.T) {
 	if _, closes := f.counts("vm1"); closes != 0 {
 		t.Fatal("vm1 closed while its snapshot is served")
 	}
-	f.cat.Release("vm1@s1")
+	f.cat.Release("vm1@s1", true)
 	f.advance(testIdle)
 	f.cat.closeIdle()
 	if _, closes := f.counts("vm1"); closes != 1 {
@@ -248,8 +276,8 @@ func TestCatalogConcurrentOpen(t *testing.T) {
 	if opens, _ := f.counts("a"); opens != 1 {
 		t.Errorf("opened %d times", opens)
 	}
-	f.cat.Release("a")
-	f.cat.Release("a")
+	f.cat.Release("a", true)
+	f.cat.Release("a", true)
 }
 
 // A lookup arriving while the volume is being closed idle waits for the
@@ -257,7 +285,7 @@ func TestCatalogConcurrentOpen(t *testing.T) {
 func TestCatalogLookupRacesIdleClose(t *testing.T) {
 	f := newCatalogFixture(t, "a")
 	f.lookup("a")
-	f.cat.Release("a")
+	f.cat.Release("a", true)
 	closing := make(chan struct{})
 	proceed := make(chan struct{})
 	f.beforeClose = func(string) {
@@ -288,7 +316,7 @@ func TestCatalogLookupRacesIdleClose(t *testing.T) {
 	if err := exp.WriteAt([]byte("x"), 0, true); err != nil {
 		t.Fatalf("the export after the race: %v", err)
 	}
-	f.cat.Release("a")
+	f.cat.Release("a", true)
 }
 
 // A volume removed (after its idle close) disappears from the list and
@@ -299,7 +327,7 @@ func TestCatalogRemovedAndInUse(t *testing.T) {
 	if err := lfs.Remove(f.st, "gone"); !errors.Is(err, lfs.ErrInUse) {
 		t.Fatalf("Remove of an open volume: %v", err)
 	}
-	f.cat.Release("gone")
+	f.cat.Release("gone", true)
 	f.advance(testIdle)
 	f.cat.closeIdle()
 	if err := lfs.Remove(f.st, "gone"); err != nil {
@@ -324,7 +352,7 @@ func TestCatalogRemovedAndInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.lookup("busy") // taken once the other owner let go
-	f.cat.Release("busy")
+	f.cat.Release("busy", true)
 }
 
 // Volumes named on the command line stay open however long unused, and
@@ -353,7 +381,7 @@ func TestCatalogNamedVolumesStayOpen(t *testing.T) {
 		t.Errorf("Names = %s", got)
 	}
 	f.lookup("a")
-	f.cat.Release("a")
+	f.cat.Release("a", true)
 }
 
 // closeAll flushes and closes everything; nothing opens after it.
@@ -363,9 +391,9 @@ func TestCatalogCloseAll(t *testing.T) {
 	if err := exp.WriteAt([]byte("kept"), 0, false); err != nil {
 		t.Fatal(err)
 	}
-	f.cat.Release("a")
+	f.cat.Release("a", true)
 	f.lookup("b")
-	f.cat.Release("b")
+	f.cat.Release("b", true)
 	if err := f.cat.closeAll(); err != nil {
 		t.Fatal(err)
 	}
