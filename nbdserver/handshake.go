@@ -181,7 +181,12 @@ func (c *conn) optList(data []byte) error {
 	if len(data) != 0 {
 		return c.optError(optList, repErrInvalid, "NBD_OPT_LIST takes no data")
 	}
-	for _, name := range c.srv.cat.Names() {
+	names := c.srv.cat.Names()
+	// Listing a large store may take a while: the reply gets its own time.
+	if err := c.handshakeDeadline(); err != nil {
+		return err
+	}
+	for _, name := range names {
 		var b [4]byte
 		binary.BigEndian.PutUint32(b[:], uint32(len(name)))
 		if err := c.optReply(optList, repServer, b[:], []byte(name)); err != nil {

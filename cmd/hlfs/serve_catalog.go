@@ -441,8 +441,12 @@ func (cat *volumeCatalog) closeIdle() {
 			e.state, e.idleSince = volOpen, cat.now()
 		} else {
 			delete(cat.mu.vols, e.name)
-			if cerr == nil {
+			switch {
+			case cerr != nil:
+			case e.used:
 				cat.logger.Info("closed idle volume " + e.name)
+			default:
+				cat.logger.Debug("closed probed volume " + e.name)
 			}
 		}
 		close(e.done)

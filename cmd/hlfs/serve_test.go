@@ -289,6 +289,26 @@ func TestServe(t *testing.T) {
 	}
 }
 
+// Serving a whole store needs no volume at start, and serves the volumes
+// created while it runs.
+func TestServeEmptyStore(t *testing.T) {
+	store, _ := testStore(t)
+	mustHLFS(t, store, "init")
+	addr, _, _ := startServe(t, store, "every volume", "--listen", "127.0.0.1:0", "--admin-socket", "none", "--idle-close", "0")
+	c := dialNBD(t, "tcp", addr)
+	if names := c.list(); len(names) != 0 {
+		t.Errorf("LIST of an empty store = %q", names)
+	}
+	mustHLFS(t, store, "create", "late", "--size", "2M")
+	if names := c.list(); strings.Join(names, ",") != "late" {
+		t.Errorf("LIST after create = %q", names)
+	}
+	if size, errType := c.goExport("late"); errType != 0 || size != 2<<20 {
+		t.Fatalf("GO late: size %d error %#x", size, errType)
+	}
+	c.conn.Close()
+}
+
 func TestServeUnixSocket(t *testing.T) {
 	store, _ := testStore(t)
 	mustHLFS(t, store, "create", "a", "--size", "1M")
