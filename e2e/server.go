@@ -240,7 +240,9 @@ func (s *Server) Start() {
 		c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
-			return
+			if s.Backend != BackendHLFS || s.serving() {
+				return
+			}
 		}
 		select {
 		case <-s.done:
@@ -349,6 +351,20 @@ func (s *Server) signal(sig syscall.Signal) {
 	if err := s.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		s.tb.Logf("signal %v: %v", sig, err)
 	}
+}
+
+// serving reports whether hlfs serve logged, since its last start, that
+// it serves: it listens before it opens the volumes named, and clients
+// connecting meanwhile wait, but a test must not race it for a volume.
+func (s *Server) serving() bool {
+	b, _ := os.ReadFile(s.logPath)
+	log := string(b)
+	if i := strings.LastIndex(log, "=== "); i >= 0 && strings.Contains(log[i:], " start: ") {
+		log = log[i:]
+	} else if i >= 0 {
+		return false // the last line is an exit
+	}
+	return strings.Contains(log, `msg="serving `)
 }
 
 func (s *Server) logTail() string {
