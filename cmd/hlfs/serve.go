@@ -238,22 +238,8 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 
 	// The volumes open on demand (all) or once the listeners are up; the
 	// deferred closeAll flushes and closes those open at the end.
-	sv := &serveVolumes{c: c, store: store, logger: logger, recovered: make(map[string]bool)}
-	var warnMu sync.Mutex
-	warned := make(map[string]bool) // entries of the store root warned about
-	list := func() ([]string, error) {
-		l, err := lfs.ListStore(store)
-		warnMu.Lock()
-		defer warnMu.Unlock()
-		for _, ig := range l.Ignored {
-			if !warned[ig.Name] {
-				warned[ig.Name] = true
-				logger.Warn("ignoring "+ig.Name+" in the store: "+ignoredReason(ig), "store", c.store)
-			}
-		}
-		return l.Volumes, err
-	}
-	cat := newVolumeCatalog(c, logger, all, sn.idleClose, volumeLife{open: sv.open, close: sv.close}, list)
+	sv := &serveVolumes{c: c, store: store, logger: logger, recovered: make(map[string]bool), warned: make(map[string]bool)}
+	cat := newVolumeCatalog(c, logger, all, sn.idleClose, volumeLife{open: sv.open, close: sv.close}, sv.list)
 	defer func() {
 		if cerr := cat.closeAll(); cerr != nil {
 			err = firstErr(err, cerr)
@@ -395,17 +381,36 @@ wait:
 	return err // the deferred functions close the admin socket, then flush and close the volumes
 }
 
-// serveVolumes opens and closes the volumes serve serves: open and close
-// are the only places serve opens and closes one (per-volume hooks, such
-// as metrics, go there). Safe for concurrent use on different volumes.
+// serveVolumes opens and closes the volumes serve serves: openVolume and
+// close are the only places serve opens and closes one (per-volume hooks,
+// such as metrics, go there), and list lists the store. Safe for
+// concurrent use (open and close never run at once for one volume).
 type serveVolumes struct {
 	c      *cli
 	store  objstore.Store
 	logger *slog.Logger
 	admin  string // the admin socket recorded in owner locks, "" for none
 
+	// mu guards recovered (volumes whose journal segments were queued) and
+	// warned (entries of the store's root warned about).
 	mu        sync.Mutex
-	recovered map[string]bool // volumes whose journal segments were queued (guarded by mu)
+	recovered map[string]bool
+	warned    map[string]bool
+}
+
+// list returns the volumes of the store for the export list, warning once
+// about each entry of the store's root that is not a volume.
+func (sv *serveVolumes) list() ([]string, error) {
+	l, err := lfs.ListStore(sv.store)
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	for _, ig := range l.Ignored {
+		if !sv.warned[ig.Name] {
+			sv.warned[ig.Name] = true
+			sv.logger.Warn("ignoring "+ig.Name+" in the store: "+ignoredReason(ig), "store", sv.c.store)
+		}
+	}
+	return l.Volumes, err
 }
 
 // open opens volume name for serving with the options every served volume
