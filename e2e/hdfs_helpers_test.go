@@ -3,12 +3,12 @@ package e2e
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,7 +71,8 @@ func (s *Server) onHost(t *testing.T, host string, serveArgs ...string) *Server 
 
 // tryServe runs `hlfs serve` as s would (store, Env, ServeArgs, volumes)
 // where it is expected to be refused: it returns the output and exit error
-// of a refusal, and fails the test if the server came up and listened.
+// of a refusal, and fails the test if the server came up and served (it
+// listens before it opens the volumes named, so listening is not enough).
 func (s *Server) tryServe(t *testing.T) (string, error) {
 	t.Helper()
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
@@ -79,7 +80,7 @@ func (s *Server) tryServe(t *testing.T) (string, error) {
 	args = append(args, s.names()...)
 	cmd := exec.Command(s.bin, args...)
 	cmd.Env = append(os.Environ(), s.Env...)
-	var out bytes.Buffer
+	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -93,8 +94,7 @@ func (s *Server) tryServe(t *testing.T) (string, error) {
 			return strings.TrimSpace(out.String()), err
 		case <-time.After(50 * time.Millisecond):
 		}
-		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
-			c.Close()
+		if strings.Contains(out.String(), `msg="serving `) {
 			cmd.Process.Kill()
 			<-done
 			t.Fatalf("hlfs serve %s (%v) was expected to be refused but serves:\n%s", strings.Join(args, " "), s.Env, out.String())
@@ -105,6 +105,24 @@ func (s *Server) tryServe(t *testing.T) (string, error) {
 			t.Fatalf("hlfs serve %s neither served nor exited in 60 s:\n%s", strings.Join(args, " "), out.String())
 		}
 	}
+}
+
+// lockedBuffer is a bytes.Buffer that a process writes while a test reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // infoInt runs `hlfs info VOL --json` on s's store and returns the integer
