@@ -100,6 +100,7 @@ bench: deps build
 	python3 bench/gc.py
 	python3 bench/checksums.py
 	python3 bench/backup.py
+	python3 bench/layout.py
 
 # The HDFS report: through NBD on HDFS against raw HDFS writes, both journal modes.
 bench-hdfs: deps build

@@ -67,10 +67,15 @@ def wait_port(port, proc, timeout=30):
         if proc.poll() is not None:
             raise RuntimeError("server exited with %d" % proc.returncode)
         try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
+            # The greeting, not just the connection: hlfs serve listens
+            # before it opens its volumes and greets once they are open.
+            with socket.create_connection(("127.0.0.1", port), 0.2) as c:
+                c.settimeout(0.2)
+                if c.recv(8) == b"NBDMAGIC":
+                    return
         except OSError:
-            time.sleep(0.05)
+            pass
+        time.sleep(0.05)
     raise RuntimeError("server did not listen on %d" % port)
 
 

@@ -51,7 +51,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -59,7 +58,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import REPO, free_port, human, log, parse_size, run  # noqa: E402
+from bench import REPO, free_port, human, log, nbd_greets, parse_size, run  # noqa: E402
 
 # job -> fio parameters; systems measured per job
 JOBS = {
@@ -123,13 +122,11 @@ class HLFS:
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError("hlfs serve exited during start-up:\n" + self.log_tail())
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            if nbd_greets(self.port):
                 return
-            except OSError:
-                if time.time() > deadline:
-                    raise RuntimeError("hlfs serve not listening after 60 s:\n" + self.log_tail())
-                time.sleep(0.02)
+            if time.time() > deadline:
+                raise RuntimeError("hlfs serve not listening after 60 s:\n" + self.log_tail())
+            time.sleep(0.02)
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)

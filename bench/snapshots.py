@@ -56,7 +56,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -64,7 +63,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import REPO, cpu_seconds, fio, free_port, human, log, parse_size, run  # noqa: E402
+from bench import REPO, cpu_seconds, fio, free_port, human, log, nbd_greets, parse_size, run  # noqa: E402
 
 SECTIONS = ["depth", "create", "firstwrite"]
 CREATE_TARGET_MS = 50.0
@@ -92,14 +91,12 @@ class Proc:
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError("%s exited during start-up:\n%s" % (cmd[0], self.log_tail()))
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            if nbd_greets(port):
                 return
-            except OSError:
-                if time.time() > deadline:
-                    self.proc.kill()
-                    raise RuntimeError("%s not listening after 60 s:\n%s" % (cmd[0], self.log_tail()))
-                time.sleep(0.02)
+            if time.time() > deadline:
+                self.proc.kill()
+                raise RuntimeError("%s not listening after 60 s:\n%s" % (cmd[0], self.log_tail()))
+            time.sleep(0.02)
 
     def uri(self, name):
         return "nbd://127.0.0.1:%d/%s" % (self.port, name)

@@ -33,6 +33,9 @@ type GuestOptions struct {
 	// DriveOptions are extra -drive options of the disk, e.g.
 	// "file.tls-creds=tls0" for NBD over TLS.
 	DriveOptions string
+	// Drive, when set, is the whole -drive value of the disk, used instead
+	// of the one made of nbdURI and DriveOptions (hlfs attach prints one).
+	Drive string
 }
 
 // GuestResult is one finished guest boot.
@@ -114,6 +117,9 @@ func RunGuest(tb testing.TB, nbdURI, script string, opt GuestOptions) GuestResul
 	drive := "file=" + nbdURI + ",format=raw,if=virtio,cache=none,discard=unmap"
 	if opt.DriveOptions != "" {
 		drive += "," + opt.DriveOptions
+	}
+	if opt.Drive != "" {
+		drive = opt.Drive
 	}
 	args = append(args, "-drive", drive)
 	ctx, cancel := context.WithTimeout(context.Background(), opt.Timeout)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -237,12 +238,8 @@ func (s *Server) Start() {
 	}()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", s.Addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			if s.Backend != BackendHLFS || s.serving() {
-				return
-			}
+		if nbdGreets(s.Addr, 200*time.Millisecond) {
+			return
 		}
 		select {
 		case <-s.done:
@@ -253,6 +250,21 @@ func (s *Server) Start() {
 			s.tb.Fatalf("server not listening on %s after 60 s; log tail:\n%s", s.Addr, s.logTail())
 		}
 	}
+}
+
+// nbdGreets reports whether the NBD server on TCP addr sends its greeting
+// within timeout. Accepting a connection is not enough: hlfs serve listens
+// before it opens its volumes, and greets only once they are open.
+func nbdGreets(addr string, timeout time.Duration) bool {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(timeout))
+	magic := make([]byte, 8)
+	_, err = io.ReadFull(c, magic)
+	return err == nil && string(magic) == "NBDMAGIC"
 }
 
 // Stop sends SIGTERM and waits (up to 60 s) for the server to drain, make
@@ -351,20 +363,6 @@ func (s *Server) signal(sig syscall.Signal) {
 	if err := s.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		s.tb.Logf("signal %v: %v", sig, err)
 	}
-}
-
-// serving reports whether hlfs serve logged, since its last start, that
-// it serves: it listens before it opens the volumes named, and clients
-// connecting meanwhile wait, but a test must not race it for a volume.
-func (s *Server) serving() bool {
-	b, _ := os.ReadFile(s.logPath)
-	log := string(b)
-	if i := strings.LastIndex(log, "=== "); i >= 0 && strings.Contains(log[i:], " start: ") {
-		log = log[i:]
-	} else if i >= 0 {
-		return false // the last line is an exit
-	}
-	return strings.Contains(log, `msg="serving `)
 }
 
 func (s *Server) logTail() string {

@@ -144,7 +144,7 @@ func Remove(st objstore.Store, name string) error {
 	if err != nil && !IsCorruption(err) {
 		return err
 	}
-	own, err := acquireOwner(st, name, "", 0)
+	own, err := acquireOwner(st, name, "", nil, 0)
 	if err != nil {
 		return err
 	}

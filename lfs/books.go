@@ -91,7 +91,11 @@ func (b *books) removed(e blockmap.Extent) {
 	if e.Branch != b.own {
 		return // an ancestor's bytes: its own books
 	}
-	rec := segment.Pos{Seq: uint64(e.Seq), Off: int64(e.PayOff) - segment.HeaderSize}
+	// Invariant: the records of a run are consecutive in one segment with
+	// no record between them, so no snapshot or rollback record lies among
+	// them: any of them compares with the snapshots as the first does.
+	payOff, _ := e.RecordAt(e.Off)
+	rec := segment.Pos{Seq: uint64(e.Seq), Off: int64(payOff) - segment.HeaderSize}
 	switch {
 	case !b.anySnap:
 		b.add(uint64(e.Seq), -int64(e.Length))
@@ -160,7 +164,7 @@ func (b *books) finishRecount(counted map[uint64]int64) {
 }
 
 // recRange is a range [lo, hi) of the bytes of one record, which starts at
-// volume offset base.
+// volume offset base; ext is a single-record extent naming the record.
 type recRange struct {
 	seq    uint32
 	payOff uint32
@@ -199,28 +203,31 @@ func countLive(own uint16, live *blockmap.Map, snaps []*blockmap.Map) map[uint64
 	return counts
 }
 
-// appendNotIn appends the parts of e that m does not name as the same bytes
-// of the same record.
+// appendNotIn appends, record by record, the parts of e that m does not
+// name as the same bytes of the same record (blockmap.SameBytes).
 func appendNotIn(out []recRange, e blockmap.Extent, m *blockmap.Map) []recRange {
-	add := func(lo, hi int64) {
-		if hi > lo {
-			out = append(out, recRange{seq: e.Seq, payOff: e.PayOff, base: e.Base(), ext: e,
-				lo: uint32(lo - e.Base()), hi: uint32(hi - e.Base())})
+	e.Records(func(r blockmap.Extent) bool {
+		add := func(lo, hi int64) {
+			if hi > lo {
+				out = append(out, recRange{seq: r.Seq, payOff: r.PayOff, base: r.Base(), ext: r,
+					lo: uint32(lo - r.Base()), hi: uint32(hi - r.Base())})
+			}
 		}
-	}
-	if m == nil {
-		add(e.Off, e.End())
-		return out
-	}
-	pos := e.Off
-	m.Visit(e.Off, int64(e.Length), func(o blockmap.Extent) bool {
-		if o.SameRecord(e) && o.Base() == e.Base() {
-			add(pos, o.Off)
-			pos = o.End()
+		if m == nil {
+			add(r.Off, r.End())
+			return true
 		}
+		pos := r.Off
+		m.Visit(r.Off, int64(r.Length), func(o blockmap.Extent) bool {
+			if blockmap.SameBytes(o, r, o.Off) {
+				add(pos, o.Off)
+				pos = o.End()
+			}
+			return true
+		})
+		add(pos, r.End())
 		return true
 	})
-	add(pos, e.End())
 	return out
 }
 

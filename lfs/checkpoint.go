@@ -31,12 +31,14 @@ const ckptMagic uint32 = 0x31434c48
 const (
 	ckptHeaderLen = 64
 	ckptExtentLen = blockmap.ExtentLen
-	// ckptVersion is the checkpoint format this binary writes. Version 3
-	// has version 2's layout; its extents may name records with block
-	// checksums (blockmap.FlagBlockSums), which a version 2 reader would
-	// misread, so it refuses version 3. Versions 1 (no space books, no map
-	// generations) and 2 are read too.
-	ckptVersion = 3
+	// ckptVersion is the checkpoint format this binary writes. Versions 3
+	// and 4 have version 2's layout; version 3 extents may name records
+	// with block checksums (blockmap.FlagBlockSums), which a version 2
+	// reader would misread, and version 4 extents may be runs of records
+	// (blockmap.FlagRun), which a version 3 reader would misread, so each
+	// refuses the next. Versions 1 (no space books, no map generations), 2
+	// and 3 are read too.
+	ckptVersion = 4
 )
 
 // checkpoint is a decoded checkpoint. Snapshot map objects (VOL/snap/<id>)
@@ -157,8 +159,15 @@ func decodeCheckpoint(name string, uid uint64, b []byte) (checkpoint, error) {
 	prevEnd := int64(0)
 	for i := 0; i < len(ext); i += ckptExtentLen {
 		e := blockmap.DecodeExtent(ext[i:])
-		if e.Flags&^(segment.FlagSnappy|blockmap.FlagCopy|blockmap.FlagBlockSums) != 0 {
+		known := blockmap.KnownFlags
+		if ver < 4 {
+			known &^= blockmap.FlagRun
+		}
+		if e.Flags&^known != 0 {
 			return checkpoint{}, corruptf(name, int64(ckptHeaderLen+i), "extent with unknown flags %#x", e.Flags)
+		}
+		if e.Run() && (!e.BlockSums() || e.Snappy() || e.PayLen == 0 || e.PayLen > segment.MaxDataLen) {
+			return checkpoint{}, corruptf(name, int64(ckptHeaderLen+i), "run extent with flags %#x and record payload length %d", e.Flags, e.PayLen)
 		}
 		if e.Length == 0 || e.Off < prevEnd || e.End() > c.size {
 			return checkpoint{}, corruptf(name, int64(ckptHeaderLen+i), "extent %d..%d out of order or out of range", e.Off, e.End())

@@ -41,6 +41,10 @@ type GCOptions struct {
 	// MaxUtilization: segments whose share of live bytes is higher are
 	// left alone (copying them frees little). 0 means 0.95.
 	MaxUtilization float64
+	// Defrag bounds the bytes a run may rewrite to defragment the live
+	// map (defragPass): 0 none, DefragAll every fragmented window once.
+	// The background cleaner does not defragment.
+	Defrag int64
 	// Progress, when not nil, is told the bytes copied so far and the
 	// bytes the run plans to copy.
 	Progress func(done, total int64)
@@ -56,6 +60,11 @@ type GCStats struct {
 	// SegmentsKept are segments a clone made during cleaning may name;
 	// they stay until the snapshot it was made from is gone.
 	SegmentsKept int `json:"segments_kept,omitempty"`
+	// DefragWindows are the 1 MiB windows of the volume rewritten in
+	// address order to defragment them, DefragBytes the bytes copied so
+	// (also in BytesCopied).
+	DefragWindows int   `json:"defrag_windows,omitempty"`
+	DefragBytes   int64 `json:"defrag_bytes,omitempty"`
 }
 
 // maxUtilization is MaxUtilization with its default.
@@ -73,6 +82,8 @@ func (s *GCStats) add(o GCStats) {
 	s.BytesCopied += o.BytesCopied
 	s.BytesDeleted += o.BytesDeleted
 	s.SegmentsKept += o.SegmentsKept
+	s.DefragWindows += o.DefragWindows
+	s.DefragBytes += o.DefragBytes
 }
 
 // cleanerState is owned by whoever holds gcMu.
@@ -103,15 +114,33 @@ func (v *Volume) GC(opts GCOptions) (GCStats, error) {
 	v.gcMu.Lock()
 	defer v.gcMu.Unlock()
 	var total GCStats
-	if work, err := v.anythingToClean(opts); err != nil || !work {
+	work, err := v.anythingToClean(opts)
+	if err != nil {
 		return total, err
+	}
+	if !work && opts.Defrag != 0 {
+		v.mu.Lock()
+		live := v.mu.m.Clone()
+		v.mu.Unlock()
+		work = len(fragmentedWindows(live, v.lin.Branch, v.sb.size)) > 0
+	}
+	if !work {
+		return total, nil
 	}
 	// Two checkpoints first: recovery then starts near the log's end, and
 	// every older segment may be cleaned.
 	if err := v.forceCheckpoints(); err != nil {
 		return total, err
 	}
-	st, err := v.cleanPass(opts, nil)
+	// Defragmenting first leaves the old records garbage in segments the
+	// pass below then cleans.
+	st, err := v.defragPass(opts, nil)
+	st.BytesCopied += st.DefragBytes
+	total.add(st)
+	if err != nil {
+		return total, err
+	}
+	st, err = v.cleanPass(opts, nil)
 	total.add(st)
 	if err != nil {
 		return total, err
@@ -529,17 +558,18 @@ func (v *Volume) copyForward(seq uint64, ranges []recRange, maps map[snapshot.ID
 	var copied int64
 	start := time.Now()
 	b := &recordBatch{}
-	var olds []recRange
+	var olds [][]recRange
 	flush := func() error {
 		if len(b.lens) == 0 {
 			return nil
 		}
-		err := v.applyCopies(seq, b, olds, maps)
+		err := v.applyCopies(b, olds, maps)
 		n := int64(0)
 		for _, h := range b.hdrs {
 			n += int64(h.LogicalLen)
 		}
 		copied += n
+		v.metrics.cleanerCopied.Add(n)
 		progress(n)
 		b.reset()
 		olds = olds[:0]
@@ -582,7 +612,7 @@ func (v *Volume) copyForward(seq uint64, ranges []recRange, maps map[snapshot.ID
 			}
 		}
 		b.add(ch, out)
-		olds = append(olds, r)
+		olds = append(olds, []recRange{r})
 		if len(b.buf) >= copyBatch {
 			if err := flush(); err != nil {
 				return copied, err
@@ -592,11 +622,12 @@ func (v *Volume) copyForward(seq uint64, ranges []recRange, maps map[snapshot.ID
 	return copied, flush()
 }
 
-// applyCopies appends a batch of copy records of segment seq (olds[i] is
-// what record i copies) and points the live map and every snapshot's map
-// at them. No snapshot operation or checkpoint runs meanwhile. cache holds
-// snapshot maps by id as the pass last left them; it is updated.
-func (v *Volume) applyCopies(seq uint64, b *recordBatch, olds []recRange, cache map[snapshot.ID]*blockmap.Map) error {
+// applyCopies appends a batch of copy records (olds[i] are the record
+// ranges record i copies, in address order, end to end from its first
+// byte) and points the live map and every snapshot's map at them. No
+// snapshot operation or checkpoint runs meanwhile. cache holds snapshot
+// maps by id as the pass last left them; it is updated.
+func (v *Volume) applyCopies(b *recordBatch, olds [][]recRange, cache map[snapshot.ID]*blockmap.Map) error {
 	v.snapMu.Lock()
 	defer v.snapMu.Unlock()
 	v.ckpt.Lock()
@@ -622,21 +653,24 @@ func (v *Volume) applyCopies(seq uint64, b *recordBatch, olds []recRange, cache 
 	}
 	changed := map[snapshot.ID]bool{}
 	_, err = v.lw.append(b.buf, b.lens, func(i int, p placed) {
-		h, r := b.hdrs[i], olds[i]
+		h := b.hdrs[i]
 		to := blockmap.Extent{Seq: uint32(p.seq), PayOff: uint32(p.recOff + segment.HeaderSize), PayLen: h.PayloadLen,
 			Flags: blockmap.FlagsOf(h), Branch: v.lin.Branch}
+		toBase := int64(h.Addr) // the copy's data starts at its address
 		v.mu.Lock()
 		defer v.mu.Unlock()
-		moved := v.mu.m.Redirect(r.ext, r.base, r.lo, r.hi, to, nil)
-		for id, m := range work {
-			before := len(moved)
-			if moved = m.Redirect(r.ext, r.base, r.lo, r.hi, to, moved); len(moved) > before {
-				changed[id] = true
+		for _, r := range olds[i] {
+			moved := v.mu.m.Redirect(r.ext, r.base, r.lo, r.hi, to, toBase, nil)
+			for id, m := range work {
+				before := len(moved)
+				if moved = m.Redirect(r.ext, r.base, r.lo, r.hi, to, toBase, moved); len(moved) > before {
+					changed[id] = true
+				}
 			}
+			n := unionLen(moved)
+			v.mu.books.add(uint64(r.seq), -n)
+			v.mu.books.add(p.seq, n)
 		}
-		n := unionLen(moved)
-		v.mu.books.add(seq, -n)
-		v.mu.books.add(p.seq, n)
 	})
 	if err != nil {
 		return err

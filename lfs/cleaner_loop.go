@@ -183,6 +183,7 @@ func (v *Volume) garbageBooks() (garbageEstimate, error) {
 	if closedSize > 0 {
 		g.closedShare = float64(g.closed) / float64(closedSize)
 	}
+	v.metrics.setSpace(closedSize, g.closed)
 	return g, nil
 }
 

@@ -156,18 +156,22 @@ func (v *Volume) flatten(progress func(done, total int64)) error {
 	})
 	v.mu.RUnlock()
 	var done int64
-	buf := make([]byte, 0, 64<<10)
-	for _, e := range foreign {
-		buf = buf[:e.Length]
-		if err := v.readExtent(buf, e); err != nil {
-			return err
-		}
-		if err := v.WriteAt(buf, e.Off, false); err != nil {
-			return err
-		}
-		done += int64(e.Length)
-		if progress != nil {
-			progress(done, total)
+	const chunk = 1 << 20 // a run extent may be as long as a segment
+	buf := make([]byte, 0, chunk)
+	for _, whole := range foreign {
+		for off := whole.Off; off < whole.End(); off += chunk {
+			e := blockmap.Clip(whole, off, min(off+chunk, whole.End()))
+			buf = buf[:e.Length]
+			if err := v.readExtent(buf, e); err != nil {
+				return err
+			}
+			if err := v.WriteAt(buf, e.Off, false); err != nil {
+				return err
+			}
+			done += int64(e.Length)
+			if progress != nil {
+				progress(done, total)
+			}
 		}
 	}
 	if err := v.Flush(); err != nil {

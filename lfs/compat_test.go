@@ -2,11 +2,13 @@ package lfs
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/stretchr/testify/require"
 )
@@ -21,6 +23,32 @@ const (
 
 func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
+// reopenAndFsck opens vol read-only, checks it reads as check wants after
+// a restart, and requires fsck to pass; it returns fsck's report.
+func reopenAndFsck(t *testing.T, st objstore.Store, vol string, check func(*Volume, string)) FsckReport {
+	t.Helper()
+	v := openChecked(t, st, vol, Options{ReadOnly: true})
+	check(v, "after a restart")
+	require.NoError(t, v.Close())
+	rep, err := Fsck(st, vol, nil)
+	require.NoError(t, err)
+	require.True(t, rep.OK(), "%v", rep.Problems)
+	return rep
+}
+
+// checkLiveAndS1 reads the whole volume and its snapshot s1 and compares
+// their SHA-256 with live and snap.
+func checkLiveAndS1(t *testing.T, v *Volume, live, snap, what string) {
+	t.Helper()
+	got := make([]byte, v.Size())
+	require.NoError(t, v.ReadAt(got, 0))
+	require.Equal(t, live, sha(got), what)
+	view, err := v.SnapshotView("s1")
+	require.NoError(t, err)
+	require.NoError(t, view.ReadAt(got, 0))
+	require.Equal(t, snap, sha(got), what+": snapshot s1")
+}
+
 // TestFormat1VolumeIsReadAndCleaned opens a volume written before the
 // cleaner: it reads the same, its books start inexact and are recounted, gc
 // cleans it, and it still reads the same after a restart and passes fsck.
@@ -29,16 +57,7 @@ func TestFormat1VolumeIsReadAndCleaned(t *testing.T) {
 	require.NoError(t, os.CopyFS(dir, os.DirFS(filepath.Join("testdata", "v1store"))))
 	st, err := objstore.NewDirStore(dir)
 	require.NoError(t, err)
-	check := func(v *Volume, what string) {
-		t.Helper()
-		got := make([]byte, v.Size())
-		require.NoError(t, v.ReadAt(got, 0))
-		require.Equal(t, v1LiveSHA256, sha(got), what)
-		view, err := v.SnapshotView("s1")
-		require.NoError(t, err)
-		require.NoError(t, view.ReadAt(got, 0))
-		require.Equal(t, v1SnapSHA256, sha(got), what+": snapshot s1")
-	}
+	check := func(v *Volume, what string) { t.Helper(); checkLiveAndS1(t, v, v1LiveSHA256, v1SnapSHA256, what) }
 	v := openChecked(t, st, "v1", Options{})
 	check(v, "as written by format 1")
 	v.mu.RLock()
@@ -51,11 +70,54 @@ func TestFormat1VolumeIsReadAndCleaned(t *testing.T) {
 	checkBooks(t, v)
 	check(v, "after gc")
 	require.NoError(t, v.Close())
-	v = openChecked(t, st, "v1", Options{ReadOnly: true})
-	check(v, "after a restart")
-	require.NoError(t, v.Close())
-	rep, err := Fsck(st, "v1", nil)
+	require.True(t, reopenAndFsck(t, st, "v1", check).BooksExact)
+}
+
+// testdata/v3store is a store written by hlfs with block checksums and
+// before run extents (format 3 checkpoints and snapshot maps): a 256 KiB
+// volume v3 imported from an image, snapshot s1, its first 64 KiB
+// overwritten, then 24 sequential 4 KiB writes at 128 KiB flushed after
+// the last checkpoint (copied as a crash leaves it, owner lock freed).
+const (
+	v3LiveSHA256 = "f6d595ab58e3f257433eefc76ff89211a055ebe33eaa3b3cf467545a5c6b4ce4"
+	v3SnapSHA256 = "7cf3cf84d63cd761dffaf310deb205bc35a7b7d49775f389842d710b1d773183"
+)
+
+// TestFormat3VolumeOpensWithRunExtents opens a volume whose checkpoints
+// are version 3: it reads the same, replaying its log joins the sequential
+// 4 KiB records written after the checkpoint into one run extent (the rule
+// the live path applies), gc cleans and defragments it, its next
+// checkpoint is version 4, and it reads the same after a restart and
+// passes fsck.
+func TestFormat3VolumeOpensWithRunExtents(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.CopyFS(dir, os.DirFS(filepath.Join("testdata", "v3store"))))
+	st, err := objstore.NewDirStore(dir)
 	require.NoError(t, err)
-	require.True(t, rep.OK(), "%v", rep.Problems)
-	require.True(t, rep.BooksExact)
+	newestVersion := func() uint16 {
+		t.Helper()
+		ps, err := listCheckpoints(st, "v3")
+		require.NoError(t, err)
+		require.NotEmpty(t, ps)
+		b, err := readObject(st, ckptName("v3", ps[len(ps)-1]))
+		require.NoError(t, err)
+		return binary.LittleEndian.Uint16(b[4:])
+	}
+	require.Equal(t, uint16(3), newestVersion())
+	check := func(v *Volume, what string) { t.Helper(); checkLiveAndS1(t, v, v3LiveSHA256, v3SnapSHA256, what) }
+	v := openChecked(t, st, "v3", Options{})
+	check(v, "as written by format 3")
+	v.mu.RLock()
+	run, ok := v.mu.m.Floor(128 << 10)
+	v.mu.RUnlock()
+	require.True(t, ok)
+	require.True(t, run.Run(), "the replayed sequential writes are one run extent: %+v", run)
+	require.Equal(t, blockmap.Extent{Off: 128 << 10, Length: 24 * 4096}, blockmap.Extent{Off: run.Off, Length: run.Length})
+	_, err = v.GC(GCOptions{Defrag: DefragAll})
+	require.NoError(t, err)
+	checkBooks(t, v)
+	check(v, "after gc")
+	require.NoError(t, v.Close())
+	require.Equal(t, uint16(ckptVersion), newestVersion())
+	reopenAndFsck(t, st, "v3", check)
 }

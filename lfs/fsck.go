@@ -273,20 +273,26 @@ func (v *Volume) diffContent(a, b *blockmap.Map) string {
 func verifyExtents(readers *segmentReaders, m *blockmap.Map, what string) []string {
 	var probs []string
 	hdr := make([]byte, segment.HeaderSize)
-	m.Ascend(func(e blockmap.Extent) bool {
-		recOff := int64(e.PayOff) - segment.HeaderSize
-		err := readers.readAt(keyOf(e), hdr, recOff)
-		var h segment.Header
-		if err == nil {
-			h, err = segment.DecodeHeader(hdr)
-		}
-		if err == nil && (h.Type != e.RecordType() || int64(h.Addr)+int64(e.Skip) != e.Off ||
-			e.Skip+e.Length > h.LogicalLen || h.PayloadLen != e.PayLen || h.Flags != e.RecordFlags() || h.HasBlockSums() != e.BlockSums()) {
-			err = fmt.Errorf("record %+v does not cover the extent", h)
-		}
-		if err != nil {
-			probs = append(probs, fmt.Sprintf("%sextent at volume offset %d: %s offset %d: %v", what, e.Off, readers.name(keyOf(e)), recOff, err))
-		}
+	m.Ascend(func(run blockmap.Extent) bool {
+		// Each record of a run extent is checked: the run's bytes must be
+		// consecutive records of the same layout.
+		run.Records(func(e blockmap.Extent) bool {
+			recOff := int64(e.PayOff) - segment.HeaderSize
+			err := readers.readAt(keyOf(e), hdr, recOff)
+			var h segment.Header
+			if err == nil {
+				h, err = segment.DecodeHeader(hdr)
+			}
+			if err == nil && (h.Type != e.RecordType() || int64(h.Addr)+int64(e.Skip) != e.Off ||
+				e.Skip+e.Length > h.LogicalLen || h.PayloadLen != e.PayLen || h.Flags != e.RecordFlags() || h.HasBlockSums() != e.BlockSums()) {
+				err = fmt.Errorf("record %+v does not cover the extent", h)
+			}
+			if err != nil {
+				probs = append(probs, fmt.Sprintf("%sextent at volume offset %d: %s offset %d: %v", what, e.Off, readers.name(keyOf(e)), recOff, err))
+				return false
+			}
+			return true
+		})
 		return len(probs) < 20
 	})
 	return probs

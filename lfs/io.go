@@ -135,7 +135,7 @@ func (v *Volume) commit(b *recordBatch) (segment.Pos, error) {
 		} else {
 			e := blockmap.Extent{Off: int64(h.Addr), Length: h.LogicalLen, Seq: uint32(p.seq),
 				PayOff: uint32(p.recOff + segment.HeaderSize), PayLen: h.PayloadLen, Flags: blockmap.FlagsOf(h), Branch: v.lin.Branch}
-			v.mu.m.SetFn(e, v.mu.books.removed)
+			v.mu.m.SetMerging(e, v.mu.books.removed)
 			v.mu.books.added(e)
 		}
 		v.mu.Unlock()
@@ -295,6 +295,9 @@ func (v *Volume) readMap(m *blockmap.Map, mu *sync.RWMutex, p []byte, off int64)
 // block checksums, the whole record's checksum. A mismatch is a
 // *CorruptionError (EIO to a client), logged and counted; never wrong data.
 func (v *Volume) readExtent(dst []byte, e blockmap.Extent) error {
+	if e.Run() {
+		return v.readRun(dst, e)
+	}
 	if e.BlockSums() && !e.Snappy() {
 		return v.readBlocks(dst, e)
 	}
@@ -374,6 +377,55 @@ func (v *Volume) readBlocks(dst []byte, e blockmap.Extent) error {
 	}
 	if &data[0] != &dst[0] {
 		copy(dst, data[int64(e.Skip)-lo:])
+	}
+	return nil
+}
+
+// runRecordsApart is the payload length from which the records of a run
+// are read one by one (readBlocks: one store read each, straight into the
+// caller's buffer once their checksums are cached) rather than as one
+// stretch read aside and copied: 1 MiB writes make runs of 64 KiB records.
+const runRecordsApart = 32 << 10
+
+// readRun reads the bytes of e, a run extent, into dst. Records of
+// runRecordsApart bytes or more, or a single record, are read as
+// readBlocks reads them. Smaller records (sequential 4 KiB writes) are
+// read with one read of the stretch of the segment from the first block
+// needed to the checksums of the last record needed (headers and the
+// checksums of the records between included); then each record's blocks
+// are verified and copied.
+func (v *Volume) readRun(dst []byte, e blockmap.Extent) error {
+	const cb = segment.ChecksumBlock
+	l, stride := int64(e.PayLen), blockmap.Stride(e.PayLen)
+	j0, j1 := int64(e.Skip), int64(e.Skip)+int64(e.Length) // run bytes
+	k0, k1 := j0/l, (j1-1)/l
+	if k0 == k1 || l >= runRecordsApart {
+		var err error
+		e.Records(func(r blockmap.Extent) bool {
+			err = v.readBlocks(dst[r.Off-e.Off:r.End()-e.Off], r)
+			return err == nil
+		})
+		return err
+	}
+	sumsLen := int64(segment.BlockSumsLen(e.PayLen))
+	first := (j0 - k0*l) / cb * cb // the first block of record k0 to read
+	start := int64(e.PayOff) + k0*stride + first
+	end := int64(e.PayOff) + k1*stride + l + sumsLen
+	buf := make([]byte, end-start)
+	k := keyOf(e)
+	if err := v.readSegmentAt(k, buf, start); err != nil {
+		return err
+	}
+	for rec := k0; rec <= k1; rec++ {
+		at := rec*stride - k0*stride - first // payload of record rec in buf (may be negative for k0)
+		lo, hi := max(j0, rec*l)-rec*l, min(j1, (rec+1)*l)-rec*l
+		b0, b1 := lo/cb, (hi-1)/cb
+		dlo, dhi := b0*cb, min((b1+1)*cb, l)
+		sums := buf[at+l+4*b0 : at+l+4*(b1+1)]
+		if i := segment.VerifyBlocks(buf[at+dlo:at+dhi], sums); i >= 0 {
+			return v.damaged(k, int64(e.PayOff)+rec*stride+dlo+int64(i)*cb, fmt.Errorf("%w: checksum mismatch in a %d-byte block", segment.ErrCorrupt, cb))
+		}
+		copy(dst[rec*l+lo-j0:], buf[at+lo:at+hi])
 	}
 	return nil
 }

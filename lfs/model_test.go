@@ -161,7 +161,7 @@ func runModel(t *testing.T, tc modelCase, seed int64) {
 			checkAgainstModel(t, v, model, rng)
 		case r < 4:
 			// Clean with any threshold: copies, snapshot-free books, deletes.
-			_, err := v.GC(GCOptions{MaxUtilization: []float64{0.3, 0.7, 0.99}[rng.Intn(3)]})
+			_, err := v.GC(GCOptions{MaxUtilization: []float64{0.3, 0.7, 0.99}[rng.Intn(3)], Defrag: []int64{0, DefragAll, 256 << 10}[rng.Intn(3)]})
 			require.NoError(t, err)
 			checkBooks(t, v)
 			checkAgainstModel(t, v, model, rng)
@@ -169,6 +169,20 @@ func runModel(t *testing.T, tc modelCase, seed int64) {
 			require.NoError(t, v.Flush())
 		case r < 7:
 			checkAgainstModel(t, v, model, rng)
+		case r < 12:
+			// Sequential writes, one block each: they make run extents
+			// (and a zero block in the middle a hole between two).
+			bs := int64(tc.blockSize)
+			off := rng.Int63n(size/bs) * bs
+			for n := 1 + rng.Intn(48); n > 0 && off+bs <= size; n-- {
+				p := make([]byte, bs)
+				if rng.Intn(12) != 0 {
+					rng.Read(p)
+				}
+				require.NoError(t, v.WriteAt(p, off, false))
+				copy(model[off:], p)
+				off += bs
+			}
 		default:
 			op := randomOp(rng, size)
 			require.NoError(t, op.applyVolume(v), "%s at %d", op.kind, op.off)

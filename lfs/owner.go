@@ -32,6 +32,12 @@ type OwnerRecord struct {
 	// in its lock object knows someone else holds the same epoch (a lock
 	// removed by hand and taken again) and stops.
 	Token string `json:"token,omitempty"`
+	// NBD are the URIs the owning process serves NBD on, without an export
+	// name: "nbd://HOST:PORT" or "nbd+unix:///?socket=PATH", with the
+	// scheme nbds or nbds+unix where it offers TLS. A reader puts the export
+	// name in the path ("nbd://HOST:PORT/vm1", "nbd+unix:///vm1?socket=PATH").
+	// Empty for a process that serves no NBD, and in locks written before.
+	NBD []string `json:"nbd,omitempty"`
 }
 
 // DefaultLease is how long an owner's renewal holds when Options.Lease is 0.
@@ -122,7 +128,7 @@ func liveOwner(st objstore.Store, vol string) (*OwnerRecord, uint64, error) {
 // owner waits one lease before it writes. By then that writer has renewed,
 // found the newer epoch and stopped, or stopped acknowledging for want of
 // a renewal.
-func acquireOwner(st objstore.Store, vol, admin string, lease time.Duration) (*ownership, error) {
+func acquireOwner(st objstore.Store, vol, admin string, nbd []string, lease time.Duration) (*ownership, error) {
 	owner, lockEpoch, err := liveOwner(st, vol)
 	if err != nil {
 		return nil, fmt.Errorf("lfs: read owner of %s: %w", vol, err)
@@ -136,6 +142,7 @@ func acquireOwner(st objstore.Store, vol, admin string, lease time.Duration) (*o
 	}
 	epoch := max(lockEpoch, logEpoch) + 1
 	rec := selfRecord(epoch, admin, lease)
+	rec.NBD = nbd
 	b, _ := json.Marshal(rec)
 	if err := writeObject(st, ownerObject(vol, "held", epoch), b); err != nil {
 		if errors.Is(err, objstore.ErrExist) {

@@ -374,7 +374,7 @@ func (r *replayed) apply(st objstore.Store, vm volMeta, seq uint64, off int, h s
 		if e.End() > vm.sb.size {
 			e.Length = uint32(vm.sb.size - addr)
 		}
-		r.m.SetFn(e, r.books.removed)
+		r.m.SetMerging(e, r.books.removed)
 		r.books.added(e)
 	case segment.TypeMeta:
 		op, err := snapshot.DecodeOp(payload)

@@ -70,7 +70,7 @@ func RepairSuperblock(st objstore.Store, name string) (Repair, error) {
 		return rep, err // nil: intact
 	}
 	rep.Damage = damaged.Reason
-	own, err := acquireOwner(st, name, "", 0)
+	own, err := acquireOwner(st, name, "", nil, 0)
 	if err != nil {
 		return rep, err
 	}

@@ -213,7 +213,7 @@ func TestRepairSuperblockRefuses(t *testing.T) {
 
 	// While served: a second process would hold the lock; here the
 	// owner is this process, alive.
-	own, err := acquireOwner(st, "b", "", 0)
+	own, err := acquireOwner(st, "b", "", nil, 0)
 	require.NoError(t, err)
 	damageSuper(t, st, "b", 5)
 	_, err = RepairSuperblock(st, "b")

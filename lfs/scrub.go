@@ -168,14 +168,17 @@ func (v *Volume) scrubRecords() ([]*scrubRecord, error) {
 	}
 	byKey := make(map[key]*scrubRecord)
 	add := func(name string, m *blockmap.Map) {
-		m.Ascend(func(e blockmap.Extent) bool {
-			k := key{e.Branch, e.Seq, e.PayOff}
-			r := byKey[k]
-			if r == nil {
-				r = &scrubRecord{e: e}
-				byKey[k] = r
-			}
-			r.reads = append(r.reads, scrubRead{name, e})
+		m.Ascend(func(run blockmap.Extent) bool {
+			run.Records(func(e blockmap.Extent) bool {
+				k := key{e.Branch, e.Seq, e.PayOff}
+				r := byKey[k]
+				if r == nil {
+					r = &scrubRecord{e: e}
+					byKey[k] = r
+				}
+				r.reads = append(r.reads, scrubRead{name, e})
+				return true
+			})
 			return true
 		})
 	}

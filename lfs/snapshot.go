@@ -221,7 +221,7 @@ func exclusiveBytes(m *blockmap.Map, others []*blockmap.Map) int64 {
 		for _, o := range others {
 			o.Visit(e.Off, int64(e.Length), func(oe blockmap.Extent) bool {
 				// Same record, and the same byte of it at the same offset.
-				if oe.SameRecord(e) && int64(oe.Skip)-oe.Off == int64(e.Skip)-e.Off {
+				if blockmap.SameBytes(oe, e, oe.Off) {
 					shared = append(shared, blockmap.Span{Lo: oe.Off, Hi: oe.End()})
 				}
 				return true

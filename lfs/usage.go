@@ -32,6 +32,11 @@ type Usage struct {
 	// yet: after the oldest checkpoint kept (recovery replays them), or
 	// named by a snapshot that clones were made from.
 	ReclaimBlocked int64 `json:"reclaim_blocked_bytes"`
+	// Extents is the number of extents of the live map; FragmentedBytes
+	// are its mapped bytes in windows that gc's defragmentation would
+	// rewrite in address order (hlfs gc --defrag).
+	Extents         int   `json:"extents"`
+	FragmentedBytes int64 `json:"fragmented_bytes"`
 	// Snapshots lists each snapshot with the bytes only it names: what
 	// removing it would make reclaimable.
 	Snapshots []SnapshotUsage `json:"snapshots"`
@@ -60,6 +65,10 @@ func (v *Volume) Usage() (Usage, error) {
 		return Usage{}, err
 	}
 	u := Usage{Name: v.name, Provisioned: v.sb.size, Mapped: v.MappedBytes()}
+	v.mu.Lock() // Clone writes to the tree it copies
+	m := v.mu.m.Clone()
+	v.mu.Unlock()
+	u.Extents, u.FragmentedBytes = m.Len(), v.fragmentedBytes(m)
 	v.gcMu.Lock() // one recount at a time
 	live, snapMaps, err := v.recount()
 	v.gcMu.Unlock()

@@ -29,6 +29,9 @@ type Options struct {
 	CheckpointInterval int64
 	// AdminSocket is recorded in the owner lock for other commands to find.
 	AdminSocket string
+	// NBD are the URIs this process serves the volume on, recorded in the
+	// owner lock (OwnerRecord.NBD) for "hlfs attach" to find.
+	NBD []string
 	// StoreRetry is how long a flush keeps retrying a store failure marked
 	// objstore.ErrTransient before it reports it: 0 means 20 s, negative
 	// means no retry.
@@ -110,6 +113,8 @@ type Volume struct {
 	stats recoveryStats
 	// checksumErrors counts reads that failed a checksum (damaged).
 	checksumErrors atomic.Int64
+	// metrics are counters and estimates for monitoring (metrics.go).
+	metrics volumeMetrics
 	// sums caches block checksum tables of records read (readBlocks).
 	sums sumCache
 
@@ -185,7 +190,7 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 		gc: cleanerState{sizes: make(map[uint64]int64), pending: make(map[uint64]pendingDelete)}}
 	var epoch uint64
 	if !opts.ReadOnly {
-		if v.owner, err = acquireOwner(st, name, opts.AdminSocket, opts.Lease); err != nil {
+		if v.owner, err = acquireOwner(st, name, opts.AdminSocket, opts.NBD, opts.Lease); err != nil {
 			return nil, err
 		}
 		epoch = v.owner.epoch

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hlfs/hlfs/internal/objstore"
+	"github.com/hlfs/hlfs/segment"
 	"github.com/stretchr/testify/require"
 )
 
@@ -254,4 +255,69 @@ func TestAllocationReportsHolesAndData(t *testing.T) {
 	}))
 	require.Equal(t, []run{{4096, true}, {12288, false}, {1<<20 - 16384, true}}, runs)
 	require.NoError(t, v.Close())
+}
+
+// TestSequentialWritesMakeOneExtentPerSegment: 4 KiB writes one after the
+// other (QD1) extend one run extent per segment, through a snapshot, an
+// overwrite in the middle, replay from the log and from a checkpoint, and
+// a gc; the content and the books stay exact (openChecked checks).
+func TestSequentialWritesMakeOneExtentPerSegment(t *testing.T) {
+	st := objstore.NewMemStore(false, 1)
+	const size = 8 << 20
+	require.NoError(t, Create(st, "s", Config{Size: size, SegmentSize: 1 << 20}))
+	v := openChecked(t, st, "s", Options{CheckpointInterval: -1})
+	model := make([]byte, size)
+	rng := rand.New(rand.NewSource(3))
+	write := func(off, n int64) {
+		for end := off + n; off < end; off += 4096 {
+			p := make([]byte, 4096)
+			rng.Read(p)
+			require.NoError(t, v.WriteAt(p, off, false))
+			copy(model[off:], p)
+		}
+	}
+	extents := func() int {
+		v.mu.RLock()
+		defer v.mu.RUnlock()
+		return v.mu.m.Len()
+	}
+	write(0, 4<<20)
+	segs := 1 + (4<<20)/(1<<20-segment.SegmentHeaderLen)
+	// One extent per segment the writes landed in (a segment holds a
+	// little under 1 MiB of 4 KiB records).
+	require.LessOrEqual(t, extents(), segs+1)
+	require.GreaterOrEqual(t, extents(), 4)
+	checkAgainstModel(t, v, model, rng)
+	require.NoError(t, v.CreateSnapshot("s1"))
+	snap := append([]byte(nil), model...)
+	write(1<<20+8192, 64<<10) // splits one run in two
+	write(4<<20, 1<<20)       // continues after the snapshot record: a new run
+	checkAgainstModel(t, v, model, rng)
+	n := extents()
+	require.NoError(t, v.Flush())
+	// Replay from the log alone makes the same runs.
+	v.Abandon()
+	v = openChecked(t, st, "s", Options{CheckpointInterval: -1})
+	require.Equal(t, n, extents())
+	checkAgainstModel(t, v, model, rng)
+	require.NoError(t, v.Close())
+	// And from a checkpoint (version 4: run extents).
+	v = openChecked(t, st, "s", Options{CheckpointInterval: -1})
+	require.Equal(t, n, extents())
+	_, err := v.GC(GCOptions{MaxUtilization: 0.99})
+	require.NoError(t, err)
+	checkAgainstModel(t, v, model, rng)
+	sv, err := v.SnapshotView("s1")
+	require.NoError(t, err)
+	got := make([]byte, size)
+	require.NoError(t, sv.ReadAt(got, 0))
+	require.True(t, bytes.Equal(snap, got), "snapshot content")
+	srep, err := v.Scrub(ScrubOptions{})
+	require.NoError(t, err)
+	require.True(t, srep.OK())
+	require.Greater(t, srep.Records, int64(1000), "scrub verifies each record of a run")
+	require.NoError(t, v.Close())
+	rep, err := Fsck(st, "s", nil)
+	require.NoError(t, err)
+	require.True(t, rep.OK(), "fsck: %v", rep.Problems)
 }

@@ -101,6 +101,14 @@
 // ErrReadOnly, and are logged. With structured replies, errors carry a
 // message in an NBD_REPLY_TYPE_ERROR chunk.
 //
+// # Observing
+//
+// Options.Observe, when set, receives a RequestEvent for every request of
+// the transmission phase (export, op, length, duration, error) once its
+// reply is sent or it failed, on the goroutine that served it;
+// Server.Connections counts the connections served. internal/metrics turns
+// both into Prometheus metrics.
+//
 // # Concurrency
 //
 // Each connection has one reading goroutine and one goroutine per request

@@ -89,6 +89,12 @@ type Options struct {
 	TLS *TLSOptions
 	// Logger receives connection events and export errors. Nil discards.
 	Logger *slog.Logger
+	// Observe, when set, is called once for every request of the
+	// transmission phase after its reply was sent, or after the request
+	// failed (see RequestEvent), on the goroutine that served it: it must be
+	// quick and safe for concurrent use. NBD_CMD_DISC is not reported. Nil
+	// costs nothing per request.
+	Observe func(RequestEvent)
 }
 
 // TLSMode is how a listener's connections use TLS.

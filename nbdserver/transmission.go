@@ -2,6 +2,7 @@ package nbdserver
 
 import (
 	"io"
+	"time"
 )
 
 // transmit reads requests and hands each to a worker goroutine until the
@@ -30,6 +31,9 @@ func (c *conn) transmit(s *session) error {
 		if req.typ == cmdDisc {
 			return errDisconnect
 		}
+		if c.srv.opts.Observe != nil {
+			req.start = time.Now()
+		}
 		if err := c.dispatch(s, req, maxPayload); err != nil {
 			return err
 		}
@@ -45,11 +49,13 @@ func (c *conn) dispatch(s *session, req request, maxPayload uint32) error {
 	}
 	if errno != 0 {
 		c.w.error(req.cookie, s.structured, errno, msg)
+		c.observe(s, req, invalidRequest(msg))
 		return nil
 	}
 	if req.typ == cmdCache {
 		// A valid hint; nothing to prefetch ahead of the export's own cache.
 		c.w.simple(req.cookie, 0)
+		c.observe(s, req, nil)
 		return nil
 	}
 	var cost int64
@@ -79,6 +85,7 @@ func (c *conn) dispatchWrite(s *session, req request, maxPayload, errno uint32, 
 			return err
 		}
 		c.w.error(req.cookie, s.structured, errno, msg)
+		c.observe(s, req, invalidRequest(msg))
 		return nil
 	}
 	c.lim.acquire(n)
@@ -124,11 +131,13 @@ func (c *conn) work(s *session, req request, buf *[]byte, cost int64) {
 		c.log.Error("nbd: export request failed", "export", s.name, "op", cmdName(req.typ),
 			"offset", req.offset, "length", req.length, "errno", errnoName(errno), "err", err)
 		c.w.error(req.cookie, s.structured, errno, cmdName(req.typ)+" failed: "+errnoName(errno))
+		c.observe(s, req, err)
 		return
 	}
 	if req.typ != cmdRead && req.typ != cmdBlockStatus {
 		c.w.simple(req.cookie, 0)
 	}
+	c.observe(s, req, nil)
 }
 
 // checkRequest validates a request against the session before any export

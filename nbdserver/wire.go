@@ -2,6 +2,7 @@ package nbdserver
 
 import (
 	"encoding/binary"
+	"time"
 
 	"github.com/pojntfx/go-nbd/pkg/protocol"
 )
@@ -163,6 +164,8 @@ type request struct {
 	cookie uint64
 	offset uint64
 	length uint32
+	// start is when the header was read, set only with Options.Observe.
+	start time.Time
 }
 
 // parseRequest decodes a request header. It needs at least requestSize bytes

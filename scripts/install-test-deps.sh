@@ -67,6 +67,15 @@ if [ $kernel = 0 ]; then
 	need "linux-image-$arch" "kernel /boot/vmlinuz-* with /lib/modules/VERSION"
 fi
 
+# systemd-analyze verifies dist/systemd/hlfs.service (e2e/systemd_test.go).
+have systemd-analyze || need systemd "systemd-analyze"
+
+# hlfs attach: virt-xml-validate checks the libvirt <disk> (no libvirtd
+# needed); it is a script around xmllint.
+for pair in virt-xml-validate:libvirt-clients xmllint:libxml2-utils; do
+	have "${pair%%:*}" || need "${pair#*:}" "${pair%%:*}"
+done
+
 # Go is not a Debian package here (the module needs a newer Go): warn only.
 have go || echo "install-test-deps: warning: go not on PATH (needed by go test ./e2e)" >&2
 

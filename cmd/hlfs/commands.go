@@ -55,7 +55,7 @@ func (c *cli) rootCmd() *cobra.Command {
 	root.AddCommand(
 		c.initCmd(), c.createCmd(), c.lsCmd(), c.infoCmd(), c.resizeCmd(), c.rmCmd(),
 		c.snapshotCmd(), c.cloneCmd(), c.flattenCmd(),
-		c.serveCmd(), c.importCmd(), c.exportCmd(),
+		c.serveCmd(), c.attachCmd(), c.importCmd(), c.exportCmd(),
 		c.diffCmd(), c.exportDiffCmd(), c.importDiffCmd(), c.fsckCmd(),
 		c.gcCmd(), c.duCmd(), c.scrubCmd(),
 		c.versionCmd(),

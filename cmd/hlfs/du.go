@@ -30,6 +30,10 @@ Du shows how a volume's space in the store is used:
                    oldest checkpoint kept; "hlfs gc" writes checkpoints
                    first, which unblocks all but the segment being
                    written) or in segments a snapshot with clones reads
+  fragmented       the live map's extents, and the mapped bytes in 1 MiB
+                   windows scattered over many records (written by small
+                   writes in random order) that "hlfs gc" rewrites in
+                   address order (--defrag)
   snapshot S       the bytes only snapshot S reads: what removing it would
                    make reclaimable
 
@@ -71,6 +75,7 @@ func (c *cli) du(arg string, asJSON bool) error {
 	fmt.Fprintf(tw, "live:\t%s\n", sizeString(u.Live))
 	fmt.Fprintf(tw, "garbage:\t%s\n", sizeString(u.Garbage))
 	fmt.Fprintf(tw, "reclaim blocked:\t%s\n", sizeString(u.ReclaimBlocked))
+	fmt.Fprintf(tw, "fragmented:\t%s in %s\n", sizeString(u.FragmentedBytes), plural(u.Extents, "extent"))
 	for _, s := range u.Snapshots {
 		fmt.Fprintf(tw, "snapshot %s:\t%s exclusive\n", s.Name, sizeString(s.ExclusiveBytes))
 	}

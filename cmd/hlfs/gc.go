@@ -35,13 +35,21 @@ next open). When it is served, the serving process cleans it (through the
 admin socket its owner lock names) while it goes on serving; there is no
 progress bar then, and ^C only stops waiting: the server finishes the run.
 "hlfs serve" also cleans in the background unless told not to (see its
---gc-* flags).`,
+--gc-* flags).
+
+Gc also defragments: 1 MiB windows of the volume whose data is scattered
+over many records (written by small writes in random order) are rewritten
+in address order, so each becomes one extent and a sequential read of it
+one read; at most --defrag bytes ("all": every such window once; 0: none),
+at the same --rate. The old records become garbage that the same run
+reclaims. Volumes with clones of their snapshots are not defragmented.`,
 		Args: positional("VOLUME"),
 	}
 	fs := cmd.Flags()
 	maxUtil := fs.Float64("max-utilization", 0.95, "clean only segments whose live share is at most `FRACTION` (above 0, at most 1)")
 	rate := fs.String("rate", "", "bound the copying to `SIZE` bytes per second (default: no bound)")
 	asJSON := fs.Bool("json", false, "print what gc did as JSON")
+	defrag := fs.String("defrag", "all", "rewrite at most `SIZE` bytes of fragmented data in address order; \"all\" or 0 (none)")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
 		if !(*maxUtil > 0 && *maxUtil <= 1) {
 			return usageError("gc", "--max-utilization %v: want a fraction above 0 and at most 1", *maxUtil)
@@ -50,7 +58,15 @@ progress bar then, and ^C only stops waiting: the server finishes the run.
 		if err != nil {
 			return err
 		}
-		return c.gc(args[0], lfs.GCOptions{Rate: r, MaxUtilization: *maxUtil}, *asJSON)
+		d := int64(lfs.DefragAll)
+		if v := strings.TrimSpace(*defrag); v == "0" {
+			d = 0
+		} else if v != "all" {
+			if d, err = cliutil.ParseSize(v); err != nil {
+				return usageError("gc", "--defrag: %v", err)
+			}
+		}
+		return c.gc(args[0], lfs.GCOptions{Rate: r, MaxUtilization: *maxUtil, Defrag: d}, *asJSON)
 	}
 	return cmd
 }
@@ -73,7 +89,7 @@ func (c *cli) gc(arg string, opts lfs.GCOptions, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	req := admin.Request{Op: admin.OpGC, Volume: name, GC: &admin.GCOptions{Rate: opts.Rate, MaxUtilization: opts.MaxUtilization}}
+	req := admin.Request{Op: admin.OpGC, Volume: name, GC: &admin.GCOptions{Rate: opts.Rate, MaxUtilization: opts.MaxUtilization, Defrag: opts.Defrag}}
 	var stats lfs.GCStats
 	err = c.onVolume(st, name, req, &stats, func(v *lfs.Volume) error {
 		// A run cannot stop midway: the first ^C makes the next one kill
@@ -107,9 +123,13 @@ func (c *cli) gc(arg string, opts lfs.GCOptions, asJSON bool) error {
 	if stats.SegmentsKept > 0 {
 		kept = fmt.Sprintf(", %d kept for clones made meanwhile", stats.SegmentsKept)
 	}
-	fmt.Fprintf(c.stdout, "gc %s: %s cleaned, %d deleted%s, %s copied, %s freed\n", name,
+	defragged := ""
+	if stats.DefragWindows > 0 {
+		defragged = fmt.Sprintf(" (%s of it defragmenting %s)", cliutil.FormatSize(stats.DefragBytes), plural(stats.DefragWindows, "window"))
+	}
+	fmt.Fprintf(c.stdout, "gc %s: %s cleaned, %d deleted%s, %s copied%s, %s freed\n", name,
 		plural(stats.SegmentsCleaned, "segment"), stats.SegmentsDeleted, kept,
-		cliutil.FormatSize(stats.BytesCopied), cliutil.FormatSize(stats.BytesDeleted))
+		cliutil.FormatSize(stats.BytesCopied), defragged, cliutil.FormatSize(stats.BytesDeleted))
 	return nil
 }
 

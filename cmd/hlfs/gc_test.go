@@ -284,3 +284,55 @@ func TestGCWhileServed(t *testing.T) {
 	}
 	mustHLFS(t, store, "fsck", "vm1")
 }
+
+// TestGCDefragments: blocks written one by one in random order are
+// fragmented (du), and gc rewrites them in address order by default
+// (reported), leaving the content alone; --defrag 0 does not.
+func TestGCDefragments(t *testing.T) {
+	store, dir := testStore(t)
+	if err := lfs.Create(dirStore(t, dir), "vm1", lfs.Config{Size: 4 << 20, SegmentSize: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := lfs.Open(dirStore(t, dir), "vm1", lfs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := fill("scattered", 2<<20)
+	for i := 0; i < 512; i++ {
+		b := (i * 181) % 512 // every block once, out of order
+		if err := v.WriteAt(model[b*4096:(b+1)*4096], int64(b)*4096, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var u lfs.Usage
+	if err := json.Unmarshal([]byte(mustHLFS(t, store, "du", "vm1", "--json")), &u); err != nil {
+		t.Fatal(err)
+	}
+	if u.FragmentedBytes != 2<<20 || u.Extents < 500 {
+		t.Fatalf("du before gc: %d extents, %d fragmented bytes; want ~512, 2 MiB", u.Extents, u.FragmentedBytes)
+	}
+	var st lfs.GCStats
+	if err := json.Unmarshal([]byte(mustHLFS(t, store, "gc", "vm1", "--json", "--defrag", "0")), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.DefragWindows != 0 {
+		t.Errorf("gc --defrag 0 defragmented: %+v", st)
+	}
+	out := mustHLFS(t, store, "gc", "vm1")
+	if !strings.Contains(out, "of it defragmenting 2 windows") {
+		t.Errorf("gc output: %s", out)
+	}
+	if err := json.Unmarshal([]byte(mustHLFS(t, store, "du", "vm1", "--json")), &u); err != nil {
+		t.Fatal(err)
+	}
+	if u.FragmentedBytes != 0 || u.Extents > 4 {
+		t.Errorf("du after gc: %d extents, %d fragmented bytes", u.Extents, u.FragmentedBytes)
+	}
+	if got := readVolume(t, dir, "vm1"); !bytes.Equal(got[:2<<20], model) {
+		t.Error("gc changed the content")
+	}
+	wantError(t, hlfs(t, store, "gc", "vm1", "--defrag", "lots"), 2, "--defrag")
+}

@@ -21,7 +21,10 @@ func (c *cli) infoCmd() *cobra.Command {
 Info shows a volume's size, block size and settings, how many bytes and log
 segments it occupies in the store, when it was created, the snapshot it was
 cloned from, the volumes cloned from its snapshots and, while it is served,
-which host and process hold it.`,
+which host and process hold it, and the size of its live block map: extents
+and the memory they take in a serving process (an estimate, 48 bytes each).
+Reading the map replays the log after the newest checkpoint (read-only, so
+it works while the volume is served).`,
 		Args: positional("VOLUME"),
 	}
 	fs := cmd.Flags()
@@ -49,6 +52,10 @@ type volumeJSON struct {
 	Source string `json:"source,omitempty"`
 	// Clones are the volumes cloned from this volume's snapshots.
 	Clones []string `json:"clones,omitempty"`
+	// Extents and MapBytes are the size of the live block map (info
+	// only; omitted when it could not be read, or by ls).
+	Extents  *int   `json:"extents,omitempty"`
+	MapBytes *int64 `json:"map_bytes,omitempty"`
 	// Error is set, alone with Name, when ls could not read the volume, or
 	// with Damage for a damaged volume.
 	Error string `json:"error,omitempty"`
@@ -63,6 +70,8 @@ type ownerJSON struct {
 	PID   int       `json:"pid"`
 	Epoch uint64    `json:"epoch"`
 	Since time.Time `json:"since"`
+	// NBD are the URIs it serves NBD on (lfs.OwnerRecord.NBD).
+	NBD []string `json:"nbd,omitempty"`
 }
 
 func newVolumeJSON(info lfs.Info) volumeJSON {
@@ -81,7 +90,7 @@ func newVolumeJSON(info lfs.Info) volumeJSON {
 		Damage:      info.Damage,
 	}
 	if o := info.Owner; o != nil {
-		v.Owner = &ownerJSON{Host: o.Host, PID: o.PID, Epoch: o.Epoch, Since: o.Since}
+		v.Owner = &ownerJSON{Host: o.Host, PID: o.PID, Epoch: o.Epoch, Since: o.Since, NBD: o.NBD}
 	}
 	return v
 }
@@ -96,6 +105,11 @@ func (c *cli) info(arg string, asJSON bool) error {
 		return c.volumeError(name, err)
 	}
 	v := newVolumeJSON(info)
+	if ms, err := lfs.LiveMapStats(st, name); err == nil {
+		v.Extents, v.MapBytes = &ms.Extents, &ms.Bytes
+	} else {
+		fmt.Fprintf(c.stderr, "hlfs: info: cannot read the block map of %s: %v\n", name, err)
+	}
 	if asJSON {
 		enc := json.NewEncoder(c.stdout)
 		enc.SetIndent("", "  ")
@@ -111,6 +125,9 @@ func (c *cli) info(arg string, asJSON bool) error {
 	fmt.Fprintf(tw, "bytes stored:\t%s (%d bytes)\n", cliutil.FormatSize(v.BytesStored), v.BytesStored)
 	fmt.Fprintf(tw, "segments:\t%d\n", v.Segments)
 	fmt.Fprintf(tw, "checkpoints:\t%d\n", v.Checkpoints)
+	if v.Extents != nil {
+		fmt.Fprintf(tw, "map:\t%d extents, %s in memory\n", *v.Extents, cliutil.FormatSize(*v.MapBytes))
+	}
 	fmt.Fprintf(tw, "created:\t%s\n", v.Created.Local().Format(time.RFC3339))
 	if v.Source != "" {
 		fmt.Fprintf(tw, "clone of:\t%s\n", v.Source)
@@ -121,6 +138,9 @@ func (c *cli) info(arg string, asJSON bool) error {
 	if o := v.Owner; o != nil {
 		fmt.Fprintf(tw, "served by:\t%s pid %d (epoch %d) since %s\n", o.Host, o.PID, o.Epoch,
 			o.Since.Local().Format(time.RFC3339))
+		if len(o.NBD) > 0 {
+			fmt.Fprintf(tw, "served on:\t%s (see 'hlfs attach')\n", strings.Join(o.NBD, ", "))
+		}
 	}
 	return tw.Flush()
 }

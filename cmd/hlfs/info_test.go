@@ -42,7 +42,7 @@ func TestInfo(t *testing.T) {
 func TestInfoShowsOwner(t *testing.T) {
 	store, dir := testStore(t)
 	mustHLFS(t, store, "create", "demo", "--size", "1M")
-	vol, err := lfs.Open(dirStore(t, dir), "demo", lfs.Options{})
+	vol, err := lfs.Open(dirStore(t, dir), "demo", lfs.Options{NBD: []string{"nbd://127.0.0.1:10809"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,14 +50,16 @@ func TestInfoShowsOwner(t *testing.T) {
 	host, _ := os.Hostname()
 
 	out := mustHLFS(t, store, "info", "demo")
-	if !strings.Contains(out, "served by:") || !strings.Contains(out, host) {
+	if !strings.Contains(out, "served by:") || !strings.Contains(out, host) ||
+		!strings.Contains(out, "served on:    nbd://127.0.0.1:10809 (see 'hlfs attach')\n") {
 		t.Errorf("info of a held volume:\n%s", out)
 	}
 	var v volumeJSON
 	if err := json.Unmarshal([]byte(mustHLFS(t, store, "info", "--json", "demo")), &v); err != nil {
 		t.Fatal(err)
 	}
-	if v.Owner == nil || v.Owner.PID != os.Getpid() || v.Owner.Host != host || v.Owner.Epoch == 0 {
+	if v.Owner == nil || v.Owner.PID != os.Getpid() || v.Owner.Host != host || v.Owner.Epoch == 0 ||
+		strings.Join(v.Owner.NBD, " ") != "nbd://127.0.0.1:10809" {
 		t.Errorf("owner %+v", v.Owner)
 	}
 }
@@ -68,4 +70,47 @@ func TestInfoErrors(t *testing.T) {
 	wantError(t, hlfs(t, store, "info", "a/b"), 1, "invalid volume name")
 	wantError(t, hlfs(t, store, "info", "v@s"), 1, "is a snapshot, not a volume")
 	wantError(t, hlfs(t, store, "info"), 2, "missing VOLUME")
+}
+
+// TestInfoReportsTheMapSize: extents and map_bytes of the live map, read
+// while the volume is held too; sequential writes cost one extent per
+// segment, scattered ones one per write.
+func TestInfoReportsTheMapSize(t *testing.T) {
+	store, dir := testStore(t)
+	mustHLFS(t, store, "create", "demo", "--size", "64M")
+	vol, err := lfs.Open(dirStore(t, dir), "demo", lfs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vol.Close()
+	block := make([]byte, 4096)
+	for i := range block {
+		block[i] = byte(i) | 1
+	}
+	for off := int64(0); off < 4<<20; off += 4096 { // sequential, QD1
+		if err := vol.WriteAt(block, off, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := int64(0); i < 100; i++ { // scattered: every other block
+		if err := vol.WriteAt(block, 8<<20+2*i*4096, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := vol.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var v volumeJSON
+	if err := json.Unmarshal([]byte(mustHLFS(t, store, "info", "demo", "--json")), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Extents == nil || v.MapBytes == nil {
+		t.Fatalf("info --json lacks extents or map_bytes: %+v", v)
+	}
+	if *v.Extents != 101 || *v.MapBytes != 101*48 {
+		t.Errorf("info --json: %d extents, %d map bytes; want 101 (one for 4 MiB of sequential writes, 100 scattered), 4848", *v.Extents, *v.MapBytes)
+	}
+	if out := mustHLFS(t, store, "info", "demo"); !strings.Contains(out, "map:          101 extents, ") {
+		t.Errorf("info lacks the map line:\n%s", out)
+	}
 }

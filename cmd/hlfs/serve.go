@@ -17,6 +17,7 @@ import (
 	"github.com/hlfs/hlfs/internal/admin"
 	"github.com/hlfs/hlfs/internal/cliutil"
 	"github.com/hlfs/hlfs/internal/journal"
+	"github.com/hlfs/hlfs/internal/metrics"
 	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/hlfs/hlfs/lfs"
 	"github.com/hlfs/hlfs/nbdserver"
@@ -33,7 +34,7 @@ const shutdownTimeout = 30 * time.Second
 // serveCmd returns "hlfs serve".
 func (c *cli) serveCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "serve [--listen ADDR] [--socket PATH] [--admin-socket PATH] [--idle-close DURATION] [--tls-creds DIR [--tls on|require] [--tls-verify-peer] [--tls-authz FILE] [--tls-unix off]] [VOLUME|VOLUME@SNAPSHOT...]",
+		Use:   "serve [--listen ADDR] [--socket PATH] [--admin-socket PATH] [--idle-close DURATION] [--metrics-listen ADDR] [--tls-creds DIR [--tls on|require] [--tls-verify-peer] [--tls-authz FILE] [--tls-unix off]] [VOLUME|VOLUME@SNAPSHOT...]",
 		Short: "serve volumes and snapshots over NBD",
 		Long: `
 Serve serves volumes over NBD until SIGINT or SIGTERM. The export name is
@@ -95,6 +96,11 @@ With --scrub-interval (off by default; e.g. 7d, 12h) serve also verifies every
 byte each served volume and its snapshots read, as "hlfs scrub" does, once per
 interval at --scrub-rate bytes per second, and logs the damage it finds.
 
+With --metrics-listen ADDR, serve exports Prometheus metrics on
+http://ADDR/metrics (a bare PORT or :PORT listens on 127.0.0.1); README.md,
+"Metrics", lists them. Under systemd (Type=notify, dist/systemd/hlfs.service)
+serve sends READY=1 once it accepts connections and STOPPING=1 on SIGTERM.
+
 A volume can be served by one process at a time; serve fails before serving
 anything when a named volume or snapshot cannot be opened.`,
 		Args: cobra.ArbitraryArgs,
@@ -116,6 +122,7 @@ anything when a named volume or snapshot cannot be opened.`,
 	maxPerAddr := fs.Int("max-handshakes-per-address", nbdserver.DefaultMaxHandshakesPerAddr, "let at most `N` connections from one IP address negotiate at once; more get an NBD error")
 	idleClose := fs.Duration("idle-close", defaultIdleClose, "without volume names: close a volume no connection used for `DURATION` (0: never)")
 	tlsf := addTLSFlags(fs)
+	metricsListen := fs.String("metrics-listen", "", "serve Prometheus metrics on http://`ADDR`/metrics; a bare PORT or :PORT means 127.0.0.1:PORT")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if err := tlsf.check(cmd.Flags().Changed); err != nil {
 			return err
@@ -164,7 +171,7 @@ anything when a named volume or snapshot cannot be opened.`,
 		}
 		c.journalDir, c.lease = *journalDir, *lease
 		return c.serve(serveNet{listen: *listen, socket: *socket, admin: *adminSocket,
-			maxConns: *maxConns, maxPerAddr: *maxPerAddr, tls: tlsf, idleClose: *idleClose}, args)
+			maxConns: *maxConns, maxPerAddr: *maxPerAddr, tls: tlsf, idleClose: *idleClose, metrics: *metricsListen}, args)
 	}
 	return cmd
 }
@@ -201,6 +208,7 @@ type serveNet struct {
 	maxConns, maxPerAddr  int
 	tls                   *tlsFlags
 	idleClose             time.Duration // serving the whole store: close unused volumes
+	metrics               string        // --metrics-listen
 }
 
 func (c *cli) serve(sn serveNet, args []string) (err error) {
@@ -235,10 +243,15 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 	}
 	all := len(args) == 0
 	startPprof(logger)
+	mx, stopMetrics, err := listenMetrics(sn.metrics, logger)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 
 	// The volumes open on demand (all) or once the listeners are up; the
 	// deferred closeAll flushes and closes those open at the end.
-	sv := &serveVolumes{c: c, store: store, logger: logger, recovered: make(map[string]bool), warned: make(map[string]bool)}
+	sv := &serveVolumes{c: c, store: store, logger: logger, mx: mx, recovered: make(map[string]bool), warned: make(map[string]bool)}
 	cat := newVolumeCatalog(c, logger, all, sn.idleClose, volumeLife{open: sv.open, close: sv.close}, sv.list)
 	defer func() {
 		if cerr := cat.closeAll(); cerr != nil {
@@ -263,14 +276,15 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 		}()
 	}
 
-	// The listeners before any volume: clients wait in the backlog while
-	// named volumes open.
+	// The listeners before any volume: owner locks record them (hlfs
+	// attach), and clients wait in the backlog while named volumes open.
 	var listeners []net.Listener
 	closeListeners := func() {
 		for _, l := range listeners {
 			l.Close()
 		}
 	}
+	defer closeListeners() // when a volume fails to open; after Shutdown a no-op
 	if listen != "" {
 		l, err := net.Listen("tcp", listen)
 		if err != nil {
@@ -281,15 +295,14 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 	if socket != "" {
 		l, err := listenUnix(socket)
 		if err != nil {
-			closeListeners()
 			return err
 		}
 		listeners = append(listeners, l)
 	}
+	sv.nbd = listenURIs(listeners, st)
 	// Every named volume and snapshot before serving any.
 	for _, name := range named {
 		if err := cat.openNamed(name); err != nil {
-			closeListeners()
 			return err
 		}
 	}
@@ -303,7 +316,11 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 		stopHUP := st.watchSIGHUP(logger)
 		defer stopHUP()
 	}
+	if mx != nil {
+		nopts.Observe = mx.Observe
+	}
 	srv := nbdserver.New(cat, nopts)
+	mx.SetConnections(srv.Connections)
 	served := make(chan error, len(listeners))
 	for _, l := range listeners {
 		mode := nbdserver.TLSOff
@@ -352,9 +369,11 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 		logger.Info("admin socket " + sv.admin)
 	}
 
+	notifySystemd(logger, "READY=1")
 	pending := len(listeners)
 	select {
 	case <-c.ctx.Done():
+		notifySystemd(logger, "STOPPING=1")
 		logger.Info("shutting down: finishing requests in flight")
 	case serr := <-served:
 		pending--
@@ -389,7 +408,9 @@ type serveVolumes struct {
 	c      *cli
 	store  objstore.Store
 	logger *slog.Logger
-	admin  string // the admin socket recorded in owner locks, "" for none
+	admin  string           // the admin socket recorded in owner locks, "" for none
+	nbd    []string         // the NBD URIs recorded in owner locks (hlfs attach)
+	mx     *metrics.Metrics // per-volume metrics; nil without --metrics-listen
 
 	// mu guards recovered (volumes whose journal segments were queued) and
 	// warned (entries of the store's root warned about).
@@ -416,7 +437,7 @@ func (sv *serveVolumes) list() ([]string, error) {
 // open opens volume name for serving with the options every served volume
 // gets.
 func (sv *serveVolumes) open(name string) (*lfs.Volume, error) {
-	return sv.openVolume(name, lfs.Options{Logger: sv.logger, AdminSocket: sv.admin, Lease: sv.c.lease})
+	return sv.openVolume(name, lfs.Options{Logger: sv.logger, AdminSocket: sv.admin, NBD: sv.nbd, Lease: sv.c.lease})
 }
 
 // openVolume opens volume name with opts: its journal segments left by a
@@ -446,6 +467,7 @@ func (sv *serveVolumes) openVolume(name string, opts lfs.Options) (*lfs.Volume, 
 	if sv.c.scrubInterval > 0 {
 		v.StartScrubber(sv.c.scrubInterval, sv.c.scrubRate)
 	}
+	sv.mx.AddVolume(name, v)
 	sv.logger.Debug("opened volume " + name)
 	return v, nil
 }
@@ -454,6 +476,7 @@ func (sv *serveVolumes) openVolume(name string, opts lfs.Options) (*lfs.Volume, 
 // releases its owner lock; it logs and returns the first failure.
 func (sv *serveVolumes) close(v *lfs.Volume) error {
 	name := v.Name()
+	sv.mx.RemoveVolume(name)
 	var err error
 	if ferr := v.Flush(); ferr != nil {
 		sv.logger.Error("flush failed", "volume", name, "err", ferr)

@@ -549,7 +549,7 @@ func (cat *volumeCatalog) GC(vol string, opts admin.GCOptions) (lfs.GCStats, err
 		return lfs.GCStats{}, err
 	}
 	defer cat.release(e)
-	stats, err := e.vol.GC(lfs.GCOptions{Rate: opts.Rate, MaxUtilization: opts.MaxUtilization})
+	stats, err := e.vol.GC(lfs.GCOptions{Rate: opts.Rate, MaxUtilization: opts.MaxUtilization, Defrag: opts.Defrag})
 	if err != nil {
 		cat.logger.Error("gc failed", "volume", vol, "err", err)
 		return lfs.GCStats{}, fmt.Errorf("gc of %s failed: %s", vol, cliutil.Message(cat.c.volumeError(vol, err)))

@@ -78,6 +78,9 @@ type GCOptions struct {
 	// MaxUtilization: segments whose share of live bytes is higher are
 	// left alone; from 0 to 1, and 0 means lfs's default.
 	MaxUtilization float64 `json:"max_utilization,omitempty"`
+	// Defrag bounds the bytes rewritten to defragment: 0 none, -1
+	// (lfs.DefragAll) every fragmented window once.
+	Defrag int64 `json:"defrag,omitempty"`
 }
 
 // response is the reply to a Request: OK, with the Result of requests that

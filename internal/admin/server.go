@@ -235,6 +235,8 @@ func (s *Server) handleGC(req Request) (any, error) {
 		return nil, fmt.Errorf("malformed request: %s needs a volume", req.Op)
 	case req.Snapshot != "":
 		return nil, fmt.Errorf("malformed request: %s takes no snapshot: it cleans the whole volume", req.Op)
+	case opts.Defrag < -1:
+		return nil, fmt.Errorf("malformed request: %s defrag %d is below -1", req.Op, opts.Defrag)
 	case opts.Rate < 0:
 		return nil, fmt.Errorf("malformed request: %s rate %d is negative", req.Op, opts.Rate)
 	case !(opts.MaxUtilization >= 0 && opts.MaxUtilization <= 1):

@@ -21,6 +21,21 @@ import (
 // branch Branch (a clone's family member, lfs/lineage.go), and the extent's
 // first byte is byte Skip of the record's (decompressed) data. 32 bytes; the same fields are the
 // checkpoint encoding (EncodeExtent).
+//
+// A run extent (FlagRun) names a run of records instead: consecutive
+// records of segment Seq, each an uncompressed record with block checksums
+// holding PayLen bytes, with nothing between them, the first one's payload
+// at PayOff. The run's data is the records' data end to end: data byte j is
+// byte j%PayLen of record j/PayLen, whose payload starts at
+// PayOff + (j/PayLen)*Stride(PayLen). The extent's first byte is run byte
+// Skip, so Skip+Length may exceed PayLen. Sequential writes append records
+// that extend the run (Map.SetMerging), so they cost one extent, not one
+// per record.
+//
+// Two extents name the same bytes when they map a volume offset to the
+// same byte of the same record (SameBytes), whichever run they name it
+// through: code that needs records (reads, the books, the cleaner, scrub,
+// fsck) splits an extent into its records (Records).
 type Extent struct {
 	Off    int64
 	Length uint32
@@ -41,7 +56,96 @@ const (
 	// FlagBlockSums marks an extent whose record carries block checksums
 	// (segment.Header.HasBlockSums): any part of it can be read verified.
 	FlagBlockSums uint8 = 4
+	// FlagRun marks a run extent: it may span consecutive records of
+	// PayLen bytes each (see Extent). Only with FlagBlockSums and without
+	// compression. Checkpoint version 4.
+	FlagRun uint8 = 8
+	// KnownFlags are every flag bit an extent may carry.
+	KnownFlags = segment.FlagSnappy | FlagCopy | FlagBlockSums | FlagRun
 )
+
+// Stride is the distance between the payloads of two consecutive records
+// of a run whose records hold payLen bytes: a header, the payload and its
+// block checksums.
+func Stride(payLen uint32) int64 {
+	return segment.HeaderSize + int64(payLen) + int64(segment.BlockSumsLen(payLen))
+}
+
+// Run reports whether e is a run extent.
+func (e Extent) Run() bool { return e.Flags&FlagRun != 0 }
+
+// RecordAt returns where the byte e maps volume offset x to (x within e):
+// the payload offset of the record holding it and the byte's offset in
+// that record's (decompressed) data.
+func (e Extent) RecordAt(x int64) (payOff uint32, dataOff uint32) {
+	j := x - e.Base()
+	if !e.Run() {
+		return e.PayOff, uint32(j)
+	}
+	k := j / int64(e.PayLen)
+	return uint32(int64(e.PayOff) + k*Stride(e.PayLen)), uint32(j % int64(e.PayLen))
+}
+
+// SameBytes reports whether e and o map volume offset x (inside both) to
+// the same byte of the same record. Two extents that agree at one offset
+// agree on every offset both cover.
+func SameBytes(e, o Extent, x int64) bool {
+	if e.Branch != o.Branch || e.Seq != o.Seq || e.Snappy() != o.Snappy() {
+		return false
+	}
+	ep, ed := e.RecordAt(x)
+	op, od := o.RecordAt(x)
+	return ep == op && ed == od
+}
+
+// Records calls fn, in order, with the part of e in each record it names,
+// as a single-record extent (no FlagRun; PayOff is that record's, Skip the
+// offset in its data). A single-record extent is its own only part. fn
+// returns false to stop.
+func (e Extent) Records(fn func(r Extent) bool) {
+	if !e.Run() {
+		fn(e)
+		return
+	}
+	for off := e.Off; off < e.End(); {
+		payOff, d := e.RecordAt(off)
+		n := min(int64(e.PayLen-d), e.End()-off)
+		r := e
+		r.Flags &^= FlagRun
+		r.Off, r.Length, r.PayOff, r.Skip = off, uint32(n), payOff, d
+		if !fn(r) {
+			return
+		}
+		off += n
+	}
+}
+
+// runnable reports whether e's records may form a run.
+func (e Extent) runnable() bool {
+	return e.BlockSums() && !e.Snappy() && e.PayLen > 0
+}
+
+// Adjoin returns a and b as one extent when b continues a both in the
+// volume and in the log: b starts where a ends, and b's first byte is the
+// byte of the run that follows a's last byte (the next byte of the same
+// record, or the first byte of the record right after it in the segment).
+func Adjoin(a, b Extent) (Extent, bool) {
+	if a.End() != b.Off || a.Branch != b.Branch || a.Seq != b.Seq || a.Flags&^FlagRun != b.Flags&^FlagRun ||
+		!a.runnable() || a.PayLen != b.PayLen || uint64(a.Length)+uint64(b.Length) > 1<<31 {
+		return Extent{}, false
+	}
+	j := int64(a.Skip) + int64(a.Length) // run byte after a's last
+	k := j / int64(a.PayLen)
+	want, wantD := uint32(int64(a.PayOff)+k*Stride(a.PayLen)), uint32(j%int64(a.PayLen))
+	if p, d := b.RecordAt(b.Off); p != want || d != wantD {
+		return Extent{}, false
+	}
+	a.Length += b.Length
+	if (int64(a.Skip)+int64(a.Length)-1)/int64(a.PayLen) > 0 {
+		a.Flags |= FlagRun
+	}
+	return a, true
+}
 
 // FlagsOf are the flags of an extent naming the record with header h.
 func FlagsOf(h segment.Header) uint8 {
@@ -75,19 +179,8 @@ func (e Extent) RecordType() segment.Type {
 // Base is the volume offset of the record's first byte.
 func (e Extent) Base() int64 { return e.Off - int64(e.Skip) }
 
-// SameRecord reports whether two extents name the same record.
-func (e Extent) SameRecord(o Extent) bool {
-	return e.Branch == o.Branch && e.Seq == o.Seq && e.PayOff == o.PayOff
-}
-
 // End is the volume offset after the extent's last byte.
 func (e Extent) End() int64 { return e.Off + int64(e.Length) }
-
-// WholeRecord reports whether the extent still covers its entire record, so
-// reading it can verify the record checksum.
-func (e Extent) WholeRecord() bool {
-	return e.Skip == 0 && (e.Snappy() || e.Length == e.PayLen)
-}
 
 // DropFront removes the first d bytes of the extent.
 func (e Extent) DropFront(d int64) Extent {
@@ -131,6 +224,35 @@ func (m *Map) Set(e Extent) { m.SetFn(e, nil) }
 func (m *Map) SetFn(e Extent, removed func(Extent)) {
 	m.PunchFn(e.Off, int64(e.Length), removed)
 	m.t.ReplaceOrInsert(e)
+}
+
+// SetMerging is SetFn, then joins e with the extents before and after it
+// when they continue each other in the volume and in the log (Adjoin):
+// sequential writes of adjacent records make one run extent. Byte counts
+// are unchanged, so removed sees what SetFn would show it.
+func (m *Map) SetMerging(e Extent, removed func(Extent)) {
+	m.SetFn(e, removed)
+	m.mergeAround(e)
+}
+
+// mergeAround joins extent e, which is in m, with its neighbours where
+// Adjoin allows.
+func (m *Map) mergeAround(e Extent) {
+	if e.Off > 0 {
+		if prev, ok := m.Floor(e.Off - 1); ok && prev.End() == e.Off {
+			if j, ok := Adjoin(prev, e); ok {
+				m.t.Delete(e)
+				m.t.ReplaceOrInsert(j)
+				e = j
+			}
+		}
+	}
+	if next, ok := m.t.Get(Extent{Off: e.End()}); ok {
+		if j, ok := Adjoin(e, next); ok {
+			m.t.Delete(next)
+			m.t.ReplaceOrInsert(j)
+		}
+	}
 }
 
 // Punch unmaps [off, off+length).
@@ -212,31 +334,51 @@ func (m *Map) MappedBytes() int64 {
 	return n
 }
 
-// Redirect points every extent that names bytes [lo, hi) of record old (by
-// its first extent's identity: branch, seq, payOff; base is the record's
-// volume offset) at the same bytes of record to instead, whose data starts
-// at volume offset base+lo. Extents of old outside [lo, hi) and extents of
-// other records are left alone. It returns the volume ranges it redirected.
-func (m *Map) Redirect(old Extent, base int64, lo, hi uint32, to Extent, moved []Span) []Span {
+// Redirect points the bytes that extents of m map to data bytes [lo, hi)
+// of record rec (by its location: branch, seq, payOff; a single-record
+// extent naming it), whose data byte 0 is at volume offset base, at the
+// same bytes of record to instead, whose data byte 0 is at volume offset
+// toBase. Parts of extents outside those bytes, and extents that map the
+// range elsewhere, are left alone; an extent is split where needed. The
+// redirected pieces are joined with their neighbours where they continue
+// each other (a run of copy records). It returns the volume ranges it
+// redirected, appended to moved.
+func (m *Map) Redirect(rec Extent, base int64, lo, hi uint32, to Extent, toBase int64, moved []Span) []Span {
 	start, end := base+int64(lo), base+int64(hi)
 	var hits []Extent
 	m.Visit(start, end-start, func(e Extent) bool {
-		if e.SameRecord(old) && e.Base() == base {
+		if p, d := e.RecordAt(e.Off); e.Branch == rec.Branch && e.Seq == rec.Seq && e.Snappy() == rec.Snappy() &&
+			p == rec.PayOff && int64(d) == e.Off-base {
 			hits = append(hits, e)
 		}
 		return true
 	})
+	var made []Extent
 	for _, e := range hits {
-		// visit clips; the cleaner's ranges are unions of whole extents, so
-		// a hit is a whole extent unless the map changed under a bug.
 		whole, ok := m.Floor(e.Off)
-		if !ok || whole != e {
-			continue
+		if !ok || whole.End() < e.End() {
+			continue // cannot happen: e is a clip of the extent holding e.Off
+		}
+		m.t.Delete(whole)
+		if whole.Off < e.Off {
+			left := whole
+			left.Length = uint32(e.Off - whole.Off)
+			m.t.ReplaceOrInsert(left)
+		}
+		if whole.End() > e.End() {
+			m.t.ReplaceOrInsert(whole.DropFront(e.End() - whole.Off))
 		}
 		n := to
-		n.Off, n.Length, n.Skip = e.Off, e.Length, uint32(e.Off-start)
+		n.Flags &^= FlagRun
+		n.Off, n.Length, n.Skip = e.Off, e.Length, uint32(e.Off-toBase)
 		m.t.ReplaceOrInsert(n)
+		made = append(made, n)
 		moved = append(moved, Span{e.Off, e.End()})
+	}
+	for _, n := range made {
+		if cur, ok := m.Floor(n.Off); ok && cur.End() >= n.End() {
+			m.mergeAround(cur)
+		}
 	}
 	return moved
 }

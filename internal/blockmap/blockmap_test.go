@@ -7,12 +7,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// flatMap is the model: which (seq, data byte) each volume byte maps to.
-type flatMap []int64 // -1: hole; else seq<<32 | index into the record data
+// flatMap is the model: which (seq, record byte) each volume byte maps to.
+type flatMap []int64 // -1: hole; else seq<<32 | payload offset + index into the record data
 
 func (f flatMap) set(e Extent) {
-	for i := int64(0); i < int64(e.Length); i++ {
-		f[e.Off+i] = int64(e.Seq)<<32 | int64(e.Skip) + i
+	for x := e.Off; x < e.End(); x++ {
+		p, d := e.RecordAt(x)
+		f[x] = int64(e.Seq)<<32 | (int64(p) + int64(d))
 	}
 }
 

@@ -25,7 +25,17 @@ func (m *Map) Problems(size int64) []string {
 	var probs []string
 	prevEnd := int64(0)
 	m.Ascend(func(e Extent) bool {
-		if e.Length == 0 || e.Off < prevEnd || e.End() > size || uint64(e.Skip)+uint64(e.Length) > segment.MaxDataLen {
+		bad := e.Length == 0 || e.Off < prevEnd || e.End() > size || e.Flags&^KnownFlags != 0
+		if e.Run() {
+			// A run: uncompressed records with block checksums, every
+			// record within a 32-bit segment offset.
+			last := (int64(e.Skip) + int64(e.Length) - 1) / max(int64(e.PayLen), 1)
+			bad = bad || !e.runnable() || e.PayLen > segment.MaxDataLen ||
+				int64(e.PayOff)+last*Stride(e.PayLen)+int64(e.PayLen) > 1<<32-1
+		} else {
+			bad = bad || uint64(e.Skip)+uint64(e.Length) > segment.MaxDataLen
+		}
+		if bad {
 			probs = append(probs, fmt.Sprintf("map invariant broken at extent %d+%d (previous ends at %d, size %d)", e.Off, e.Length, prevEnd, size))
 			return len(probs) < maxProblems
 		}

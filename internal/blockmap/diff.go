@@ -23,10 +23,10 @@ const diffWindow = 256
 // the range exactly, each with its class; adjacent runs of one class are
 // merged. fn returns false to stop.
 //
-// A byte is the same in both maps when both name the same record (branch,
-// seq, payload offset) with the record starting at the same volume offset,
-// or when both have a hole there. Records are immutable and a record's
-// data sits at one volume offset, so equal identity means equal content;
+// A byte is the same in both maps when both map it to the same byte of the
+// same record (SameBytes: branch, seq, payload offset and the offset in the
+// record's data, whichever run extent names it), or when both have a hole
+// there. Records are immutable, so equal identity means equal content;
 // the converse does not hold (the same bytes written again are a new
 // record and count as changed). Maps whose data the cleaner moved compare
 // as before, as long as both were redirected to the same copy records
@@ -80,7 +80,7 @@ func Diff(a, b *Map, off, length int64, fn func(off, n int64, c Change) bool) {
 					next = min(next, eb[j].Off)
 				}
 			}
-			if !emit(p, next-p, classify(xa, xb)) {
+			if !emit(p, next-p, classify(xa, xb, p)) {
 				return
 			}
 			p = next
@@ -92,14 +92,16 @@ func Diff(a, b *Map, off, length int64, fn func(off, n int64, c Change) bool) {
 	}
 }
 
-// classify compares the extents (nil: a hole) two maps have at one offset.
-func classify(a, b *Extent) Change {
+// classify compares the extents (nil: a hole) two maps have from offset p
+// on; both cover p if not nil. Extents that agree at one offset agree on
+// every offset both cover (SameBytes).
+func classify(a, b *Extent, p int64) Change {
 	switch {
 	case a == nil && b == nil:
 		return Same
 	case b == nil:
 		return ChangedZero
-	case a != nil && a.SameRecord(*b) && a.Base() == b.Base():
+	case a != nil && SameBytes(*a, *b, p):
 		return Same
 	default:
 		return ChangedData

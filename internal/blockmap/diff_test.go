@@ -4,6 +4,7 @@ import (
 	"math/rand"
 	"testing"
 
+	"github.com/hlfs/hlfs/segment"
 	"github.com/stretchr/testify/require"
 )
 
@@ -24,25 +25,53 @@ func diffModel(a, b flatMap) []Change {
 }
 
 // TestDiffProperty compares Diff with the flat model over maps that share
-// history (b is a clone of a, then changed), including redirects of whole
-// records applied to both (what the cleaner does), and small windows so
-// that window boundaries fall everywhere.
+// history (b is a clone of a, then changed), including run extents
+// (sequential records of one segment, joined by SetMerging, which b may
+// extend after the clone), redirects of whole records applied to both
+// (what the cleaner does), and small windows so that window boundaries
+// fall everywhere.
 func TestDiffProperty(t *testing.T) {
 	const size = 8192
 	rng := rand.New(rand.NewSource(7))
 	seq := uint32(1)
+	var run struct {
+		seq          uint32
+		logEnd, next int64
+	}
+	runs := 0
 	write := func(m *Map, f flatMap) {
 		off := rng.Int63n(size)
 		n := 1 + rng.Int63n(min(size-off, 400))
-		if rng.Intn(3) == 0 {
+		var e Extent
+		switch r := rng.Intn(6); {
+		case r < 2:
 			m.Punch(off, n)
 			f.punch(off, n)
 			return
+		case r < 4:
+			// The next record of a run of sequential writes.
+			l := []uint32{64, 64, 64, 96}[rng.Intn(4)]
+			if run.seq == 0 || rng.Intn(6) == 0 || run.next+int64(l) > size {
+				run.seq, run.logEnd, run.next = seq, segment.SegmentHeaderLen, rng.Int63n(size-int64(l))
+				seq++
+			}
+			e = Extent{Off: run.next, Length: l, Seq: run.seq, PayOff: uint32(run.logEnd + segment.HeaderSize), PayLen: l, Flags: FlagBlockSums}
+			run.logEnd += Stride(l)
+			run.next += int64(l)
+		default:
+			e = Extent{Off: off, Length: uint32(n), Seq: seq, PayLen: uint32(n)}
+			seq++
 		}
-		e := Extent{Off: off, Length: uint32(n), Seq: seq, PayLen: uint32(n)}
-		seq++
-		m.Set(e)
+		m.SetMerging(e, nil)
 		f.set(e)
+	}
+	countRuns := func(m *Map) {
+		m.Ascend(func(e Extent) bool {
+			if e.Run() {
+				runs++
+			}
+			return true
+		})
 	}
 	for round := 0; round < 40; round++ {
 		a, fa := New(), make(flatMap, size)
@@ -55,6 +84,8 @@ func TestDiffProperty(t *testing.T) {
 		for range rng.Intn(30) {
 			write(b, fb)
 		}
+		countRuns(a)
+		countRuns(b)
 		if round%2 == 0 { // a's records moved: both maps point at copies
 			moveAll(a, b, &seq)
 			fa, fb = flatten(a, size), flatten(b, size)
@@ -81,31 +112,36 @@ func TestDiffProperty(t *testing.T) {
 			require.Equal(t, want[off:off+n], got, "round %d range %d+%d", round, off, n)
 		}
 	}
+	require.Greater(t, runs, 20, "the maps must hold run extents")
 }
 
 // moveAll redirects every record a names to a new copy record, in a and b
-// alike, as the cleaner does for all maps of a volume.
+// alike, as the cleaner does for all maps of a volume. The copies are
+// consecutive records of one segment, so copies of records that a or b map
+// end to end join into run extents, differently in a and b where b
+// overwrote some of them.
 func moveAll(a, b *Map, seq *uint32) {
-	type rec struct {
-		e      Extent
-		base   int64
-		lo, hi uint32
-	}
-	var recs []rec
-	seen := map[uint32]bool{}
+	type id struct{ seq, payOff uint32 }
+	var recs []Extent
+	seen := map[id]bool{}
 	a.Ascend(func(e Extent) bool {
-		if !seen[e.Seq] {
-			seen[e.Seq] = true
-			recs = append(recs, rec{e: e, base: e.Base(), lo: 0, hi: e.PayLen})
-		}
+		e.Records(func(r Extent) bool {
+			if k := (id{r.Seq, r.PayOff}); !seen[k] {
+				seen[k] = true
+				recs = append(recs, r)
+			}
+			return true
+		})
 		return true
 	})
+	logEnd := int64(segment.SegmentHeaderLen)
 	for _, r := range recs {
-		to := Extent{Seq: *seq, PayLen: r.hi - r.lo}
-		*seq++
-		a.Redirect(r.e, r.base, r.lo, r.hi, to, nil)
-		b.Redirect(r.e, r.base, r.lo, r.hi, to, nil)
+		to := Extent{Seq: *seq, PayOff: uint32(logEnd + segment.HeaderSize), PayLen: r.PayLen, Flags: FlagBlockSums | FlagCopy}
+		logEnd += Stride(r.PayLen)
+		a.Redirect(r, r.Base(), 0, r.PayLen, to, r.Base(), nil)
+		b.Redirect(r, r.Base(), 0, r.PayLen, to, r.Base(), nil)
 	}
+	*seq++
 }
 
 // TestDiffStops checks that fn returning false ends the walk at once.
