@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -250,13 +251,13 @@ func TestCatalogSnapshotsAndNames(t *testing.T) {
 // Two lookups of a volume nobody has open open it once.
 func TestCatalogConcurrentOpen(t *testing.T) {
 	f := newCatalogFixture(t, "a")
-	entered := make(chan struct{})
+	entered := make(chan struct{}, 1)
 	proceed := make(chan struct{})
+	var calls atomic.Int32
 	f.beforeOpen = func(string) {
-		select {
-		case entered <- struct{}{}:
+		if calls.Add(1) == 1 { // the first open waits; a second would not
+			entered <- struct{}{}
 			<-proceed
-		default:
 		}
 	}
 	exps := make(chan nbdserver.Export, 2)
