@@ -88,6 +88,7 @@ func (c *conn) serve() {
 		c.close()
 	}
 	c.inflight.Wait()
+	c.srv.release(sess.name, true)
 	if c.graceful(err) {
 		c.closeTLS()
 	}

@@ -25,7 +25,13 @@
 //	creds.Reload() // on SIGHUP: new handshakes use the new files
 //
 // Exports are reached through a Catalog; each Export is called concurrently
-// from many goroutines (see Export for the contract the server keeps).
+// from many goroutines (see Export for the contract the server keeps). A
+// Catalog that opens exports on demand implements Releaser as well: every
+// successful Lookup is paired with one Release once the server is done with
+// the export (at once for INFO and meta-context options, at the end of the
+// connection for GO and EXPORT_NAME), so it can close what nobody uses.
+// Lookup errors wrapping ErrExportRefused reach the client as
+// NBD_REP_ERR_POLICY with their text ("in use by ...").
 //
 // # Protocol coverage
 //
@@ -62,6 +68,11 @@
 //
 // # Limits
 //
+// Options.HandshakeTimeout (default 30 s) bounds the wait for the first
+// option, the silence between two options and the reading and answering of
+// one option, not the whole negotiation: a client probing hundreds of
+// exports in turn (nbdinfo --list) is served, one that stops talking is
+// dropped.
 // At most Options.MaxConns connections are served at once (default 128).
 // At most Options.MaxHandshakesPerAddr TCP connections from one IP
 // address negotiate at once (default 16); more wait, not yet greeted, for

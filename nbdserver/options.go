@@ -86,8 +86,11 @@ type Options struct {
 	// is skipped, or close the connection when the payload exceeds twice
 	// MaxPayload. Clamped to [MinMaxPayload, MaxMaxPayload]. Default 32 MiB.
 	MaxPayload int
-	// HandshakeTimeout bounds the time from accept to the end of option
-	// negotiation. Default 30s; negative means no limit.
+	// HandshakeTimeout bounds, during option negotiation, the time from
+	// accept to the first option, between two options and to read and
+	// answer one option: a client that sends nothing is dropped after it,
+	// one that goes on negotiating is not (MaxHandshakesPerAddr bounds
+	// those). Default 30s; negative means no limit.
 	HandshakeTimeout time.Duration
 	// TLS enables NBD_OPT_STARTTLS; nil serves without TLS (STARTTLS gets
 	// NBD_REP_ERR_UNSUP).
