@@ -103,11 +103,14 @@ bench: deps build
 	python3 bench/checksums.py
 	python3 bench/backup.py
 	python3 bench/layout.py
+	BENCH_FLEET_STORES=local python3 bench/fleet.py
+	python3 bench/memory.py
 	python3 bench/handoff.py
 
 # The HDFS report: through NBD on HDFS against raw HDFS writes, both journal modes.
 bench-hdfs: deps build
 	./scripts/with-hdfs.sh python3 bench/hdfs.py
+	BENCH_FLEET_STORES=hdfs ./scripts/with-hdfs.sh python3 bench/fleet.py
 	BENCH_HANDOFF_STORES=hdfs ./scripts/with-hdfs.sh python3 bench/handoff.py
 
 lint: fmt-check

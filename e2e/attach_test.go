@@ -55,8 +55,11 @@ func TestAttach(t *testing.T) {
 	s.hlfs("snapshot", "create", "att@s1")
 	sock := filepath.Join(filepath.Dir(adminSocketPath(t)), "nbd.sock")
 	s.Exports = []string{} // every volume and snapshot
-	s.ServeArgs = []string{"--socket", sock, "--admin-socket", "none"}
+	// A volume of a server of the whole store has an owner lock, which
+	// attach reads, only while open: a client opens it, and it stays open.
+	s.ServeArgs = []string{"--socket", sock, "--admin-socket", "none", "--idle-close", "0"}
 	s.Start()
+	run(t, "nbdinfo", s.URI("att"))
 
 	for _, c := range []struct {
 		args []string

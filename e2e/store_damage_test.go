@@ -50,7 +50,11 @@ func TestStrayEntriesInStoreRoot(t *testing.T) {
 	}
 	s.Start()
 	qemuIO(t, s.URI("vol"), "write -P 7 0 64k", "flush", "read -P 7 0 64k")
+	if names := exportNames(t, s.Addr); strings.Join(names, ",") != "vol" {
+		t.Errorf("exports with stray entries: %q", names)
+	}
 	s.Stop()
+	// Serve lists the store when a client asks for the export list.
 	if log := s.logTail(); !strings.Contains(log, "ignoring README in the store: a file, not a volume") {
 		t.Errorf("serve did not warn about README:\n%s", log)
 	}

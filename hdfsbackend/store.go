@@ -101,7 +101,10 @@ func (s *Store) SetReplication(vol string, n int) {
 	s.mu.replication[vol] = n
 }
 
-var _ objstore.Store = (*Store)(nil)
+var (
+	_ objstore.Store      = (*Store)(nil)
+	_ objstore.SizeLister = (*Store)(nil)
+)
 
 // Open connects to the HDFS named by uri, hdfs://host:port/path (several
 // NameNodes as host1:port,host2:port; no host takes the NameNodes from the
@@ -330,11 +333,44 @@ func (s *Store) Open(name string) (objstore.Reader, error) {
 
 // List implements objstore.Store.
 func (s *Store) List(dir string) ([]string, error) {
+	infos, err := s.readdir(dir)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(infos))
+	for _, fi := range infos {
+		names = append(names, fi.Name())
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// ListSizes implements objstore.SizeLister: the NameNode returns the sizes
+// with the names, so a folder costs one listing (paged by the NameNode, 1000
+// entries a page by default), not one request per object. An object still
+// being written shows the length the NameNode knows, as Open does.
+func (s *Store) ListSizes(dir string) (map[string]int64, error) {
+	infos, err := s.readdir(dir)
+	if err != nil {
+		return nil, err
+	}
+	sizes := make(map[string]int64, len(infos))
+	for _, fi := range infos {
+		if !fi.IsDir() {
+			sizes[fi.Name()] = fi.Size()
+		}
+	}
+	return sizes, nil
+}
+
+// readdir lists folder dir: nothing when it is missing, ErrNotFolder when
+// it is an object.
+func (s *Store) readdir(dir string) ([]os.FileInfo, error) {
 	p, err := s.path(dir, true)
 	if err != nil {
 		return nil, err
 	}
-	var names []string
+	var infos []os.FileInfo
 	_, err = s.run("list", dir, true, false, func(c *hdfs.Client) error {
 		f, err := c.Open(p)
 		if errors.Is(err, os.ErrNotExist) {
@@ -347,21 +383,10 @@ func (s *Store) List(dir string) ([]string, error) {
 		if !f.Stat().IsDir() {
 			return fmt.Errorf("%w: %s", objstore.ErrNotFolder, dir)
 		}
-		infos, err := f.Readdir(0)
-		if err != nil {
-			return err
-		}
-		names = make([]string, 0, len(infos))
-		for _, fi := range infos {
-			names = append(names, fi.Name())
-		}
-		return nil
+		infos, err = f.Readdir(0)
+		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	sort.Strings(names)
-	return names, nil
+	return infos, err
 }
 
 // Replication returns the replication factor the NameNode keeps for the

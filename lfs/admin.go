@@ -74,25 +74,19 @@ func Stat(st objstore.Store, name string) (Info, error) {
 	return info, nil
 }
 
-// countObjects fills in the segments, checkpoints and bytes stored of info.
+// countObjects fills in the segments, checkpoints and bytes stored of info:
+// one listing per folder (objstore.ListSizes).
 func countObjects(st objstore.Store, name string, info *Info) error {
 	segSeen := map[string]bool{}
 	for _, dir := range []string{segDir(name), ckptDir(name)} {
-		names, err := st.List(dir)
+		sizes, err := objstore.ListSizes(st, dir)
 		if errors.Is(err, objstore.ErrNotFolder) {
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		for _, n := range names {
-			size, err := objectSize(st, path.Join(dir, n))
-			if errors.Is(err, objstore.ErrNotExist) {
-				continue // removed meanwhile
-			}
-			if err != nil {
-				return err
-			}
+		for n, size := range sizes {
 			info.BytesStored += size
 			if dir == segDir(name) {
 				// Attempts of one segment count once, as du counts them.
@@ -116,22 +110,22 @@ func Remove(st objstore.Store, name string) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
-	_, err := readSuperblock(st, name)
-	if errors.Is(err, ErrNotFound) {
+	sb, sbErr := readSuperblock(st, name)
+	if errors.Is(sbErr, ErrNotFound) {
 		names, lerr := leftovers(st, name)
 		if lerr != nil {
 			return lerr
 		}
 		if len(names) == 0 {
-			return err
+			return sbErr
 		}
 		for _, n := range names {
 			if !ownEntry(n) {
 				return fmt.Errorf("%w: %s: the folder holds %s, which hlfs never writes; remove it by hand", ErrNotFound, name, n)
 			}
 		}
-	} else if err != nil && !errors.Is(err, ErrDamaged) {
-		return err
+	} else if sbErr != nil && !errors.Is(sbErr, ErrDamaged) {
+		return sbErr
 	}
 	clones, err := liveClones(st, name, 0)
 	if err != nil {
@@ -148,8 +142,12 @@ func Remove(st objstore.Store, name string) error {
 	if err != nil {
 		return err
 	}
-	// The superblock goes first: from then on the volume no longer exists,
-	// even if removing the rest is interrupted.
+	// The index entries go first, then the superblock: from then on the
+	// volume no longer exists, even if removing the rest is interrupted.
+	if err := indexRemoving(st, name, sb, sbErr == nil); err != nil {
+		_ = own.release()
+		return err
+	}
 	if err := st.Remove(superName(name)); err != nil && !errors.Is(err, objstore.ErrNotExist) {
 		_ = own.release()
 		return err
@@ -213,6 +211,12 @@ func Resize(st objstore.Store, name string, size int64, allowShrink bool) error 
 		sb.size = size
 		err = writeSuperblock(st, name, sb)
 	}
+	if err == nil {
+		v.sb.size = size
+	}
 	v.releaseOwner()
+	if x := indexFor(st); x != nil {
+		x.closed(v)
+	}
 	return err
 }

@@ -108,6 +108,7 @@ func (v *Volume) checkpointLockedCkpt(force bool) error {
 	prev, prevSnaps := v.ckpt.last, v.ckpt.lastSnaps
 	v.ckpt.last, v.ckpt.lastSnaps = pos, snaps.tree.Objects()
 	v.ckpt.count++
+	v.indexGen.Add(1)
 	positions, err := listCheckpoints(v.st, v.name)
 	if err != nil || v.confirmOwner("removing old checkpoints") != nil {
 		return nil // the new checkpoint is in place; cleanup waits for the next one

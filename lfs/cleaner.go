@@ -764,6 +764,7 @@ func (v *Volume) deleteReady() (GCStats, error) {
 		}
 		delete(v.gc.pending, seq)
 		delete(v.gc.sizes, seq)
+		v.indexGen.Add(1)
 		stats.SegmentsDeleted++
 		stats.BytesDeleted += size
 	}

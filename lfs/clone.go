@@ -69,7 +69,11 @@ func Clone(st objstore.Store, srcVol, snap, newVol string) error {
 	sb := srcSB
 	sb.uid, sb.created = newUID(), nowUTC()
 	// The superblock comes last: the clone exists once it does.
-	return createSuperblock(st, newVol, sb)
+	if err := createSuperblock(st, newVol, sb); err != nil {
+		return err
+	}
+	indexCreated(st, newVol)
+	return nil
 }
 
 // findSnapshot returns the id of vol@snap, reading the volume read-only.
@@ -190,6 +194,8 @@ func (v *Volume) flatten(progress func(done, total int64)) error {
 	if err := writeLineage(v.st, v.name, lin); err != nil {
 		return err
 	}
+	// The source changed: the store index reads the lineage again.
+	v.indexGen.Add(1)
 	_ = v.st.Remove(cloneRegName(src, v.name)) // a leftover is stale, and ignored
 	if progress != nil {
 		progress(total, total)

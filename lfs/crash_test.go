@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hlfs/hlfs/internal/membudget"
 	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/hlfs/hlfs/segment"
 	"github.com/stretchr/testify/require"
@@ -62,21 +63,27 @@ func requirePrefixState(t *testing.T, got, durable []byte, pending []modelOp) {
 
 // TestCrashAtRandomPoints crashes the memory store (dropping unsynced
 // bytes, tearing the tail at random) at random moments of a random workload,
-// with and without the background cleaner running flat out; after each
-// reopen every flushed write is there and nothing is torn.
+// with and without the background cleaner running flat out, and with a
+// memory budget of one byte that seals a segment early at every append;
+// after each reopen every flushed write is there and nothing is torn.
 func TestCrashAtRandomPoints(t *testing.T) {
 	simulateOwnDeath(t)
 	for _, mode := range []struct {
-		noSync, clean bool
-	}{{false, false}, {true, false}, {false, true}, {true, true}} {
+		noSync, clean, seal bool
+		seeds               int64
+	}{{false, false, false, 4}, {true, false, false, 4}, {false, true, false, 4}, {true, true, false, 4},
+		{false, false, true, 1}, {true, true, true, 1}} {
 		noSync := mode.noSync
-		for seed := int64(1); seed <= 4; seed++ {
-			t.Run(fmt.Sprintf("nosync=%v/gc=%v/%d", noSync, mode.clean, seed), func(t *testing.T) {
+		for seed := int64(1); seed <= mode.seeds; seed++ {
+			t.Run(fmt.Sprintf("nosync=%v/gc=%v/seal=%v/%d", noSync, mode.clean, mode.seal, seed), func(t *testing.T) {
 				rng := rand.New(rand.NewSource(seed))
 				st := objstore.NewMemStore(noSync, seed)
 				const size = 2 << 20
 				require.NoError(t, Create(st, "c", Config{Size: size, BlockSize: 512, Compress: seed%2 == 0, SegmentSize: 1 << 20}))
 				opts := Options{CheckpointInterval: 512 << 10, StoreRetry: -1, Logger: testLogger(t)}
+				if mode.seal {
+					opts.Budget = membudget.New(1)
+				}
 				open := func() *Volume {
 					v := openChecked(t, st.Session(), "c", opts)
 					if mode.clean {
@@ -95,6 +102,7 @@ func TestCrashAtRandomPoints(t *testing.T) {
 					case r < 4:
 						st.Crash()
 						_ = v.Close() // fails: the store crashed under it
+						require.Zero(t, opts.Budget.Used(), "memory still held after Close")
 						v = open()
 						got := make([]byte, size)
 						require.NoError(t, v.ReadAt(got, 0))
@@ -131,8 +139,9 @@ func TestCrashAtRandomPoints(t *testing.T) {
 
 // TestCrashAtEveryStoreOperation lets the store die (every operation fails
 // from the k-th on, then unsynced bytes drop) for every k of a workload of
-// writes, flushes, a checkpoint and a close; the reopened volume holds every
-// write flushed before the failure.
+// writes, flushes, a checkpoint and a close, also with every write sealed
+// early into a segment of its own (a memory budget of one byte); the
+// reopened volume holds every write flushed before the failure.
 func TestCrashAtEveryStoreOperation(t *testing.T) {
 	simulateOwnDeath(t)
 	workload := func(v *Volume, flushed func(step int)) {
@@ -166,13 +175,21 @@ func TestCrashAtEveryStoreOperation(t *testing.T) {
 		}
 		return m
 	}
-	for _, noSync := range []bool{false, true} {
+	for _, mode := range []struct{ noSync, seal bool }{{false, false}, {true, false}, {true, true}} {
+		noSync := mode.noSync
 		for k := 1; ; k++ {
 			st := objstore.NewMemStore(noSync, int64(k))
 			require.NoError(t, Create(st, "e", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
 			dead := dieFrom(st, k)
 			lastFlushed := -1
-			v, err := Open(st.Session(), "e", Options{CheckpointInterval: -1})
+			opts := Options{CheckpointInterval: -1}
+			if mode.seal {
+				opts.Budget = membudget.New(1)
+				// Once the store died, memory never comes back: each
+				// later write waits this long, then fails.
+				shortAppendWait(t)
+			}
+			v, err := Open(st.Session(), "e", opts)
 			if err == nil {
 				workload(v, func(step int) { lastFlushed = step })
 				_ = v.Close()
@@ -181,6 +198,7 @@ func TestCrashAtEveryStoreOperation(t *testing.T) {
 			st.Crash()
 			v, err = Open(st, "e", Options{})
 			require.NoError(t, err, "noSync=%v k=%d", noSync, k)
+			require.Zero(t, opts.Budget.Used(), "memory still held after Close")
 			got := make([]byte, 1<<20)
 			require.NoError(t, v.ReadAt(got, 0))
 			if lastFlushed >= 0 {
@@ -198,11 +216,19 @@ func TestCrashAtEveryStoreOperation(t *testing.T) {
 			requireFsckAfterCrash(t, st, "e", fmt.Sprintf("noSync=%v k=%d", noSync, k))
 			if !dead.Load() {
 				require.Greater(t, k, 20, "the workload should take many store operations that change the store")
-				t.Logf("noSync=%v: crashed at each of %d store operations", noSync, k-1)
+				t.Logf("noSync=%v seal=%v: crashed at each of %d store operations", noSync, mode.seal, k-1)
 				break // the workload finished before the k-th operation
 			}
 		}
 	}
+}
+
+// shortAppendWait makes appends give up waiting for the store or for memory
+// after 50 ms for the rest of the test.
+func shortAppendWait(t *testing.T) {
+	old := appendWait
+	appendWait = 50 * time.Millisecond
+	t.Cleanup(func() { appendWait = old })
 }
 
 // dieFrom makes every operation of st fail from the k-th operation that

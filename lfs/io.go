@@ -1,6 +1,7 @@
 package lfs
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -357,7 +358,9 @@ func (v *Volume) readBlocks(dst []byte, e blockmap.Extent) error {
 		data, all = buf[:hi-lo], buf[hi-lo:]
 		sums = all[4*first:]
 		if last > 0 {
-			v.sums.put(rk, all)
+			// A copy: all shares buf, which the cache would keep whole
+			// (64 KiB of data per 64 bytes of checksums).
+			v.sums.put(rk, bytes.Clone(all))
 		}
 	} else {
 		all = make([]byte, segment.BlockSumsLen(e.PayLen))

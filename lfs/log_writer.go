@@ -1,34 +1,41 @@
 package lfs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/hlfs/hlfs/internal/membudget"
 	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/hlfs/hlfs/segment"
 )
 
 // memSegment is a segment whose bytes are held in memory until the store has
 // it complete (closed): reads of it are served from buf, and a failed store
-// object can be written again from it. Bytes below len(buf) never change
+// object can be written again from it. Bytes below buf.len() never change
 // once appended.
 type memSegment struct {
 	seq    uint64
-	buf    []byte
-	sealed bool        // no more appends; len(buf) is final
+	buf    segBuf
+	sealed bool        // no more appends; buf.len() is final
 	prev   segment.Pos // end of the previous segment, where the log stood before this one
+	// charged is what the segment's records hold of the memory budget,
+	// released when the store has the segment; since is when the first
+	// of them was appended.
+	charged int64
+	since   time.Time
 }
 
 // endPos is the position after the segment's last record; for a segment
 // holding only its header that is the end of the previous one, so positions
 // never name a segment that may not exist in the store.
 func (s *memSegment) endPos() segment.Pos {
-	if len(s.buf) == segment.SegmentHeaderLen {
+	if s.buf.len() == segment.SegmentHeaderLen {
 		return s.prev
 	}
-	return segment.Pos{Seq: s.seq, Off: int64(len(s.buf))}
+	return segment.Pos{Seq: s.seq, Off: int64(s.buf.len())}
 }
 
 // logWriter appends records to the volume's log and makes them durable.
@@ -46,6 +53,15 @@ func (s *memSegment) endPos() segment.Pos {
 // maxSealed segments, and the pusher retries with backoff, so serving
 // resumes when the store does. Only ErrExist on create is final: another
 // writer holds the volume (fencing).
+//
+// Memory budget: with a membudget.Budget, an append first acquires its
+// bytes (with no lock held), and a segment releases what its records
+// acquired once the store has it (closed). The writer is a
+// membudget.Reclaimer: asked for memory, it seals its active segment early
+// (a shorter segment, as a flush on HDFS makes) and wakes the pusher,
+// which writes and closes it. Neither step waits for the budget, and an
+// append never waits for it while holding mu or ioMu, so a writer waiting
+// for memory cannot block the reclaim that makes room.
 type logWriter struct {
 	st      objstore.Store
 	vol     string
@@ -66,7 +82,6 @@ type logWriter struct {
 		written int64         // bytes appended since open
 		kicked  int           // len of the active segment at the last kick
 		space   *sync.Cond    // signalled when sealed segments are closed
-		free    [][]byte      // buffers of closed segments, for reuse
 	}
 
 	// ioMu serializes store I/O. It guards the fields below.
@@ -87,17 +102,23 @@ type logWriter struct {
 	// and rewriting the object each time) before it reports the failure.
 	retryFor time.Duration
 
+	budget     *membudget.Budget // nil: no budget
+	unregister func()            // removes the writer from budget's reclaimers
+	ctx        context.Context   // ends waits for memory: cancelled by stopWaiting and when the pusher stops
+	cancelCtx  context.CancelFunc
+
 	kick chan struct{} // wakes the background pusher
 	done chan struct{}
 	wg   sync.WaitGroup
 }
 
+// appendWait bounds how long an append waits for the store to take sealed
+// segments, or for memory, before it fails. A variable for tests.
+var appendWait = 30 * time.Second
+
 const (
 	// maxSealed bounds segments waiting for the store before appends block.
 	maxSealed = 2
-	// appendWait bounds how long an append waits for the store to take
-	// sealed segments before it fails.
-	appendWait = 30 * time.Second
 	// pushBatch is how many appended bytes wake the pusher; smaller amounts
 	// reach the store at the next pushInterval tick or flush. Reads are
 	// served from memory meanwhile, so batching only saves system calls.
@@ -108,12 +129,15 @@ const (
 
 // newLogWriter starts appending after end, the last valid byte of segment
 // end.seq (seq 0 for an empty log).
-func newLogWriter(st objstore.Store, vol string, uid, epoch uint64, segSize int, end segment.Pos, attempts *attemptMap, retryFor time.Duration) *logWriter {
+// With a budget, appended bytes count against it until the store has them.
+func newLogWriter(st objstore.Store, vol string, uid, epoch uint64, segSize int, end segment.Pos, attempts *attemptMap, retryFor time.Duration, budget *membudget.Budget) *logWriter {
 	l := &logWriter{st: st, vol: vol, uid: uid, epoch: epoch, segSize: segSize, attempts: attempts, retryFor: retryFor,
-		abandoned: make(map[uint64][]string), kick: make(chan struct{}, 1), done: make(chan struct{})}
+		budget: budget, abandoned: make(map[uint64][]string), kick: make(chan struct{}, 1), done: make(chan struct{})}
 	l.mu.space = sync.NewCond(&l.mu.Mutex)
 	l.mu.durable = end
 	l.mu.segs = []*memSegment{l.newSegmentLockedMu(end)}
+	l.unregister = budget.Register(l)
+	l.ctx, l.cancelCtx = context.WithCancel(context.Background())
 	l.wg.Add(1)
 	go l.pushLoop()
 	return l
@@ -135,23 +159,18 @@ func (l *logWriter) atCut(fn func(c logCut)) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	act := l.mu.segs[len(l.mu.segs)-1]
-	fn(logCut{end: act.endPos(), activeEmpty: len(act.buf) == segment.SegmentHeaderLen, written: l.mu.written})
+	fn(logCut{end: act.endPos(), activeEmpty: act.buf.len() == segment.SegmentHeaderLen, written: l.mu.written})
 }
 
-// newSegmentLockedMu starts the segment after prev, reusing a closed segment's
-// buffer when there is one. mu is held (or l is not shared yet).
+// newSegmentLockedMu starts the segment after prev. mu is held (or l is not
+// shared yet).
 func (l *logWriter) newSegmentLockedMu(prev segment.Pos) *memSegment {
-	var buf []byte
-	if n := len(l.mu.free); n > 0 {
-		buf, l.mu.free = l.mu.free[n-1][:0], l.mu.free[:n-1]
-	} else {
-		buf = make([]byte, 0, l.segSize+segment.MaxRecordLen)
-	}
-	s := &memSegment{seq: prev.Seq + 1, prev: prev, buf: buf}
-	s.buf = segment.AppendSegmentHeader(s.buf, segment.SegmentHeader{
+	s := &memSegment{seq: prev.Seq + 1, prev: prev}
+	var hdr [segment.SegmentHeaderLen]byte
+	s.buf.append(segment.AppendSegmentHeader(hdr[:0], segment.SegmentHeader{
 		VolumeUID: l.uid, Seq: s.seq, Epoch: l.epoch,
 		PrevSeq: prev.Seq, PrevEnd: uint64(prev.Off), Created: time.Now().UnixNano(),
-	})
+	}))
 	return s
 }
 
@@ -164,32 +183,107 @@ type placed struct {
 // append copies encoded records (as produced by segment.Append, lengths in
 // lens) into the log and calls apply for each with its place, in log order,
 // still under the log lock so the map sees writes in log order.
+//
+// With a budget it first waits, holding no lock, until the bytes fit.
 func (l *logWriter) append(recs []byte, lens []int, apply func(i int, p placed)) (segment.Pos, error) {
+	total := int64(sum(lens))
+	if err := l.acquire(total); err != nil {
+		return segment.Pos{}, err
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.waitSpaceLockedMu(); err != nil {
+		l.budget.Release(total)
 		return segment.Pos{}, err
 	}
+	now := time.Now()
 	for i, n := range lens {
 		act := l.mu.segs[len(l.mu.segs)-1]
-		if len(act.buf)+n > l.segSize && len(act.buf) > segment.SegmentHeaderLen {
+		if act.buf.len()+n > l.segSize && act.buf.len() > segment.SegmentHeaderLen {
 			act.sealed = true
-			act = l.newSegmentLockedMu(segment.Pos{Seq: act.seq, Off: int64(len(act.buf))})
+			act = l.newSegmentLockedMu(segment.Pos{Seq: act.seq, Off: int64(act.buf.len())})
 			l.mu.segs = append(l.mu.segs, act)
 			l.mu.kicked = 0
 			l.kickPusher()
 		}
-		off := len(act.buf)
-		act.buf = append(act.buf, recs[:n]...)
+		off := act.buf.len()
+		act.buf.append(recs[:n])
+		if act.charged == 0 {
+			act.since = now
+		}
+		act.charged += int64(n)
 		recs = recs[n:]
 		apply(i, placed{seq: act.seq, recOff: int64(off)})
 	}
-	l.mu.written += int64(sum(lens))
-	if act := l.mu.segs[len(l.mu.segs)-1]; len(act.buf)-l.mu.kicked >= pushBatch {
-		l.mu.kicked = len(act.buf)
+	l.mu.written += total
+	if act := l.mu.segs[len(l.mu.segs)-1]; act.buf.len()-l.mu.kicked >= pushBatch {
+		l.mu.kicked = act.buf.len()
 		l.kickPusher()
 	}
 	return l.mu.segs[len(l.mu.segs)-1].endPos(), nil
+}
+
+// acquire takes n bytes of the memory budget for an append, waiting up to
+// appendWait for reclaims (this writer's own included) to make room. No
+// lock of l is held: the reclaim and the pusher that releases memory take
+// them.
+func (l *logWriter) acquire(n int64) error {
+	if l.budget == nil || l.budget.TryAcquire(n) {
+		return nil
+	}
+	// The volume closing (stopWaiting) ends the wait too.
+	ctx, cancel := context.WithTimeout(l.ctx, appendWait)
+	defer cancel()
+	if err := l.budget.Acquire(ctx, n); err != nil {
+		return fmt.Errorf("%w: no memory for %d bytes of %s within %v: %v", ErrStoreUnavailable, n, l.vol, appendWait, err)
+	}
+	return nil
+}
+
+// stopWaiting makes appends waiting for memory, and later ones that would
+// have to, fail at once: the volume is closing, and its background work
+// (the cleaner) must not hold Close up for appendWait when the store is
+// failing and memory does not come back.
+func (l *logWriter) stopWaiting() { l.cancelCtx() }
+
+// Reclaimable implements membudget.Reclaimer: the budget held by the active
+// segment's records, which sealing it would release once it is written.
+func (l *logWriter) Reclaimable() (int64, time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	act := l.mu.segs[len(l.mu.segs)-1]
+	if l.mu.fatal != nil || act.sealed {
+		return 0, time.Time{}
+	}
+	return act.charged, act.since
+}
+
+// Reclaim implements membudget.Reclaimer: it seals the active segment early
+// and wakes the pusher, which writes and closes it, releasing its memory.
+func (l *logWriter) Reclaim() {
+	l.mu.Lock()
+	act := l.mu.segs[len(l.mu.segs)-1]
+	if act.charged > 0 && l.mu.fatal == nil {
+		l.sealActiveLockedMu(act)
+		l.mu.kicked = 0
+	}
+	l.mu.Unlock()
+	l.kickPusher()
+}
+
+// releaseMemory gives the budget back what the segments still in memory
+// hold and leaves the budget's reclaimers: the writer is closed or
+// abandoned and those bytes are no longer needed. Idempotent.
+func (l *logWriter) releaseMemory() {
+	l.mu.Lock()
+	var n int64
+	for _, s := range l.mu.segs {
+		n += s.charged
+		s.charged = 0
+	}
+	l.mu.Unlock()
+	l.unregister()
+	l.budget.Release(n)
 }
 
 // waitSpaceLockedMu waits while too many sealed segments wait for the store,
@@ -273,23 +367,23 @@ func (l *logWriter) readMem(seq uint64, p []byte, off int64) (ok bool, err error
 		if s.seq != seq {
 			continue
 		}
-		if off < 0 || off+int64(len(p)) > int64(len(s.buf)) {
-			return true, corruptf(segName(l.vol, seq), off, "read past the in-memory segment end %d", len(s.buf))
+		if off < 0 || off+int64(len(p)) > int64(s.buf.len()) {
+			return true, corruptf(segName(l.vol, seq), off, "read past the in-memory segment end %d", s.buf.len())
 		}
-		copy(p, s.buf[off:])
+		s.buf.readAt(p, int(off))
 		return true, nil
 	}
 	return false, nil
 }
 
-// segmentBytes returns the in-memory bytes of segment seq, or nil when the
-// store has it. For tests: the buffer is reused once the segment is closed.
+// segmentBytes returns a copy of the in-memory bytes of segment seq, or nil
+// when the store has it. For tests.
 func (l *logWriter) segmentBytes(seq uint64) []byte {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, s := range l.mu.segs {
 		if s.seq == seq {
-			return s.buf[:len(s.buf):len(s.buf)]
+			return s.buf.bytes()
 		}
 	}
 	return nil
@@ -300,6 +394,7 @@ func (l *logWriter) segmentBytes(seq uint64) []byte {
 // after store failures with backoff.
 func (l *logWriter) pushLoop() {
 	defer l.wg.Done()
+	defer l.cancelCtx() // appends waiting for memory give up
 	tick := time.NewTicker(pushInterval)
 	defer tick.Stop()
 	for {
@@ -370,9 +465,9 @@ func (l *logWriter) pushLockedIO(sync bool) error {
 			return err
 		}
 		seg := l.mu.segs[0]
-		data, sealed := seg.buf[:len(seg.buf)], seg.sealed
+		data, sealed := seg.buf, seg.sealed // a snapshot: see segBuf
 		l.mu.Unlock()
-		if !sealed && len(data) == segment.SegmentHeaderLen {
+		if !sealed && data.len() == segment.SegmentHeaderLen {
 			// No records in the active segment: it need not exist yet.
 			if sync {
 				if err := l.persistClosedLockedIO(); err != nil {
@@ -409,7 +504,7 @@ func (l *logWriter) pushLockedIO(sync bool) error {
 			return l.failLockedIO(fmt.Errorf("lfs: sync segment %d of %s: %w", seg.seq, l.vol, err))
 		}
 		l.wSynced = true
-		l.advanceDurable(segment.Pos{Seq: seg.seq, Off: int64(len(data))})
+		l.advanceDurable(segment.Pos{Seq: seg.seq, Off: int64(data.len())})
 		l.succeeded()
 		return nil
 	}
@@ -437,9 +532,13 @@ func (l *logWriter) persistClosedLockedIO() error {
 func (l *logWriter) sealActive(seg *memSegment) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.sealActiveLockedMu(seg)
+}
+
+func (l *logWriter) sealActiveLockedMu(seg *memSegment) {
 	if !seg.sealed {
 		seg.sealed = true
-		l.mu.segs = append(l.mu.segs, l.newSegmentLockedMu(segment.Pos{Seq: seg.seq, Off: int64(len(seg.buf))}))
+		l.mu.segs = append(l.mu.segs, l.newSegmentLockedMu(segment.Pos{Seq: seg.seq, Off: int64(seg.buf.len())}))
 	}
 }
 
@@ -452,8 +551,9 @@ func (l *logWriter) advanceDurable(p segment.Pos) {
 }
 
 // writeLockedIO creates the object of segment seq when needed and writes the
-// bytes of data it does not have yet.
-func (l *logWriter) writeLockedIO(seq uint64, data []byte) error {
+// bytes of data it does not have yet. A failed write abandons the object
+// (failLockedIO), so pushed need not count a partial one.
+func (l *logWriter) writeLockedIO(seq uint64, data segBuf) error {
 	if l.w == nil || l.wSeq != seq {
 		name := l.attempts.name(l.vol, seq)
 		w, err := l.st.Create(name)
@@ -462,18 +562,19 @@ func (l *logWriter) writeLockedIO(seq uint64, data []byte) error {
 		}
 		l.w, l.wSeq, l.pushed, l.wSynced = w, seq, 0, false
 	}
-	if l.pushed < len(data) {
-		if _, err := l.w.Write(data[l.pushed:]); err != nil {
+	if l.pushed < data.len() {
+		if err := data.writeTo(l.w, l.pushed); err != nil {
 			return fmt.Errorf("lfs: write segment %s: %w", l.attempts.name(l.vol, seq), err)
 		}
-		l.pushed = len(data)
+		l.pushed = data.len()
 	}
 	return nil
 }
 
-// closeLockedIO closes the sealed oldest segment and drops its memory copy;
-// reads of it go to the store from now on. It becomes durable at the next
-// flush (persistClosedLocked), or right away on stores where Close is.
+// closeLockedIO closes the sealed oldest segment and drops its memory copy,
+// releasing its memory budget; reads of it go to the store from now on. It
+// becomes durable at the next flush (persistClosedLocked), or right away on
+// stores where Close is.
 func (l *logWriter) closeLockedIO(seg *memSegment) error {
 	if err := l.w.Close(); err != nil {
 		return fmt.Errorf("lfs: close segment %s: %w", l.attempts.name(l.vol, seg.seq), err)
@@ -482,14 +583,14 @@ func (l *logWriter) closeLockedIO(seg *memSegment) error {
 	l.closed = append(l.closed, seg.seq)
 	l.mu.Lock()
 	l.mu.segs = l.mu.segs[1:]
-	if len(l.mu.free) < maxSealed && cap(seg.buf) == l.segSize+segment.MaxRecordLen {
-		// Nobody holds it: readers copy under mu and the pusher is done
-		// with it (ioMu is held).
-		l.mu.free = append(l.mu.free, seg.buf)
-	}
-	seg.buf = nil
+	// Nobody holds the chunks: readers copy under mu and the pusher is done
+	// with them (ioMu is held).
+	seg.buf.free()
+	charged := seg.charged
+	seg.charged = 0
 	l.mu.space.Broadcast()
 	l.mu.Unlock()
+	l.budget.Release(charged)
 	return nil
 }
 
@@ -546,11 +647,13 @@ func (l *logWriter) succeeded() {
 }
 
 // close stops the pusher after making everything durable. The active
-// segment is closed in the store so nothing is left open.
+// segment is closed in the store so nothing is left open, and the memory
+// budget gets back what the writer held.
 func (l *logWriter) close() error {
 	err := l.flush(l.end())
 	close(l.done)
 	l.wg.Wait()
+	defer l.releaseMemory()
 	l.ioMu.Lock()
 	defer l.ioMu.Unlock()
 	if err == nil && l.w != nil {

@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"testing"
 
+	"github.com/hlfs/hlfs/internal/membudget"
 	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/stretchr/testify/require"
 )
@@ -123,17 +124,22 @@ type modelCase struct {
 	store     func(t *testing.T) objstore.Store
 	blockSize int
 	compress  bool
+	// sealEveryAppend opens the volume with a memory budget of one byte:
+	// every append waits until the previous one's segment was sealed early
+	// and closed, so each append gets a segment of its own.
+	sealEveryAppend bool
 }
 
 func modelCases() []modelCase {
 	return []modelCase{
-		{"mem", func(t *testing.T) objstore.Store { return objstore.NewMemStore(false, 1) }, 4096, false},
-		{"mem-nosync-compress", func(t *testing.T) objstore.Store { return objstore.NewMemStore(true, 1) }, 512, true},
+		{"mem", func(t *testing.T) objstore.Store { return objstore.NewMemStore(false, 1) }, 4096, false, false},
+		{"mem-nosync-compress", func(t *testing.T) objstore.Store { return objstore.NewMemStore(true, 1) }, 512, true, false},
 		{"dir", func(t *testing.T) objstore.Store {
 			s, err := objstore.NewDirStore(t.TempDir())
 			require.NoError(t, err)
 			return s
-		}, 4096, true},
+		}, 4096, true, false},
+		{"mem-seal-every-append", func(t *testing.T) objstore.Store { return objstore.NewMemStore(true, 1) }, 512, true, true},
 	}
 }
 
@@ -142,7 +148,11 @@ func modelCases() []modelCase {
 func TestModel(t *testing.T) {
 	for _, tc := range modelCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			for seed := int64(1); seed <= 3; seed++ {
+			seeds := int64(3)
+			if tc.sealEveryAppend {
+				seeds = 1 // a variant of the others: one seed keeps -race time down
+			}
+			for seed := int64(1); seed <= seeds; seed++ {
 				t.Run(fmt.Sprint(seed), func(t *testing.T) {
 					runModel(t, tc, seed)
 				})
@@ -157,9 +167,16 @@ func runModel(t *testing.T, tc modelCase, seed int64) {
 	const size = 4 << 20
 	require.NoError(t, Create(st, "m", Config{Size: size, BlockSize: tc.blockSize, Compress: tc.compress, SegmentSize: 1 << 20}))
 	opts := Options{CheckpointInterval: 1 << 20}
+	if tc.sealEveryAppend {
+		opts.Budget = membudget.New(1)
+	}
 	v := openChecked(t, st, "m", opts)
 	model := make([]byte, size)
-	for i := 0; i < 600; i++ {
+	steps := 600
+	if tc.sealEveryAppend {
+		steps = 250 // a segment per append: as many segments as steps
+	}
+	for i := 0; i < steps; i++ {
 		switch r := rng.Intn(100); {
 		case r < 2:
 			require.NoError(t, v.Close())
@@ -197,12 +214,17 @@ func runModel(t *testing.T, tc modelCase, seed int64) {
 	}
 	checkAgainstModel(t, v, model, rng)
 	require.NoError(t, v.Close())
+	require.Zero(t, opts.Budget.Used(), "memory still held after Close")
 	rep, err := Fsck(st, "m", nil)
 	require.NoError(t, err)
 	require.True(t, rep.OK(), "fsck: %v", rep.Problems)
 	seqs, err := listSegments(st, "m")
 	require.NoError(t, err)
 	require.Greater(t, seqs[len(seqs)-1], uint64(3), "the test should span many segments")
+	if tc.sealEveryAppend {
+		// Each of the ~230 writes, zeroes and trims sealed a segment.
+		require.Greater(t, seqs[len(seqs)-1], uint64(180), "appends should have sealed segments early")
+	}
 	v = openChecked(t, st, "m", Options{ReadOnly: true})
 	checkAgainstModel(t, v, model, rng)
 	require.NoError(t, v.Close())

@@ -230,6 +230,17 @@ func (o *ownership) renew() error {
 	return nil
 }
 
+// record returns the lock's record as of its last renewal.
+func (o *ownership) record() OwnerRecord {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	rec := o.rec
+	if !o.lastRenew.IsZero() {
+		rec.Renewed = o.lastRenew
+	}
+	return rec
+}
+
 // leaseHeld reports whether the last renewal is recent enough that no
 // other host may have taken the volume over.
 func (o *ownership) leaseHeld() bool {

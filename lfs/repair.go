@@ -83,6 +83,7 @@ func RepairSuperblock(st objstore.Store, name string) (Repair, error) {
 		return rep, fmt.Errorf("lfs: write the rebuilt superblock of %s: %w", name, err)
 	}
 	rep.Repaired = true
+	indexUnknown(st, name, sb.uid, own.epoch)
 	return rep, nil
 }
 

@@ -80,26 +80,17 @@ func ListStore(st objstore.Store) (Listing, error) {
 		return l, err
 	}
 	for _, n := range names {
-		entries, err := st.List(n)
+		if n == indexDir {
+			continue // the store index (index.go), not a volume
+		}
+		ignored, isVol, err := classifyRootEntry(st, n)
 		switch {
-		case errors.Is(err, objstore.ErrNotFolder):
-			l.Ignored = append(l.Ignored, Ignored{Name: n, Kind: IgnoredFile})
-			continue
 		case err != nil:
 			return l, err
-		case ValidateName(n) != nil:
-			l.Ignored = append(l.Ignored, Ignored{Name: n, Kind: IgnoredName})
-			continue
-		}
-		isVol, err := holdsVolume(st, n, entries)
-		if err != nil {
-			return l, err
-		}
-		switch {
+		case ignored != nil:
+			l.Ignored = append(l.Ignored, *ignored)
 		case isVol:
 			l.Volumes = append(l.Volumes, n)
-		case len(entries) > 1 || (len(entries) == 1 && entries[0] != "super"):
-			l.Ignored = append(l.Ignored, Ignored{Name: n, Kind: IgnoredLeftover, Entries: entries})
 		}
 	}
 	return l, nil

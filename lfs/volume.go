@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hlfs/hlfs/internal/blockmap"
+	"github.com/hlfs/hlfs/internal/membudget"
 	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/hlfs/hlfs/segment"
 	"github.com/hlfs/hlfs/snapshot"
@@ -41,6 +42,11 @@ type Options struct {
 	// volume over once a lease ran out, and this process stops acknowledging
 	// flushes once it could not renew for 2/3 of a lease.
 	Lease time.Duration
+	// Budget, when not nil, bounds the log data held in memory by this and
+	// every other volume opened with it: appends wait for room, and the
+	// budget seals the largest or oldest in-memory segments early to make
+	// it. nil: no bound (each volume holds up to three segments).
+	Budget *membudget.Budget
 
 	// beforeClose, when not nil, runs at the start of Close while the
 	// volume is still whole: tests check the invariants there (Check).
@@ -111,6 +117,9 @@ type Volume struct {
 	backgroundWG   sync.WaitGroup
 
 	stats recoveryStats
+	// indexGen counts checkpoints written and segments deleted: the store
+	// index describes the volume again when it moved (index_writer.go).
+	indexGen atomic.Int64
 	// checksumErrors counts reads that failed a checksum (damaged).
 	checksumErrors atomic.Int64
 	// metrics are counters and estimates for monitoring (metrics.go).
@@ -159,7 +168,11 @@ func Create(st objstore.Store, name string, cfg Config) error {
 	sb := superblock{uid: newUID(), size: cfg.Size, blockSize: cfg.BlockSize,
 		segmentSize: cfg.SegmentSize, compress: cfg.Compress, created: nowUTC(), replication: cfg.Replication}
 	applyReplication(st, name, sb)
-	return createSuperblock(st, name, sb)
+	if err := createSuperblock(st, name, sb); err != nil {
+		return err
+	}
+	indexCreated(st, name)
+	return nil
 }
 
 // Open opens a volume, taking ownership unless opts.ReadOnly, and rebuilds
@@ -221,11 +234,14 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 		if retry == 0 {
 			retry = defaultStoreRetry
 		}
-		v.lw = newLogWriter(st, name, sb.uid, epoch, sb.segmentSize, r.end, attempts, retry)
+		v.lw = newLogWriter(st, name, sb.uid, epoch, sb.segmentSize, r.end, attempts, retry, opts.Budget)
 		v.ckptKick, v.snapKick, v.stopBackground = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
 		v.backgroundWG.Add(1)
 		go v.checkpointLoop()
 		v.every(time.Duration(v.owner.rec.LeaseSeconds*float64(time.Second))/3, v.renewOwner)
+		if x := indexFor(st); x != nil {
+			x.opened(v)
+		}
 	}
 	return v, nil
 }
@@ -319,6 +335,9 @@ func (v *Volume) close(handOff bool) error {
 	err := v.closeLog(handOff)
 	if err == nil {
 		v.releaseOwner()
+		if x := indexFor(v.st); x != nil && v.owner != nil {
+			x.closed(v)
+		}
 	} else if !errors.Is(err, ErrClosed) {
 		v.log.Error("closing left unflushed state; the owner lock stays until this process exits", "err", err)
 	}
@@ -339,6 +358,7 @@ func (v *Volume) closeLog(handOff bool) error {
 	var err error
 	if v.lw != nil {
 		close(v.stopBackground)
+		v.lw.stopWaiting()
 		v.backgroundWG.Wait()
 		if !handOff || v.handOffCheckpoint() {
 			err = v.checkpoint()
@@ -396,11 +416,16 @@ func (v *Volume) Abandon() {
 	v.mu.Unlock()
 	if v.lw != nil {
 		close(v.stopBackground)
+		v.lw.stopWaiting()
 		v.backgroundWG.Wait()
 		v.lw.fence(ErrClosed) // no more store I/O from the log writer
 		close(v.lw.done)
 		v.lw.wg.Wait()
+		v.lw.releaseMemory()
 	}
 	v.readers.close()
 	v.releaseOwner()
+	if x := indexFor(v.st); x != nil {
+		x.forget(v)
+	}
 }

@@ -19,6 +19,7 @@ import (
 // testServer is a Server listening on loopback TCP.
 type testServer struct {
 	*Server
+	cat     Catalog
 	addr    string
 	served  chan error // Serve's result
 	stopped bool
@@ -31,7 +32,7 @@ func startServer(t testing.TB, cat Catalog, opts Options) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{Server: New(cat, opts), addr: l.Addr().String(), served: make(chan error, 1)}
+	ts := &testServer{Server: New(cat, opts), cat: cat, addr: l.Addr().String(), served: make(chan error, 1)}
 	go func() { ts.served <- ts.Serve(l) }()
 	t.Cleanup(func() { ts.stop(t) })
 	return ts
@@ -50,6 +51,16 @@ func (ts *testServer) stop(t testing.TB) {
 	}
 	if err := <-ts.served; !errors.Is(err, ErrServerClosed) {
 		t.Errorf("Serve returned %v, want ErrServerClosed", err)
+	}
+	// Every export looked up was released by the time Shutdown returned.
+	if mc, ok := ts.cat.(*memCatalog); ok {
+		mc.mu.Lock()
+		defer mc.mu.Unlock()
+		for name, n := range mc.mu.held {
+			if n != 0 {
+				t.Errorf("export %q: %d lookups not released after Shutdown", name, n)
+			}
+		}
 	}
 }
 

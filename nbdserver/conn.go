@@ -2,6 +2,7 @@ package nbdserver
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -44,6 +45,10 @@ type conn struct {
 
 	lim      limiter        // bounds the work in flight
 	inflight sync.WaitGroup // workers running
+	// ctx ends the reading goroutine's wait for Options.Budget when the
+	// connection is closed.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	closeOnce sync.Once
 }
@@ -57,6 +62,7 @@ func newConn(s *Server, nc net.Conn, mode TLSMode, addr string) *conn {
 	c.w.mu.bw = c.bw
 	c.w.onError = func(error) { c.close() }
 	c.lim.init(s.opts.MaxRequestsPerConn, s.opts.MaxInFlightBytes)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
 }
 
@@ -82,6 +88,7 @@ func (c *conn) serve() {
 		c.close()
 	}
 	c.inflight.Wait()
+	c.srv.release(sess.name, true)
 	if c.graceful(err) {
 		c.closeTLS()
 	}
@@ -122,7 +129,10 @@ func (c *conn) interrupt() {
 
 // close closes the socket once; blocked reads and writes fail.
 func (c *conn) close() {
-	c.closeOnce.Do(func() { c.nc.Close() })
+	c.closeOnce.Do(func() {
+		c.cancel()
+		c.nc.Close()
+	})
 }
 
 // closeTLS ends the TLS session, if any, with a close_notify alert, as the

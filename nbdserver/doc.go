@@ -25,7 +25,13 @@
 //	creds.Reload() // on SIGHUP: new handshakes use the new files
 //
 // Exports are reached through a Catalog; each Export is called concurrently
-// from many goroutines (see Export for the contract the server keeps).
+// from many goroutines (see Export for the contract the server keeps). A
+// Catalog that opens exports on demand implements Releaser as well: every
+// successful Lookup is paired with one Release once the server is done with
+// the export (at once for INFO and meta-context options, at the end of the
+// connection for GO and EXPORT_NAME), so it can close what nobody uses.
+// Lookup errors wrapping ErrExportRefused reach the client as
+// NBD_REP_ERR_POLICY with their text ("in use by ...").
 //
 // # Protocol coverage
 //
@@ -62,6 +68,11 @@
 //
 // # Limits
 //
+// Options.HandshakeTimeout (default 30 s) bounds the wait for the first
+// option, the silence between two options and the reading and answering of
+// one option, not the whole negotiation: a client probing hundreds of
+// exports in turn (nbdinfo --list) is served, one that stops talking is
+// dropped.
 // At most Options.MaxConns connections are served at once (default 128).
 // At most Options.MaxHandshakesPerAddr TCP connections from one IP
 // address negotiate at once (default 16); more wait, not yet greeted, for
@@ -106,7 +117,10 @@
 //
 // Each connection has one reading goroutine and one goroutine per request
 // in flight, bounded by Options.MaxRequestsPerConn and
-// Options.MaxInFlightBytes; replies go out in completion order, each written
+// Options.MaxInFlightBytes, and across connections by Options.Budget (READ
+// and WRITE payloads count from the request header to the reply; a
+// connection whose next request does not fit stops reading until it does);
+// replies go out in completion order, each written
 // whole under a per-connection lock and flushed once no other reply is
 // queued. A WRITE payload is read completely before its request runs. A READ
 // reply header is sent only after the data has been read. Protocol

@@ -12,6 +12,13 @@ var (
 	// for NBD_OPT_EXPORT_NAME, which cannot carry an error).
 	ErrUnknownExport = errors.New("nbdserver: unknown export")
 
+	// ErrExportRefused is returned (wrapped) by Catalog.Lookup for an
+	// export that exists but is not served now, for a reason the client
+	// should read (e.g. another server holds it): the server answers
+	// NBD_REP_ERR_POLICY carrying the error's text after this prefix (or
+	// closes the connection for NBD_OPT_EXPORT_NAME).
+	ErrExportRefused = errors.New("nbdserver: export refused")
+
 	// ErrNoSpace may be wrapped by errors from Export methods; the client
 	// then gets NBD_ENOSPC instead of NBD_EIO.
 	ErrNoSpace = errors.New("nbdserver: no space left on export")

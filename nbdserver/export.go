@@ -45,6 +45,22 @@ type Catalog interface {
 	// Names lists the export names in a stable order (NBD_OPT_LIST).
 	Names() []string
 	// Lookup returns the named export. It returns an error wrapping
-	// ErrUnknownExport when there is no such export.
+	// ErrUnknownExport when there is no such export, or ErrExportRefused
+	// when there is one that cannot be served now.
 	Lookup(name string) (Export, ExportInfo, error)
+}
+
+// Releaser is implemented by a Catalog that wants to know when the server
+// is done with an export, e.g. to close what nobody uses. For every Lookup
+// that returned no error the server calls Release once, with the same name,
+// after its last call into the export: at once after answering
+// NBD_OPT_INFO, NBD_OPT_LIST_META_CONTEXT or NBD_OPT_SET_META_CONTEXT, and,
+// when the lookup started transmission (NBD_OPT_GO, NBD_OPT_EXPORT_NAME),
+// once the connection ended and its last request returned. Lookups that
+// fail are not released. Shutdown returns only after every Release.
+// transmitted says whether the lookup started transmission, so that a
+// catalog can let go sooner of what was only probed (nbdinfo --list asks
+// NBD_OPT_INFO of every export).
+type Releaser interface {
+	Release(name string, transmitted bool)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -30,13 +31,8 @@ type negotiation struct {
 // by NBD_OPT_EXPORT_NAME or NBD_OPT_GO, or an error after which the
 // connection must be closed (errAbort for NBD_OPT_ABORT).
 func (c *conn) handshake() (*session, error) {
-	if t := c.srv.opts.HandshakeTimeout; t > 0 {
-		c.nc.SetDeadline(time.Now().Add(t))
-	}
-	// Shutdown may have interrupted us before the deadline above replaced
-	// its own; closing is set before it interrupts, so check after.
-	if c.srv.closing.Load() {
-		return nil, errShuttingDown
+	if err := c.handshakeDeadline(); err != nil {
+		return nil, err
 	}
 	var b [greetingSize]byte
 	putGreeting(b[:])
@@ -56,6 +52,12 @@ func (c *conn) handshake() (*session, error) {
 	neg := negotiation{noZeroes: cflags&clientFlagNoZeroes != 0}
 
 	for {
+		// Idle between options, and each option with its answer, within
+		// the timeout: a client that probes many exports (nbdinfo --list)
+		// may take longer in all.
+		if err := c.handshakeDeadline(); err != nil {
+			return nil, err
+		}
 		var h [optHeaderSize]byte
 		if _, err := io.ReadFull(c.br, h[:]); err != nil {
 			return nil, err
@@ -72,6 +74,9 @@ func (c *conn) handshake() (*session, error) {
 		if _, err := io.ReadFull(c.br, data); err != nil {
 			return nil, err
 		}
+		if err := c.handshakeDeadline(); err != nil {
+			return nil, err
+		}
 		sess, err := c.option(&neg, opt, data)
 		if err == nil {
 			err = c.bw.Flush()
@@ -84,6 +89,20 @@ func (c *conn) handshake() (*session, error) {
 			return sess, nil
 		}
 	}
+}
+
+// handshakeDeadline gives the negotiation Options.HandshakeTimeout from now
+// on, or returns errShuttingDown. Shutdown may have interrupted us (with a
+// deadline in the past) before the new deadline replaced it; closing is set
+// before it interrupts, so check after.
+func (c *conn) handshakeDeadline() error {
+	if t := c.srv.opts.HandshakeTimeout; t > 0 {
+		c.nc.SetDeadline(time.Now().Add(t))
+	}
+	if c.srv.closing.Load() {
+		return errShuttingDown
+	}
+	return nil
 }
 
 // option answers one option; it returns a session when transmission starts.
@@ -153,6 +172,7 @@ func (c *conn) optExportName(neg *negotiation, data []byte) (*session, error) {
 		out = b[:10]
 	}
 	if _, err := c.bw.Write(out); err != nil {
+		c.srv.release(sess.name, false)
 		return nil, err
 	}
 	return sess, nil
@@ -163,7 +183,12 @@ func (c *conn) optList(data []byte) error {
 	if len(data) != 0 {
 		return c.optError(optList, repErrInvalid, "NBD_OPT_LIST takes no data")
 	}
-	for _, name := range c.srv.cat.Names() {
+	names := c.srv.cat.Names()
+	// Listing a large store may take a while: the reply gets its own time.
+	if err := c.handshakeDeadline(); err != nil {
+		return err
+	}
+	for _, name := range names {
 		var b [4]byte
 		binary.BigEndian.PutUint32(b[:], uint32(len(name)))
 		if err := c.optReply(optList, repServer, b[:], []byte(name)); err != nil {
@@ -186,15 +211,23 @@ func (c *conn) optInfoGo(neg *negotiation, opt uint32, data []byte) (*session, e
 	}
 	sess, err := c.openSession(neg, name)
 	if err != nil {
-		return nil, c.optError(opt, repErrUnknown, lookupMessage(name, err))
+		return nil, c.optError(opt, lookupReply(err), lookupMessage(name, err))
 	}
+	if err := c.infoReplies(opt, name, infos, sess); err != nil || opt != optGo {
+		c.srv.release(name, false)
+		return nil, err
+	}
+	return sess, nil
+}
 
+// infoReplies sends the NBD_REP_INFO replies and the ACK for sess.
+func (c *conn) infoReplies(opt uint32, name string, infos []uint16, sess *session) error {
 	var b [14]byte
 	binary.BigEndian.PutUint16(b[0:2], infoExport)
 	binary.BigEndian.PutUint64(b[2:10], sess.size)
 	binary.BigEndian.PutUint16(b[10:12], sess.flags)
 	if err := c.optReply(opt, repInfo, b[:12]); err != nil {
-		return nil, err
+		return err
 	}
 	wantName, wantDesc := false, false
 	for _, t := range infos {
@@ -204,7 +237,7 @@ func (c *conn) optInfoGo(neg *negotiation, opt uint32, data []byte) (*session, e
 	if wantName {
 		binary.BigEndian.PutUint16(b[0:2], infoName)
 		if err := c.optReply(opt, repInfo, b[:2], []byte(name)); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if d := sess.info.Description; wantDesc && d != "" {
@@ -213,7 +246,7 @@ func (c *conn) optInfoGo(neg *negotiation, opt uint32, data []byte) (*session, e
 		}
 		binary.BigEndian.PutUint16(b[0:2], infoDescription)
 		if err := c.optReply(opt, repInfo, b[:2], []byte(d)); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	minSize, pref, maxSize := blockSizes(sess.info, c.srv.opts.MaxPayload)
@@ -222,25 +255,16 @@ func (c *conn) optInfoGo(neg *negotiation, opt uint32, data []byte) (*session, e
 	binary.BigEndian.PutUint32(b[6:10], pref)
 	binary.BigEndian.PutUint32(b[10:14], maxSize)
 	if err := c.optReply(opt, repInfo, b[:14]); err != nil {
-		return nil, err
+		return err
 	}
-	if err := c.optReply(opt, repAck, nil); err != nil {
-		return nil, err
-	}
-	if opt == optGo {
-		return sess, nil
-	}
-	return nil, nil
+	return c.optReply(opt, repAck, nil)
 }
 
 // openSession looks name up and settles the transmission parameters that
 // the negotiation so far implies.
 func (c *conn) openSession(neg *negotiation, name string) (*session, error) {
-	exp, info, err := c.srv.cat.Lookup(name)
+	exp, info, err := c.srv.lookup(c, name)
 	if err != nil {
-		if !errors.Is(err, ErrUnknownExport) {
-			c.log.Warn("nbd: export lookup failed", "export", name, "err", err)
-		}
 		return nil, err
 	}
 	size := exp.Size()
@@ -259,10 +283,47 @@ func (c *conn) openSession(neg *negotiation, name string) (*session, error) {
 	}, nil
 }
 
-// lookupMessage is the text sent with NBD_REP_ERR_UNKNOWN.
+// lookup calls Catalog.Lookup, logging failures other than an unknown or
+// refused export. Every export it returns is released with release.
+func (s *Server) lookup(c *conn, name string) (Export, ExportInfo, error) {
+	exp, info, err := s.cat.Lookup(name)
+	if err != nil && !errors.Is(err, ErrUnknownExport) && !errors.Is(err, ErrExportRefused) {
+		c.log.Warn("nbd: export lookup failed", "export", name, "err", err)
+	}
+	return exp, info, err
+}
+
+// release tells the catalog, if it wants to know, that the server is done
+// with the export name that lookup returned, and whether a transmission
+// used it.
+func (s *Server) release(name string, transmitted bool) {
+	if r, ok := s.cat.(Releaser); ok {
+		r.Release(name, transmitted)
+	}
+}
+
+// lookupReply is the error reply to an option whose export lookup failed.
+func lookupReply(err error) uint32 {
+	if errors.Is(err, ErrExportRefused) && !errors.Is(err, ErrUnknownExport) {
+		return repErrPolicy
+	}
+	return repErrUnknown
+}
+
+// lookupMessage is the text sent with lookupReply.
 func lookupMessage(name string, err error) string {
-	if errors.Is(err, ErrUnknownExport) {
+	switch {
+	case errors.Is(err, ErrUnknownExport):
 		return fmt.Sprintf("unknown export %q", name)
+	case errors.Is(err, ErrExportRefused):
+		msg := err.Error()
+		if _, after, ok := strings.Cut(msg, ErrExportRefused.Error()+": "); ok {
+			msg = after
+		}
+		if len(msg) > maxStringLen {
+			msg = msg[:maxStringLen]
+		}
+		return msg
 	}
 	return fmt.Sprintf("export %q is not available", name)
 }

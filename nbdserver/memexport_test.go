@@ -193,20 +193,60 @@ func (e *memExport) allocated(off int64) bool {
 	return e.mu.alloc[off/memSector]
 }
 
-var _ Catalog = (*memCatalog)(nil)
+var (
+	_ Catalog  = (*memCatalog)(nil)
+	_ Releaser = (*memCatalog)(nil)
+)
 
-// memCatalog serves a fixed set of exports.
+// memCatalog serves a fixed set of exports. It counts the lookups not yet
+// released, per name.
 type memCatalog struct {
 	names   []string
 	exports map[string]Export
 	infos   map[string]ExportInfo
 	// fail, if set, makes Lookup of that name fail with this error.
 	fail map[string]error
+
+	// mu guards held (lookups not released) and transmitted (releases
+	// after a transmission), by name.
+	mu struct {
+		sync.Mutex
+		held, transmitted map[string]int
+	}
 }
 
 // newCatalog builds a catalog; add exports with add.
 func newCatalog() *memCatalog {
-	return &memCatalog{exports: map[string]Export{}, infos: map[string]ExportInfo{}, fail: map[string]error{}}
+	c := &memCatalog{exports: map[string]Export{}, infos: map[string]ExportInfo{}, fail: map[string]error{}}
+	c.mu.held, c.mu.transmitted = map[string]int{}, map[string]int{}
+	return c
+}
+
+// Release implements Releaser.
+func (c *memCatalog) Release(name string, transmitted bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mu.held[name]--
+	if transmitted {
+		c.mu.transmitted[name]++
+	}
+	if c.mu.held[name] < 0 {
+		panic("nbdserver: Release of " + name + " without a Lookup")
+	}
+}
+
+// held returns the lookups of name not yet released.
+func (c *memCatalog) held(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.held[name]
+}
+
+// transmitted returns the releases of name after a transmission.
+func (c *memCatalog) transmitted(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.transmitted[name]
 }
 
 // add registers e under name and returns e.
@@ -227,5 +267,8 @@ func (c *memCatalog) Lookup(name string) (Export, ExportInfo, error) {
 	if !ok {
 		return nil, ExportInfo{}, fmt.Errorf("lookup %q: %w", name, ErrUnknownExport)
 	}
+	c.mu.Lock()
+	c.mu.held[name]++
+	c.mu.Unlock()
 	return e, c.infos[name], nil
 }

@@ -2,7 +2,6 @@ package nbdserver
 
 import (
 	"encoding/binary"
-	"errors"
 	"slices"
 	"strings"
 )
@@ -140,14 +139,13 @@ func (c *conn) optMetaContext(neg *negotiation, opt uint32, data []byte) error {
 	if len(name) > maxStringLen {
 		return c.optError(opt, repErrTooBig, "export name too long")
 	}
-	exp, _, err := c.srv.cat.Lookup(name)
+	exp, _, err := c.srv.lookup(c, name)
 	if err != nil {
-		if !errors.Is(err, ErrUnknownExport) {
-			c.log.Warn("nbd: export lookup failed", "export", name, "err", err)
-		}
-		return c.optError(opt, repErrUnknown, lookupMessage(name, err))
+		return c.optError(opt, lookupReply(err), lookupMessage(name, err))
 	}
-	matches := matchContexts(queries, exportBitmaps(exp), !set)
+	bitmaps := exportBitmaps(exp)
+	c.srv.release(name, false)
+	matches := matchContexts(queries, bitmaps, !set)
 	if set && len(matches) > maxMetaContexts {
 		return c.optError(opt, repErrTooBig, "too many metadata contexts selected")
 	}

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"strconv"
 	"time"
+
+	"github.com/hlfs/hlfs/internal/membudget"
 )
 
 // Defaults and bounds for Options.
@@ -69,6 +71,12 @@ type Options struct {
 	// requests being served; the connection stops reading requests until
 	// replies drain. A single larger request still runs alone. Default 64 MiB.
 	MaxInFlightBytes int64
+	// Budget, when not nil, is the process's memory budget: the READ and
+	// WRITE payloads of all connections in flight count against it (as
+	// request memory: at most half of it), and a connection stops reading
+	// requests while its next one does not fit. nil: only
+	// MaxInFlightBytes bounds them.
+	Budget *membudget.Budget
 	// MaxRequestsPerConn bounds the requests served concurrently on one
 	// connection. Default 32.
 	MaxRequestsPerConn int
@@ -78,8 +86,11 @@ type Options struct {
 	// is skipped, or close the connection when the payload exceeds twice
 	// MaxPayload. Clamped to [MinMaxPayload, MaxMaxPayload]. Default 32 MiB.
 	MaxPayload int
-	// HandshakeTimeout bounds the time from accept to the end of option
-	// negotiation. Default 30s; negative means no limit.
+	// HandshakeTimeout bounds, during option negotiation, the time from
+	// accept to the first option, between two options and to read and
+	// answer one option: a client that sends nothing is dropped after it,
+	// one that goes on negotiating is not (MaxHandshakesPerAddr bounds
+	// those). Default 30s; negative means no limit.
 	HandshakeTimeout time.Duration
 	// TLS enables NBD_OPT_STARTTLS; nil serves without TLS (STARTTLS gets
 	// NBD_REP_ERR_UNSUP).

@@ -200,7 +200,8 @@ func TestStartTLSOffListenerAndUnconfigured(t *testing.T) {
 	c.goExport("a")
 	mustOK(t, c.read(0, 512))
 
-	plain := startServer(t, cat, Options{})
+	plainCat, _, _ := twoExports() // its own: stop checks it holds nothing
+	plain := startServer(t, plainCat, Options{})
 	c = dial(t, plain)
 	c.greet(clientFlagFixedNewstyle)
 	c.expectOptError(optStartTLS, nil, repErrUnsup, "not configured")

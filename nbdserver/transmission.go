@@ -41,7 +41,7 @@ func (c *conn) transmit(s *session) error {
 }
 
 // dispatch answers an invalid request at once, or reserves room under the
-// connection's limits and starts a worker.
+// connection's limits and the process's memory budget and starts a worker.
 func (c *conn) dispatch(s *session, req request, maxPayload uint32) error {
 	errno, msg := checkRequest(s, req, maxPayload)
 	if req.typ == cmdWrite {
@@ -64,6 +64,10 @@ func (c *conn) dispatch(s *session, req request, maxPayload uint32) error {
 		cost = int64(req.length)
 	}
 	c.lim.acquire(cost)
+	if err := c.srv.opts.Budget.AcquireRequest(c.ctx, cost); err != nil {
+		c.lim.release(cost)
+		return err
+	}
 	if req.typ == cmdRead {
 		buf = getBuf(int(req.length))
 	}
@@ -89,9 +93,14 @@ func (c *conn) dispatchWrite(s *session, req request, maxPayload, errno uint32, 
 		return nil
 	}
 	c.lim.acquire(n)
+	if err := c.srv.opts.Budget.AcquireRequest(c.ctx, n); err != nil {
+		c.lim.release(n)
+		return err
+	}
 	buf := getBuf(int(n))
 	if _, err := io.ReadFull(c.br, *buf); err != nil {
 		putBuf(buf)
+		c.srv.opts.Budget.ReleaseRequest(n)
 		c.lim.release(n)
 		return err
 	}
@@ -104,6 +113,7 @@ func (c *conn) dispatchWrite(s *session, req request, maxPayload, errno uint32, 
 func (c *conn) work(s *session, req request, buf *[]byte, cost int64) {
 	defer c.inflight.Done()
 	defer c.lim.release(cost)
+	defer c.srv.opts.Budget.ReleaseRequest(cost)
 	off, n := int64(req.offset), int64(req.length)
 	fua := req.flags&cmdFlagFUA != 0
 	var err error

@@ -230,7 +230,9 @@ func TestAttachCommand(t *testing.T) {
 
 	// Served: the owner lock names the listeners, attach prints them.
 	sock := filepath.Join(t.TempDir(), "nbd.sock")
-	addr, _, stop := startServe(t, store, "vm1", "--listen", "127.0.0.1:0", "--socket", sock, "--admin-socket", "none")
+	// Named, so that they are open (serving the whole store opens a volume
+	// only when a client asks for it).
+	addr, _, stop := startServe(t, store, "vm1", "--listen", "127.0.0.1:0", "--socket", sock, "--admin-socket", "none", "vm1", "idle")
 	info := statVolume(t, dir, "vm1")
 	if info.Owner == nil || strings.Join(info.Owner.NBD, " ") != "nbd://"+addr+" nbd+unix:///?socket="+sock {
 		t.Fatalf("owner lock of vm1: %+v", info.Owner)

@@ -97,7 +97,7 @@ func TestCloneWhileServed(t *testing.T) {
 	mustHLFS(t, store, "create", "vm1", "--size", "1M")
 	writeVolume(t, dir, "vm1", 0, fill("a", 4096))
 	mustHLFS(t, store, "snapshot", "create", "vm1@s1")
-	startServe(t, store, "vm1", "--listen", "127.0.0.1:0", "--admin-socket", "none")
+	startServe(t, store, "vm1", "--listen", "127.0.0.1:0", "--admin-socket", "none", "vm1")
 	mustHLFS(t, store, "clone", "vm1@s1", "c1")
 	if got := readVolume(t, dir, "c1"); !bytes.Equal(got[:4096], fill("a", 4096)) {
 		t.Error("the clone does not read as the snapshot")

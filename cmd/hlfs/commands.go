@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"text/template"
@@ -325,12 +326,23 @@ func (c *cli) snapshotInStore(arg string) (vol, snap string, st objstore.Store, 
 
 // openStore opens the store named by --store, which must exist.
 func (c *cli) openStore() (objstore.Store, error) {
-	return openStore(c.store)
+	return c.indexed(openStore(c.store))
 }
 
 // createStore opens the store named by --store, creating it when missing.
 func (c *cli) createStore() (objstore.Store, error) {
-	return createStore(c.store)
+	return c.indexed(createStore(c.store))
+}
+
+// indexed starts keeping this process's store index object in st (lfs
+// describes the volumes it changes there, for 'hlfs ls'); execute closes
+// it when the command ends.
+func (c *cli) indexed(st objstore.Store, err error) (objstore.Store, error) {
+	if err != nil {
+		return nil, err
+	}
+	c.indexes = append(c.indexes, lfs.OpenIndex(st, lfs.IndexOptions{Logger: slog.New(slog.NewTextHandler(c.stderr, nil))}))
+	return st, nil
 }
 
 // volumeError makes the errors of the lfs calls on volume name read well on

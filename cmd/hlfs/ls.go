@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/hlfs/hlfs/internal/cliutil"
+	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/hlfs/hlfs/lfs"
 	"github.com/spf13/cobra"
 )
@@ -16,13 +17,21 @@ import (
 // lsCmd returns "hlfs ls".
 func (c *cli) lsCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "ls [--json]",
+		Use:   "ls [--json] [--exact]",
 		Short: "list the volumes in the store",
 		Long: `
 Ls lists the volumes in the store with their size, the bytes they occupy,
 the snapshot a clone was made from, the clones of each volume's snapshots
 and who serves them. With --json it prints an array of the objects "hlfs info
 --json" prints.
+
+Ls reads the store index: the store's root and one small object per
+process that changed volumes, so it takes a few requests whatever the number
+of volumes. STORED, SEGMENTS and SERVED BY of a volume being served are as of
+its last description (every 5 s while it changes, and when it closes);
+volumes the index does not describe (written by an older hlfs, or whose
+server died) are read from the store. 'hlfs info VOLUME' and --exact read
+the volumes themselves.
 
 A volume whose superblock is missing, cut short or unreadable while its log
 remains shows as damaged (see 'hlfs fsck --repair'), and ls exits 1. Entries
@@ -32,39 +41,44 @@ an interrupted create, clone or rm left) are skipped with a warning.`,
 	}
 	fs := cmd.Flags()
 	asJSON := fs.Bool("json", false, "print JSON")
+	exact := fs.Bool("exact", false, "read every volume from the store instead of the store index (slow on large stores; the columns are current)")
 	cmd.RunE = func(_ *cobra.Command, args []string) error {
-		return c.ls(*asJSON)
+		return c.ls(*asJSON, *exact)
 	}
 	return cmd
 }
 
-func (c *cli) ls(asJSON bool) error {
+func (c *cli) ls(asJSON, exact bool) error {
 	st, err := c.openStore()
 	if err != nil {
 		return err
 	}
-	l, err := lfs.ListStore(st)
+	list := lfs.ListIndexedStore
+	if exact {
+		list = listExact
+	}
+	l, err := list(st)
 	if err != nil {
 		return fmt.Errorf("cannot list store %s: %w", c.store, err)
 	}
 	c.warnIgnored(l.Ignored)
 	vols := make([]volumeJSON, 0, len(l.Volumes))
 	var failed int
-	for _, name := range l.Volumes {
-		info, err := lfs.Stat(st, name)
-		if errors.Is(err, lfs.ErrDamaged) {
+	for _, s := range l.Volumes {
+		name := s.Name
+		if errors.Is(s.Err, lfs.ErrDamaged) {
 			failed++
-			v := newVolumeJSON(info)
-			v.Error = "damaged: " + info.Damage + " " + damageAdvice(name)
+			v := newVolumeJSON(s.Info)
+			v.Error = "damaged: " + s.Damage + " " + damageAdvice(name)
 			vols = append(vols, v)
 			continue
 		}
-		if err != nil {
+		if s.Err != nil {
 			failed++
-			vols = append(vols, volumeJSON{Name: name, Error: cliutil.Message(err)})
+			vols = append(vols, volumeJSON{Name: name, Error: cliutil.Message(s.Err)})
 			continue
 		}
-		vols = append(vols, newVolumeJSON(info))
+		vols = append(vols, newVolumeJSON(s.Info))
 	}
 	if asJSON {
 		enc := json.NewEncoder(c.stdout)
@@ -100,6 +114,22 @@ func (c *cli) ls(asJSON bool) error {
 		return fmt.Errorf("%d of %d volumes could not be read", failed, len(vols))
 	}
 	return nil
+}
+
+// listExact lists the store reading every volume (lfs.Stat), as ls did
+// before the store index.
+func listExact(st objstore.Store) (lfs.IndexedListing, error) {
+	l, err := lfs.ListStore(st)
+	if err != nil {
+		return lfs.IndexedListing{}, err
+	}
+	out := lfs.IndexedListing{Ignored: l.Ignored}
+	for _, name := range l.Volumes {
+		info, err := lfs.Stat(st, name)
+		info.Name = name
+		out.Volumes = append(out.Volumes, lfs.VolumeSummary{Info: info, Err: err})
+	}
+	return out, nil
 }
 
 // warnIgnored says on stderr which entries of the store's root are not

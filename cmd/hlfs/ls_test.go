@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hlfs/hlfs/lfs"
 )
 
 func TestLsEmpty(t *testing.T) {
@@ -153,4 +155,53 @@ func TestLsIgnoresStrayEntries(t *testing.T) {
 	mustHLFS(t, store, "create", "left", "--size", "1M")
 	wantError(t, hlfs(t, store, "info", "README"), 1, `no volume "README"`)
 	wantError(t, hlfs(t, store, "rm", "README"), 1, `no volume "README"`)
+}
+
+// On a quiet store, ls from the store index prints exactly what ls --exact
+// (every volume read from the store) prints, through creates, imports,
+// snapshots, clones, resizes and removals, and the index is no volume.
+func TestLsIndexMatchesExact(t *testing.T) {
+	store, dir := testStore(t)
+	img := filepath.Join(t.TempDir(), "img")
+	if err := os.WriteFile(img, []byte(strings.Repeat("hlfs index ", 200000)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustHLFS(t, store, "create", "base", "--size", "4M", "--compress")
+	mustHLFS(t, store, "import", img, "base", "--size", "4M")
+	mustHLFS(t, store, "snapshot", "create", "base@s1")
+	mustHLFS(t, store, "clone", "base@s1", "kid")
+	mustHLFS(t, store, "create", "plain", "--size", "1M")
+	mustHLFS(t, store, "resize", "plain", "--size", "2M")
+	mustHLFS(t, store, "create", "gone", "--size", "1M")
+	mustHLFS(t, store, "rm", "gone")
+	if _, err := os.Stat(filepath.Join(dir, ".index")); err != nil {
+		t.Fatalf("no store index: %v", err)
+	}
+	for _, args := range [][]string{{"ls", "--json"}, {"ls"}} {
+		r := hlfs(t, store, args...)
+		exact := hlfs(t, store, append(args, "--exact")...)
+		if r.code != 0 || r.stderr != "" || exact.code != 0 {
+			t.Fatalf("%v: exit %d, stderr %q; --exact exit %d", args, r.code, r.stderr, exact.code)
+		}
+		if r.stdout != exact.stdout {
+			t.Errorf("%v differs from --exact:\n%s\n--exact:\n%s", args, r.stdout, exact.stdout)
+		}
+	}
+	var vols []volumeJSON
+	if err := json.Unmarshal([]byte(mustHLFS(t, store, "ls", "--json")), &vols); err != nil {
+		t.Fatal(err)
+	}
+	if len(vols) != 3 || vols[0].Name != "base" || len(vols[0].Clones) != 1 || vols[0].Segments == 0 ||
+		vols[1].Source != "base@s1" || vols[2].Size != 2<<20 {
+		t.Errorf("ls --json: %+v", vols)
+	}
+	sums, err := lfs.ListIndexed(dirStore(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sums {
+		if !s.Indexed {
+			t.Errorf("%s was read from the store, not from the index", s.Name)
+		}
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hlfs/hlfs/internal/cliutil"
+	"github.com/hlfs/hlfs/internal/membudget"
 	"github.com/hlfs/hlfs/lfs"
 	"github.com/spf13/cobra"
 )
@@ -63,6 +64,11 @@ type cli struct {
 	// scrubInterval and scrubRate are serve's background scrub (0: off).
 	scrubInterval time.Duration
 	scrubRate     int64
+	// indexes are the store index writers the command opened (indexed).
+	indexes []*lfs.Index
+	// memory is serve's --memory budget, shared by every volume it opens
+	// and its NBD server.
+	memory *membudget.Budget
 }
 
 func newCLI(ctx context.Context, stdout, stderr io.Writer, getenv func(string) string) *cli {
@@ -88,6 +94,9 @@ func (c *cli) execute(root *cobra.Command, args []string) (code int) {
 	}()
 	root.SetArgs(goFlagArgs(root, args)) // never nil: cobra would read os.Args
 	err := root.ExecuteContext(c.ctx)
+	for _, x := range c.indexes {
+		_ = x.Close() // failures are logged; listings then read those volumes
+	}
 	if errors.Is(err, errBareUsage) {
 		return cliutil.ExitUsage // the usage printed is the message
 	}

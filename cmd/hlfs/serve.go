@@ -10,16 +10,22 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hlfs/hlfs/internal/admin"
 	"github.com/hlfs/hlfs/internal/cliutil"
 	"github.com/hlfs/hlfs/internal/journal"
+	"github.com/hlfs/hlfs/internal/metrics"
+	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/hlfs/hlfs/lfs"
 	"github.com/hlfs/hlfs/nbdserver"
 	"github.com/spf13/cobra"
 )
+
+// defaultIdleClose is the default of serve --idle-close.
+const defaultIdleClose = 60 * time.Second
 
 // shutdownTimeout bounds how long serve waits for in-flight requests after
 // SIGINT or SIGTERM before it flushes and closes the volumes anyway.
@@ -28,20 +34,30 @@ const shutdownTimeout = 30 * time.Second
 // serveCmd returns "hlfs serve".
 func (c *cli) serveCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "serve [--listen ADDR] [--socket PATH] [--admin-socket PATH] [--metrics-listen ADDR] [--tls-creds DIR [--tls on|require] [--tls-verify-peer] [--tls-authz FILE] [--tls-unix off]] [VOLUME|VOLUME@SNAPSHOT...]",
+		Use:   "serve [--listen ADDR] [--socket PATH] [--admin-socket PATH] [--idle-close DURATION] [--metrics-listen ADDR] [--tls-creds DIR [--tls on|require] [--tls-verify-peer] [--tls-authz FILE] [--tls-unix off]] [VOLUME|VOLUME@SNAPSHOT...]",
 		Short: "serve volumes and snapshots over NBD",
 		Long: `
-Serve opens the named volumes, or every volume in the store when none is
-named, and serves them over NBD until SIGINT or SIGTERM. The export name is
+Serve serves volumes over NBD until SIGINT or SIGTERM. The export name is
 the volume name (nbd://127.0.0.1:10809/VOLUME). On a signal it stops
 accepting connections, lets requests in flight finish, then flushes and
 closes every volume and exits 0. A second signal kills it at once.
 
-Snapshots are served read-only under the export name VOLUME@SNAPSHOT. Name
-them like volumes ("hlfs serve vm1 vm1@s1" serves both); serving a snapshot
-holds its volume, which is then exported only if named too. With no names,
-serve exports every volume and every snapshot of them, including the
-snapshots taken while it serves.
+With no names, serve serves the whole store as it is now: a volume, clone
+or snapshot is opened when a client first asks for it, so volumes created,
+cloned, snapshotted or removed while serve runs come and go without a
+restart, and start-up does not depend on how many volumes there are (an
+empty store is fine). A volume no connection has used for --idle-close
+(default 60s; 0 never) is flushed, checkpointed and closed: its memory and
+its owner lock go back, and another host may serve it. A volume another
+live process serves is refused with an NBD error naming that host. The
+export list (NBD_OPT_LIST, nbdinfo --list) shows every volume of the store
+and the snapshots of the volumes open at the time.
+
+Named volumes ("hlfs serve vm1 vm2") are opened at start and stay open;
+only they are exported. Snapshots are served read-only under the export
+name VOLUME@SNAPSHOT. Name them like volumes ("hlfs serve vm1 vm1@s1"
+serves both); serving a snapshot holds its volume, which is then exported
+only if named too.
 
 While serving, "hlfs snapshot create", "hlfs snapshot rm" and "hlfs gc" on
 a served volume are carried out by serve, which they reach through its admin
@@ -76,6 +92,11 @@ only the distinguished names listed in FILE. --tls-unix off leaves the
 --socket Unix socket in clear for local clients. SIGHUP reads the
 credentials and FILE again; connections already set up go on.
 
+--memory (default 1G) bounds the memory that volumes' newest log data and
+requests in flight take together: when it is reached, the largest in-memory
+segments are sealed early and written to the store, and writers wait for
+them; request payloads take at most half of it.
+
 With --scrub-interval (off by default; e.g. 7d, 12h) serve also verifies every
 byte each served volume and its snapshots read, as "hlfs scrub" does, once per
 interval at --scrub-rate bytes per second, and logs the damage it finds.
@@ -86,7 +107,7 @@ http://ADDR/metrics (a bare PORT or :PORT listens on 127.0.0.1); README.md,
 serve sends READY=1 once it accepts connections and STOPPING=1 on SIGTERM.
 
 A volume can be served by one process at a time; serve fails before serving
-anything when a volume or snapshot cannot be opened.`,
+anything when a named volume or snapshot cannot be opened.`,
 		Args: cobra.ArbitraryArgs,
 	}
 	fs := cmd.Flags()
@@ -104,6 +125,8 @@ anything when a volume or snapshot cannot be opened.`,
 	scrubRate := fs.String("scrub-rate", "32M", "let the background scrub read `SIZE` bytes per second; 0 for no bound")
 	maxConns := fs.Int("max-connections", nbdserver.DefaultMaxConns, "serve at most `N` clients at once; more get an NBD error (\"too many connections\")")
 	maxPerAddr := fs.Int("max-handshakes-per-address", nbdserver.DefaultMaxHandshakesPerAddr, "let at most `N` connections from one IP address negotiate at once; more get an NBD error")
+	memory := fs.String("memory", defaultMemory, "bound the log data all open volumes hold in memory and the request payloads in flight, together, to `SIZE` (at least 16M)")
+	idleClose := fs.Duration("idle-close", defaultIdleClose, "without volume names: close a volume no connection used for `DURATION` (0: never)")
 	tlsf := addTLSFlags(fs)
 	metricsListen := fs.String("metrics-listen", "", "serve Prometheus metrics on http://`ADDR`/metrics; a bare PORT or :PORT means 127.0.0.1:PORT")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -113,6 +136,11 @@ anything when a volume or snapshot cannot be opened.`,
 		if *maxConns < 1 || *maxPerAddr < 1 {
 			return usageError("serve", "--max-connections and --max-handshakes-per-address take a number of at least 1")
 		}
+		budget, err := memoryBudget(*memory, c.getenv)
+		if err != nil {
+			return err
+		}
+		c.memory = budget
 		if !*noGC {
 			if strings.TrimSpace(*gcRate) == "" {
 				return usageError("serve", "--gc-rate: want a size, or 0 for no bound")
@@ -149,48 +177,39 @@ anything when a volume or snapshot cannot be opened.`,
 			}
 			c.scrubInterval, c.scrubRate = d, r
 		}
+		if *idleClose < 0 {
+			return usageError("serve", "--idle-close %s: want a duration, or 0 for never", *idleClose)
+		}
 		c.journalDir, c.lease = *journalDir, *lease
 		return c.serve(serveNet{listen: *listen, socket: *socket, admin: *adminSocket,
-			maxConns: *maxConns, maxPerAddr: *maxPerAddr, tls: tlsf, metrics: *metricsListen}, args)
+			maxConns: *maxConns, maxPerAddr: *maxPerAddr, tls: tlsf, idleClose: *idleClose, metrics: *metricsListen}, args)
 	}
 	return cmd
 }
 
-// serveArgs is what the arguments of serve name.
-type serveArgs struct {
-	vols     []string        // the volumes to open, in the order named
-	exported map[string]bool // the volumes that are exports themselves
-	named    []string        // the exports, as named
-}
-
-// parseServeArgs checks the VOLUME and VOLUME@SNAPSHOT arguments of serve.
-func parseServeArgs(args []string) (serveArgs, error) {
-	sa := serveArgs{exported: make(map[string]bool)}
+// parseServeArgs checks the VOLUME and VOLUME@SNAPSHOT arguments of serve
+// and returns the exports they name, in order.
+func parseServeArgs(args []string) ([]string, error) {
+	var named []string
 	for _, arg := range args {
-		vol, snap, err := arg, "", error(nil)
+		snap, err := "", error(nil)
 		if strings.Contains(arg, "@") {
-			vol, snap, err = lfs.ParseSnapshotRef(arg)
+			_, snap, err = lfs.ParseSnapshotRef(arg)
 		} else {
-			vol, err = volumeArg(arg)
+			_, err = volumeArg(arg)
 		}
 		if err != nil {
-			return serveArgs{}, err
+			return nil, err
 		}
-		if slices.Contains(sa.named, arg) {
+		if slices.Contains(named, arg) {
 			if snap != "" {
-				return serveArgs{}, fmt.Errorf("snapshot %s named twice", arg)
+				return nil, fmt.Errorf("snapshot %s named twice", arg)
 			}
-			return serveArgs{}, fmt.Errorf("volume %s named twice", arg)
+			return nil, fmt.Errorf("volume %s named twice", arg)
 		}
-		sa.named = append(sa.named, arg)
-		if !slices.Contains(sa.vols, vol) {
-			sa.vols = append(sa.vols, vol)
-		}
-		if snap == "" {
-			sa.exported[vol] = true
-		}
+		named = append(named, arg)
 	}
-	return sa, nil
+	return named, nil
 }
 
 // serveNet is how serve meets its clients: the listeners, the admin
@@ -199,11 +218,12 @@ type serveNet struct {
 	listen, socket, admin string
 	maxConns, maxPerAddr  int
 	tls                   *tlsFlags
-	metrics               string // --metrics-listen
+	idleClose             time.Duration // serving the whole store: close unused volumes
+	metrics               string        // --metrics-listen
 }
 
 func (c *cli) serve(sn serveNet, args []string) (err error) {
-	sa, err := parseServeArgs(args)
+	named, err := parseServeArgs(args)
 	if err != nil {
 		return err
 	}
@@ -233,43 +253,22 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 		store = j
 	}
 	all := len(args) == 0
-	if all {
-		l, err := lfs.ListStore(store)
-		if err != nil {
-			return fmt.Errorf("cannot list store %s: %w", c.store, err)
-		}
-		for _, ig := range l.Ignored {
-			logger.Warn("ignoring "+ig.Name+" in the store: "+ignoredReason(ig), "store", c.store)
-		}
-		sa.vols = l.Volumes
-		if len(sa.vols) == 0 {
-			return fmt.Errorf("no volumes to serve in store %s (make one with 'hlfs create')", c.store)
-		}
-	}
 	startPprof(logger)
 	mx, stopMetrics, err := listenMetrics(sn.metrics, logger)
 	if err != nil {
 		return err
 	}
 	defer stopMetrics()
+	mx.SetMemory(c.memory) // hlfs_memory_budget_bytes, hlfs_memory_used_bytes
 
-	cat := newVolumeCatalog(c, logger, all)
-	cat.setNamed(sa.named)
+	// The volumes open on demand (all) or once the listeners are up; the
+	// deferred closeAll flushes and closes those open at the end.
+	sv := &serveVolumes{c: c, store: store, logger: logger, mx: mx, recovered: make(map[string]bool), warned: make(map[string]bool)}
+	cat := newVolumeCatalog(c, logger, all, sn.idleClose, volumeLife{open: sv.open, close: sv.close}, sv.list)
 	defer func() {
-		cat.closeViews()
-		for _, v := range cat.volumes() {
-			name := v.Name()
-			mx.RemoveVolume(name)
-			if ferr := v.Flush(); ferr != nil {
-				logger.Error("flush failed", "volume", name, "err", ferr)
-				err = firstErr(err, fmt.Errorf("flushing %s: %w", name, ferr))
-			}
-			if cerr := v.Close(); cerr != nil {
-				logger.Error("close failed", "volume", name, "err", cerr)
-				err = firstErr(err, fmt.Errorf("closing %s: %w", name, cerr))
-			}
-		}
-		if err == nil && len(cat.volumes()) > 0 {
+		if cerr := cat.closeAll(); cerr != nil {
+			err = firstErr(err, cerr)
+		} else if err == nil {
 			logger.Info("stopped")
 		}
 	}()
@@ -279,9 +278,8 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	admPath := ""
 	if adm != nil {
-		admPath = adm.Path()
+		sv.admin = adm.Path()
 		defer func() {
 			// Before the volumes close: requests in progress finish first.
 			if cerr := adm.Close(); cerr != nil {
@@ -290,8 +288,8 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 		}()
 	}
 
-	// The listeners come before the volumes: their owner locks record them
-	// (hlfs attach); clients wait in the backlog until the volumes are open.
+	// The listeners before any volume: owner locks record them (hlfs
+	// attach), and clients wait in the backlog while named volumes open.
 	var listeners []net.Listener
 	closeListeners := func() {
 		for _, l := range listeners {
@@ -313,48 +311,18 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 		}
 		listeners = append(listeners, l)
 	}
-	nbdURIs := listenURIs(listeners, st)
-
-	// Open every volume and named snapshot before serving any.
-	for _, name := range sa.vols {
-		if j, ok := store.(*journal.Journal); ok {
-			if err := j.Recover(name); err != nil {
-				return fmt.Errorf("cannot serve %s: journal: %w", name, err)
-			}
-		}
-		v, err := lfs.Open(store, name, lfs.Options{Logger: logger, AdminSocket: admPath, NBD: nbdURIs, Lease: c.lease})
-		if all && errors.Is(err, lfs.ErrDamaged) {
-			logger.Warn("not serving "+name+": "+cliutil.Message(damagedError(name, err)), "volume", name)
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("cannot serve %s: %s", name, cliutil.Message(c.volumeError(name, err)))
-		}
-		cat.add(v, all || sa.exported[name])
-		mx.AddVolume(name, v)
-		if c.cleaner != nil {
-			v.StartCleaner(*c.cleaner)
-		}
-		if c.scrubInterval > 0 {
-			v.StartScrubber(c.scrubInterval, c.scrubRate)
+	sv.nbd = listenURIs(listeners, st)
+	// Every named volume and snapshot before serving any.
+	for _, name := range named {
+		if err := cat.openNamed(name); err != nil {
+			return err
 		}
 	}
-	if all {
-		sa.vols = slices.DeleteFunc(sa.vols, func(n string) bool { _, ok := cat.volume(n); return !ok }) // damaged ones
-		if len(sa.vols) == 0 {
-			return fmt.Errorf("no volumes to serve in store %s: every one is damaged (see 'hlfs ls')", c.store)
-		}
-	}
-	for _, name := range sa.named {
-		if vol, snap, err := lfs.ParseSnapshotRef(name); err == nil {
-			sv, _ := cat.volume(vol)
-			if _, err := cat.openView(sv.vol, name, snap); err != nil {
-				return fmt.Errorf("cannot serve %s: %s", name, cliutil.Message(c.snapshotError(vol, snap, err)))
-			}
-		}
+	if all && sn.idleClose > 0 {
+		cat.reaped.Go(cat.reapIdle)
 	}
 
-	nopts := nbdserver.Options{Logger: logger, MaxConns: sn.maxConns, MaxHandshakesPerAddr: sn.maxPerAddr}
+	nopts := nbdserver.Options{Logger: logger, MaxConns: sn.maxConns, MaxHandshakesPerAddr: sn.maxPerAddr, Budget: c.memory}
 	if st != nil {
 		nopts.TLS = st.opts
 		stopHUP := st.watchSIGHUP(logger)
@@ -388,27 +356,29 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 		addrs = append(addrs, a)
 	}
 	on := strings.Join(addrs, " and ")
-	exports := sa.named
-	if all {
-		exports = sa.vols
-	}
-	for _, name := range exports {
+	for _, name := range named {
 		vol, _, _ := strings.Cut(name, "@")
-		sv, _ := cat.volume(vol)
+		e, _ := cat.acquire(vol, false) // open for good
 		kind := ""
 		if vol != name {
 			kind = ", read-only"
 		}
-		logger.Info(fmt.Sprintf("serving %s (%s%s) on %s", name, cliutil.FormatSize(sv.vol.Size()), kind, on))
+		logger.Info(fmt.Sprintf("serving %s (%s%s) on %s", name, cliutil.FormatSize(e.vol.Size()), kind, on))
+		cat.release(e)
 	}
 	if all {
-		logger.Info("serving every snapshot of these volumes read-only as VOLUME@SNAPSHOT")
+		idle := "kept open"
+		if sn.idleClose > 0 {
+			idle = "closed after " + sn.idleClose.String() + " unused"
+		}
+		logger.Info(fmt.Sprintf("serving every volume (opened on demand, %s) on %s", idle, on), "store", c.store)
+		logger.Info("snapshots are served read-only as VOLUME@SNAPSHOT")
 	}
 	if st != nil {
 		logger.Info(st.summary())
 	}
 	if adm != nil {
-		logger.Info("admin socket " + admPath)
+		logger.Info("admin socket " + sv.admin)
 	}
 
 	notifySystemd(logger, "READY=1")
@@ -440,6 +410,105 @@ wait:
 	}
 	logger.Info("flushing and closing volumes")
 	return err // the deferred functions close the admin socket, then flush and close the volumes
+}
+
+// serveVolumes opens and closes the volumes serve serves: openVolume and
+// close are the only places serve opens and closes one (per-volume hooks,
+// such as metrics, go there), and list lists the store. Safe for
+// concurrent use (open and close never run at once for one volume).
+type serveVolumes struct {
+	c      *cli
+	store  objstore.Store
+	logger *slog.Logger
+	admin  string           // the admin socket recorded in owner locks, "" for none
+	nbd    []string         // the NBD URIs recorded in owner locks (hlfs attach)
+	mx     *metrics.Metrics // per-volume metrics; nil without --metrics-listen
+
+	// mu guards recovered (volumes whose journal segments were queued) and
+	// warned (entries of the store's root warned about).
+	mu        sync.Mutex
+	recovered map[string]bool
+	warned    map[string]bool
+}
+
+// list returns the volumes of the store for the export list, with the
+// snapshot names the store index records for them (none for a volume the
+// index does not describe), warning once about each entry of the store's
+// root that is not a volume. It reads the index, not every volume.
+func (sv *serveVolumes) list() ([]string, map[string][]string, error) {
+	l, err := lfs.ListIndexedStore(sv.store)
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	for _, ig := range l.Ignored {
+		if !sv.warned[ig.Name] {
+			sv.warned[ig.Name] = true
+			sv.logger.Warn("ignoring "+ig.Name+" in the store: "+ignoredReason(ig), "store", sv.c.store)
+		}
+	}
+	names := make([]string, 0, len(l.Volumes))
+	snaps := make(map[string][]string)
+	for _, v := range l.Volumes {
+		names = append(names, v.Name)
+		if v.Indexed {
+			snaps[v.Name] = v.Snapshots
+		}
+	}
+	return names, snaps, err
+}
+
+// open opens volume name for serving with the options every served volume
+// gets.
+func (sv *serveVolumes) open(name string) (*lfs.Volume, error) {
+	return sv.openVolume(name, lfs.Options{Logger: sv.logger, AdminSocket: sv.admin, NBD: sv.nbd, Lease: sv.c.lease, Budget: sv.c.memory})
+}
+
+// openVolume opens volume name with opts: its journal segments left by a
+// crash are queued first (once per process), and its background cleaner
+// and scrubber start.
+func (sv *serveVolumes) openVolume(name string, opts lfs.Options) (*lfs.Volume, error) {
+	if j, ok := sv.store.(*journal.Journal); ok {
+		sv.mu.Lock()
+		done := sv.recovered[name]
+		sv.mu.Unlock()
+		if !done {
+			if err := j.Recover(name); err != nil {
+				return nil, fmt.Errorf("journal: %w", err)
+			}
+			sv.mu.Lock()
+			sv.recovered[name] = true
+			sv.mu.Unlock()
+		}
+	}
+	v, err := lfs.Open(sv.store, name, opts)
+	if err != nil {
+		return nil, err
+	}
+	if c := sv.c.cleaner; c != nil {
+		v.StartCleaner(*c)
+	}
+	if sv.c.scrubInterval > 0 {
+		v.StartScrubber(sv.c.scrubInterval, sv.c.scrubRate)
+	}
+	sv.mx.AddVolume(name, v)
+	sv.logger.Debug("opened volume " + name)
+	return v, nil
+}
+
+// close flushes and closes v (which stops its cleaner and scrubber) and
+// releases its owner lock; it logs and returns the first failure.
+func (sv *serveVolumes) close(v *lfs.Volume) error {
+	name := v.Name()
+	sv.mx.RemoveVolume(name)
+	var err error
+	if ferr := v.Flush(); ferr != nil {
+		sv.logger.Error("flush failed", "volume", name, "err", ferr)
+		err = fmt.Errorf("flushing %s: %w", name, ferr)
+	}
+	if cerr := v.Close(); cerr != nil {
+		sv.logger.Error("close failed", "volume", name, "err", cerr)
+		err = firstErr(err, fmt.Errorf("closing %s: %w", name, cerr))
+	}
+	return err
 }
 
 // listenAdmin starts the admin server of serve on the --admin-socket value:

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hlfs/hlfs/internal/admin"
 	"github.com/hlfs/hlfs/internal/cliutil"
@@ -16,195 +17,501 @@ import (
 )
 
 var (
-	_ nbdserver.Catalog = (*volumeCatalog)(nil)
-	_ admin.Handler     = (*volumeCatalog)(nil)
-	_ nbdserver.Export  = (*lfs.SnapshotView)(nil)
-	_ nbdserver.Export  = (*lfs.Volume)(nil)
+	_ nbdserver.Catalog  = (*volumeCatalog)(nil)
+	_ nbdserver.Releaser = (*volumeCatalog)(nil)
+	_ admin.Handler      = (*volumeCatalog)(nil)
+	_ nbdserver.Export   = (*lfs.SnapshotView)(nil)
+	_ nbdserver.Export   = (*lfs.Volume)(nil)
 )
 
-// servedVolume is a volume serve holds open.
-type servedVolume struct {
-	vol *lfs.Volume
-	// exported says whether the volume itself is an export; a volume opened
-	// only for snapshots named on the command line is not.
-	exported bool
+// probeIdle is how long a volume that only answered probes (NBD_OPT_INFO,
+// meta contexts: nbdinfo --list asks them of every export) stays open
+// unused, when that is less than the idle time.
+const probeIdle = 2 * time.Second
+
+// maxParallelCloses bounds the volumes flushed and closed at once, by idle
+// close and at shutdown.
+const maxParallelCloses = 16
+
+// volumeLife is how the catalog opens and closes a volume: serve wires it
+// to lfs.Open (serveVolumes.open) and Close (serveVolumes.close); tests
+// wrap it. Both are called without the catalog's lock, possibly for several
+// volumes at once, never twice at once for one volume.
+type volumeLife struct {
+	// open opens volume name for serving, background work started.
+	open func(name string) (*lfs.Volume, error)
+	// close flushes and closes v, background work stopped.
+	close func(v *lfs.Volume) error
 }
 
-// volumeCatalog is what serve serves: the nbdserver.Catalog of its volumes
-// and their snapshots, and the admin.Handler that creates and removes
-// snapshots of those volumes and cleans them on request. An export name is
-// a volume name or VOLUME@SNAPSHOT; snapshots are read-only exports, opened
-// (as lfs.SnapshotView) the first time a client asks for them and kept open
-// until the snapshot is removed or serving ends.
+// volState is where a volume is in its life in the catalog:
 //
-// With all set, every snapshot of every volume is exported, including those
-// created while serving; otherwise exactly the exports named on the command
-// line are.
+//	(absent) --acquire--> opening --ok--> open --idle--> closing --> (absent)
+//	                         \--failed--> (absent)            \--flush failed--> open
+//
+// Only open volumes are used; acquire waits out opening and closing.
+type volState int
+
+const (
+	volOpening volState = iota
+	volOpen
+	volClosing
+)
+
+// volEntry is one volume the catalog has open, or is opening or closing.
+// Its fields are guarded by volumeCatalog.mu.
+//
+// Invariant: vol != nil iff state is volOpen or volClosing; refs > 0 only
+// while volOpen; pinned entries are never volClosing before closeAll.
+type volEntry struct {
+	name  string
+	state volState
+	vol   *lfs.Volume
+	// done is closed when opening or closing ends (a new one per closing);
+	// err is then why opening failed.
+	done chan struct{}
+	err  error
+	// refs counts the lookups and admin requests not yet released.
+	refs int
+	// pinned volumes (named on the command line) are never closed idle.
+	pinned bool
+	// used says whether a connection transmitted on it since it opened;
+	// until then it closes after probeIdle.
+	used bool
+	// idleSince is when refs last dropped to 0 (or the open ended).
+	idleSince time.Time
+	// views are the open snapshot exports of the volume, by export name.
+	views map[string]*lfs.SnapshotView
+}
+
+// volumeCatalog is what serve serves: the nbdserver.Catalog of the volumes
+// of the store and their snapshots, and the admin.Handler that creates and
+// removes snapshots of those volumes and cleans and scrubs them on request.
+// An export name is a volume name or VOLUME@SNAPSHOT; snapshots are
+// read-only exports, opened (as lfs.SnapshotView) the first time a client
+// asks for them and kept while their volume is open.
+//
+// With all set, every volume and snapshot of the store is an export, as
+// the store is now: a volume is opened when a client asks for it (or an
+// admin request names it), counted while connections use it, and closed
+// once nobody has used it for idle (see closeIdle, run by reapIdle).
+// Otherwise exactly the exports named on the command line are, their
+// volumes opened at start (openNamed) and kept open.
+//
+// All methods are safe for concurrent use; see docs/design.md "Serving a
+// fleet".
 type volumeCatalog struct {
 	c      *cli // words errors for admin clients
 	logger *slog.Logger
 	all    bool
+	idle   time.Duration // close after this long unused (all only); 0: never
+	life   volumeLife
+	// list returns the volumes of the store for LIST (all only) and the
+	// snapshot names the store index knows of them.
+	list func() ([]string, map[string][]string, error)
+	now  func() time.Time
 
-	// mu guards the fields below. No I/O happens under it except closing a
-	// snapshot view that lost a race.
+	stopReap chan struct{}  // closed by closeAll: reapIdle returns
+	reaped   sync.WaitGroup // reapIdle running
+
+	// mu guards the fields below and every volEntry. No I/O happens under
+	// it: opening and closing happen with the entry marked.
 	mu struct {
 		sync.Mutex
-		order  []string                     // the volumes, in the order named
-		vols   map[string]servedVolume      // by volume name
-		named  []string                     // exports named, when !all
-		views  map[string]*lfs.SnapshotView // open snapshot exports by name
-		closed bool                         // views closed; no new ones open
+		vols   map[string]*volEntry // by volume name
+		named  []string             // exports named, when !all
+		closed bool                 // closeAll ran: nothing opens
 	}
 }
 
-func newVolumeCatalog(c *cli, logger *slog.Logger, all bool) *volumeCatalog {
-	cat := &volumeCatalog{c: c, logger: logger, all: all}
-	cat.mu.vols = make(map[string]servedVolume)
-	cat.mu.views = make(map[string]*lfs.SnapshotView)
+func newVolumeCatalog(c *cli, logger *slog.Logger, all bool, idle time.Duration, life volumeLife, list func() ([]string, map[string][]string, error)) *volumeCatalog {
+	cat := &volumeCatalog{c: c, logger: logger, all: all, idle: idle, life: life, list: list,
+		now: time.Now, stopReap: make(chan struct{})}
+	cat.mu.vols = make(map[string]*volEntry)
 	return cat
 }
 
-// add records an open volume.
-func (cat *volumeCatalog) add(v *lfs.Volume, exported bool) {
+// errCatalogClosed is acquire's error once closeAll ran.
+var errCatalogClosed = fmt.Errorf("%w: the server is shutting down", nbdserver.ErrExportRefused)
+
+// acquire returns the open volume name with a reference taken, waiting
+// while another goroutine opens or closes it, and opening it when no one
+// has and mayOpen is set (else it fails with lfs.ErrNotFound). The caller
+// releases the reference with release.
+func (cat *volumeCatalog) acquire(name string, mayOpen bool) (*volEntry, error) {
 	cat.mu.Lock()
 	defer cat.mu.Unlock()
-	cat.mu.order = append(cat.mu.order, v.Name())
-	cat.mu.vols[v.Name()] = servedVolume{vol: v, exported: exported}
+	for {
+		if cat.mu.closed {
+			return nil, errCatalogClosed
+		}
+		e := cat.mu.vols[name]
+		switch {
+		case e == nil && !mayOpen:
+			return nil, lfs.ErrNotFound
+		case e == nil:
+			e = &volEntry{name: name, state: volOpening, done: make(chan struct{})}
+			cat.mu.vols[name] = e
+			cat.mu.Unlock()
+			v, err := cat.life.open(name)
+			cat.mu.Lock()
+			close(e.done)
+			if err != nil {
+				delete(cat.mu.vols, name)
+				e.err = err
+				return nil, err
+			}
+			e.vol, e.state, e.idleSince = v, volOpen, cat.now()
+			e.refs++
+			return e, nil
+		case e.state == volOpen:
+			e.refs++
+			return e, nil
+		default:
+			done := e.done
+			cat.mu.Unlock()
+			<-done
+			cat.mu.Lock()
+			if e.err != nil {
+				return nil, e.err // the open we waited for failed
+			}
+		}
+	}
 }
 
-// volumes returns the open volumes in the order named.
-func (cat *volumeCatalog) volumes() []*lfs.Volume {
+// release drops a reference acquire took.
+func (cat *volumeCatalog) release(e *volEntry) {
 	cat.mu.Lock()
 	defer cat.mu.Unlock()
-	vols := make([]*lfs.Volume, 0, len(cat.mu.order))
-	for _, name := range cat.mu.order {
-		vols = append(vols, cat.mu.vols[name].vol)
+	if e.refs <= 0 {
+		panic("hlfs: release of " + e.name + " without acquire")
 	}
+	e.refs--
+	if e.refs == 0 {
+		e.idleSince = cat.now()
+	}
+}
+
+// openNamed opens the volume of export name (VOLUME or VOLUME@SNAPSHOT) for
+// good: it stays open until closeAll. A snapshot's view is opened too.
+func (cat *volumeCatalog) openNamed(name string) error {
+	vol, snap, isSnap := name, "", strings.Contains(name, "@")
+	if isSnap {
+		var err error
+		if vol, snap, err = lfs.ParseSnapshotRef(name); err != nil {
+			return err
+		}
+	}
+	e, err := cat.acquire(vol, true)
+	if err != nil {
+		return fmt.Errorf("cannot serve %s: %s", name, cliutil.Message(cat.c.volumeError(vol, err)))
+	}
+	defer cat.release(e)
+	cat.mu.Lock()
+	e.pinned = true
+	cat.mu.named = append(cat.mu.named, name)
+	cat.mu.Unlock()
+	if !isSnap {
+		return nil
+	}
+	if _, err := cat.view(e, name, snap); err != nil {
+		return fmt.Errorf("cannot serve %s: %s", name, cliutil.Message(cat.c.snapshotError(vol, snap, err)))
+	}
+	return nil
+}
+
+// openVolumes returns the volumes open now, sorted by name.
+func (cat *volumeCatalog) openVolumes() []*lfs.Volume {
+	cat.mu.Lock()
+	defer cat.mu.Unlock()
+	var vols []*lfs.Volume
+	for _, e := range cat.mu.vols {
+		if e.state == volOpen {
+			vols = append(vols, e.vol)
+		}
+	}
+	slices.SortFunc(vols, func(a, b *lfs.Volume) int { return strings.Compare(a.Name(), b.Name()) })
 	return vols
 }
 
-// volume returns the open volume name.
-func (cat *volumeCatalog) volume(name string) (servedVolume, bool) {
-	cat.mu.Lock()
-	defer cat.mu.Unlock()
-	sv, ok := cat.mu.vols[name]
-	return sv, ok
-}
-
-// setNamed sets the exports named on the command line.
-func (cat *volumeCatalog) setNamed(names []string) {
-	cat.mu.Lock()
-	defer cat.mu.Unlock()
-	cat.mu.named = slices.Clone(names)
-}
-
 // Names implements nbdserver.Catalog: the exports named on the command line,
-// or every volume followed by its snapshots in the order they were taken.
+// or every volume of the store followed by its snapshots in the order they
+// were taken: an open volume's own, else those the store index records
+// (a volume the index does not describe lists none without opening it;
+// its snapshots are served all the same).
 func (cat *volumeCatalog) Names() []string {
-	cat.mu.Lock()
 	if !cat.all {
+		cat.mu.Lock()
 		defer cat.mu.Unlock()
 		return slices.Clone(cat.mu.named)
 	}
-	order := slices.Clone(cat.mu.order)
-	vols := make(map[string]servedVolume, len(order))
-	for _, name := range order {
-		vols[name] = cat.mu.vols[name]
+	open := make(map[string]*lfs.Volume)
+	for _, v := range cat.openVolumes() {
+		open[v.Name()] = v
 	}
-	cat.mu.Unlock()
-	var names []string
-	for _, name := range order {
+	vols, indexed, err := cat.list()
+	if err != nil {
+		cat.logger.Warn("cannot list the store; LIST shows the open volumes only", "err", err)
+		vols = nil
+		for name := range open {
+			vols = append(vols, name)
+		}
+		slices.Sort(vols)
+	}
+	names := make([]string, 0, len(vols))
+	for _, name := range vols {
 		names = append(names, name)
-		for _, s := range vols[name].vol.SnapshotNames() {
+		snaps := indexed[name]
+		if v := open[name]; v != nil {
+			snaps = v.SnapshotNames()
+		}
+		for _, s := range snaps {
 			names = append(names, name+"@"+s)
 		}
 	}
 	return names
 }
 
-// Lookup implements nbdserver.Catalog.
+// Lookup implements nbdserver.Catalog. A successful lookup holds the volume
+// open until Release.
 func (cat *volumeCatalog) Lookup(name string) (nbdserver.Export, nbdserver.ExportInfo, error) {
 	unknown := func() (nbdserver.Export, nbdserver.ExportInfo, error) {
 		return nil, nbdserver.ExportInfo{}, fmt.Errorf("%w: %q", nbdserver.ErrUnknownExport, name)
 	}
-	volName, snap, isSnap := name, "", false
-	if strings.Contains(name, "@") {
-		var err error
-		if volName, snap, err = lfs.ParseSnapshotRef(name); err != nil {
-			return unknown()
-		}
-		isSnap = true
+	volName, snap, isSnap := name, "", strings.Contains(name, "@")
+	var err error
+	if isSnap {
+		volName, snap, err = lfs.ParseSnapshotRef(name)
+	} else {
+		err = lfs.ValidateName(name)
 	}
-	cat.mu.Lock()
-	sv, ok := cat.mu.vols[volName]
-	wanted := ok && (cat.all || slices.Contains(cat.mu.named, name))
-	view := cat.mu.views[name]
-	closed := cat.mu.closed
-	cat.mu.Unlock()
-	if !wanted || closed {
+	if err != nil {
 		return unknown()
 	}
-	info := nbdserver.ExportInfo{PreferredBlockSize: uint32(sv.vol.BlockSize())}
+	if !cat.all {
+		cat.mu.Lock()
+		wanted := slices.Contains(cat.mu.named, name)
+		cat.mu.Unlock()
+		if !wanted {
+			return unknown()
+		}
+	}
+	e, err := cat.acquire(volName, cat.all)
+	if err != nil {
+		return nil, nbdserver.ExportInfo{}, cat.lookupError(name, volName, err)
+	}
+	info := nbdserver.ExportInfo{PreferredBlockSize: uint32(e.vol.BlockSize())}
 	if !isSnap {
 		info.Description = "hlfs volume " + name
-		return sv.vol, info, nil
+		return e.vol, info, nil
+	}
+	view, err := cat.view(e, name, snap)
+	if err != nil {
+		cat.release(e)
+		if errors.Is(err, lfs.ErrSnapshotNotFound) {
+			return unknown()
+		}
+		return nil, nbdserver.ExportInfo{}, err
 	}
 	info.ReadOnly = true
 	info.Description = "hlfs snapshot " + name
-	if view != nil {
-		return view, info, nil
-	}
-	view, err := cat.openView(sv.vol, name, snap)
-	if errors.Is(err, lfs.ErrSnapshotNotFound) {
-		return unknown()
-	}
-	if err != nil {
-		return nil, nbdserver.ExportInfo{}, err
-	}
 	return view, info, nil
 }
 
-// openView returns the open view of snapshot snap of v, export name, opening
-// it when no one has.
-func (cat *volumeCatalog) openView(v *lfs.Volume, name, snap string) (*lfs.SnapshotView, error) {
-	view, err := v.SnapshotView(snap)
+// lookupError words why volume vol of export name could not be opened for
+// the NBD client.
+func (cat *volumeCatalog) lookupError(name, vol string, err error) error {
+	var inUse *lfs.InUseError
+	switch {
+	case errors.Is(err, lfs.ErrNotFound), errors.Is(err, lfs.ErrInvalidName):
+		return fmt.Errorf("%w: %q", nbdserver.ErrUnknownExport, name)
+	case errors.Is(err, nbdserver.ErrExportRefused):
+		return err
+	case errors.As(err, &inUse):
+		// Issue 12: a standby open will wait for the owner instead.
+		cat.logger.Info("not serving "+name+": "+cliutil.Message(err), "volume", vol)
+		return fmt.Errorf("%w: volume %s is in use by pid %d on host %s", nbdserver.ErrExportRefused,
+			vol, inUse.Owner.PID, inUse.Owner.Host)
+	case errors.Is(err, lfs.ErrDamaged):
+		cat.logger.Warn("not serving "+name+": "+cliutil.Message(damagedError(vol, err)), "volume", vol)
+		return fmt.Errorf("%w: volume %s is damaged (see 'hlfs fsck %s')", nbdserver.ErrExportRefused, vol, vol)
+	}
+	return fmt.Errorf("opening %s: %s", vol, cliutil.Message(cat.c.volumeError(vol, err)))
+}
+
+// Release implements nbdserver.Releaser.
+func (cat *volumeCatalog) Release(name string, transmitted bool) {
+	vol, _, _ := strings.Cut(name, "@")
+	cat.mu.Lock()
+	e := cat.mu.vols[vol]
+	if e != nil && transmitted {
+		e.used = true
+	}
+	cat.mu.Unlock()
+	if e == nil {
+		panic("hlfs: Release of " + name + ", which is not open")
+	}
+	cat.release(e)
+}
+
+// view returns the open view of snapshot snap of e, export name, opening
+// it when no one has. e is held.
+func (cat *volumeCatalog) view(e *volEntry, name, snap string) (*lfs.SnapshotView, error) {
+	cat.mu.Lock()
+	view := e.views[name]
+	cat.mu.Unlock()
+	if view != nil {
+		return view, nil
+	}
+	view, err := e.vol.SnapshotView(snap)
 	if err != nil {
 		return nil, err
 	}
 	cat.mu.Lock()
 	defer cat.mu.Unlock()
-	if cat.mu.closed {
-		view.Close()
-		return nil, fmt.Errorf("%w: %q: shutting down", nbdserver.ErrUnknownExport, name)
-	}
-	if other := cat.mu.views[name]; other != nil {
+	if other := e.views[name]; other != nil {
 		view.Close() // another client opened it meanwhile
 		return other, nil
 	}
-	cat.mu.views[name] = view
+	if e.views == nil {
+		e.views = make(map[string]*lfs.SnapshotView)
+	}
+	e.views[name] = view
 	return view, nil
 }
 
-// closeViews closes every snapshot view; Lookup finds no more snapshots.
-func (cat *volumeCatalog) closeViews() {
-	cat.mu.Lock()
-	defer cat.mu.Unlock()
-	cat.mu.closed = true
-	for name, view := range cat.mu.views {
+// closeViews closes the snapshot views of e, which nobody uses.
+func (cat *volumeCatalog) closeViews(views map[string]*lfs.SnapshotView) {
+	for name, view := range views {
 		if err := view.Close(); err != nil {
 			cat.logger.Warn("closing a snapshot view failed", "snapshot", name, "err", err)
 		}
-		delete(cat.mu.views, name)
 	}
+}
+
+// reapIdle closes idle volumes every tick until closeAll; serve runs it in
+// a goroutine when all is set and idle is positive.
+func (cat *volumeCatalog) reapIdle() {
+	tick := min(max(min(cat.idle, probeIdle)/4, 10*time.Millisecond), time.Second)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-cat.stopReap:
+			return
+		case <-t.C:
+			cat.closeIdle()
+		}
+	}
+}
+
+// closeIdle flushes and closes every volume that is not pinned and that
+// nobody used for the idle time (probeIdle, if shorter, when no connection
+// transmitted on it since it opened), and returns once they are closed. A volume
+// whose flush fails stays open (and is tried again after another idle
+// time): nothing acknowledged is dropped.
+func (cat *volumeCatalog) closeIdle() {
+	now := cat.now()
+	var closing []*volEntry
+	cat.mu.Lock()
+	if cat.mu.closed || cat.idle <= 0 {
+		cat.mu.Unlock()
+		return
+	}
+	for _, e := range cat.mu.vols {
+		idle := cat.idle
+		if !e.used {
+			idle = min(idle, probeIdle)
+		}
+		if e.state == volOpen && !e.pinned && e.refs == 0 && now.Sub(e.idleSince) >= idle {
+			e.state, e.done = volClosing, make(chan struct{})
+			closing = append(closing, e)
+		}
+	}
+	cat.mu.Unlock()
+	parallel(closing, func(e *volEntry) {
+		cat.closeViews(e.views) // nobody holds e: no view is in use
+		ferr := e.vol.Flush()
+		var cerr error
+		if ferr != nil {
+			cat.logger.Error("flushing an idle volume failed; it stays open", "volume", e.name, "err", ferr)
+		} else if cerr = cat.life.close(e.vol); cerr != nil {
+			cat.logger.Error("closing an idle volume failed", "volume", e.name, "err", cerr)
+		}
+		cat.mu.Lock()
+		defer cat.mu.Unlock()
+		e.views = nil
+		if ferr != nil {
+			e.state, e.idleSince = volOpen, cat.now()
+		} else {
+			delete(cat.mu.vols, e.name)
+			switch {
+			case cerr != nil:
+			case e.used:
+				cat.logger.Info("closed idle volume " + e.name)
+			default:
+				cat.logger.Debug("closed probed volume " + e.name)
+			}
+		}
+		close(e.done)
+	})
+}
+
+// closeAll flushes and closes every volume; nothing opens after it. The
+// caller makes sure nobody uses a volume any more (the NBD server and the
+// admin socket are shut down). It returns the first error.
+func (cat *volumeCatalog) closeAll() error {
+	close(cat.stopReap)
+	cat.reaped.Wait()
+	cat.mu.Lock()
+	cat.mu.closed = true
+	var all []*volEntry
+	for _, e := range cat.mu.vols {
+		if e.state == volOpen {
+			e.state, e.done = volClosing, make(chan struct{})
+			all = append(all, e)
+		}
+	}
+	cat.mu.Unlock()
+	var mu sync.Mutex
+	var first error
+	parallel(all, func(e *volEntry) {
+		cat.closeViews(e.views)
+		err := cat.life.close(e.vol)
+		cat.mu.Lock()
+		delete(cat.mu.vols, e.name)
+		close(e.done)
+		cat.mu.Unlock()
+		mu.Lock()
+		first = firstErr(first, err)
+		mu.Unlock()
+	})
+	return first
+}
+
+// parallel calls fn for every entry, at most maxParallelCloses at once, and
+// returns when all calls have.
+func parallel(entries []*volEntry, fn func(*volEntry)) {
+	sem := make(chan struct{}, maxParallelCloses)
+	var wg sync.WaitGroup
+	for _, e := range entries {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			fn(e)
+		})
+	}
+	wg.Wait()
 }
 
 // CreateSnapshot implements admin.Handler.
 func (cat *volumeCatalog) CreateSnapshot(vol, snap string) error {
-	sv, err := cat.adminVolume(vol, snap)
+	e, err := cat.adminVolume(vol, snap)
 	if err != nil {
 		return err
 	}
-	if err := sv.vol.CreateSnapshot(snap); err != nil {
+	defer cat.release(e)
+	if err := e.vol.CreateSnapshot(snap); err != nil {
 		return cat.adminError(vol, snap, err)
 	}
 	cat.logger.Info("created snapshot " + vol + "@" + snap)
@@ -214,17 +521,18 @@ func (cat *volumeCatalog) CreateSnapshot(vol, snap string) error {
 // DeleteSnapshot implements admin.Handler. The snapshot's export goes with
 // it: clients still reading it get errors.
 func (cat *volumeCatalog) DeleteSnapshot(vol, snap string) error {
-	sv, err := cat.adminVolume(vol, snap)
+	e, err := cat.adminVolume(vol, snap)
 	if err != nil {
 		return err
 	}
-	if err := sv.vol.DeleteSnapshot(snap); err != nil {
+	defer cat.release(e)
+	if err := e.vol.DeleteSnapshot(snap); err != nil {
 		return cat.adminError(vol, snap, err)
 	}
 	name := vol + "@" + snap
 	cat.mu.Lock()
-	view := cat.mu.views[name]
-	delete(cat.mu.views, name)
+	view := e.views[name]
+	delete(e.views, name)
 	cat.mu.named = slices.DeleteFunc(cat.mu.named, func(n string) bool { return n == name })
 	cat.mu.Unlock()
 	if view != nil {
@@ -240,14 +548,12 @@ func (cat *volumeCatalog) DeleteSnapshot(vol, snap string) error {
 // does a volume nobody serves. The background cleaner, if on, waits
 // meanwhile.
 func (cat *volumeCatalog) GC(vol string, opts admin.GCOptions) (lfs.GCStats, error) {
-	if _, err := volumeArg(vol); err != nil {
-		return lfs.GCStats{}, errors.New(cliutil.Message(err))
+	e, err := cat.adminAcquire(vol)
+	if err != nil {
+		return lfs.GCStats{}, err
 	}
-	sv, ok := cat.volume(vol)
-	if !ok {
-		return lfs.GCStats{}, fmt.Errorf("%s is not open in this server (pid %d)", vol, os.Getpid())
-	}
-	stats, err := sv.vol.GC(lfs.GCOptions{Rate: opts.Rate, MaxUtilization: opts.MaxUtilization, Defrag: opts.Defrag})
+	defer cat.release(e)
+	stats, err := e.vol.GC(lfs.GCOptions{Rate: opts.Rate, MaxUtilization: opts.MaxUtilization, Defrag: opts.Defrag})
 	if err != nil {
 		cat.logger.Error("gc failed", "volume", vol, "err", err)
 		return lfs.GCStats{}, fmt.Errorf("gc of %s failed: %s", vol, cliutil.Message(cat.c.volumeError(vol, err)))
@@ -260,14 +566,12 @@ func (cat *volumeCatalog) GC(vol string, opts admin.GCOptions) (lfs.GCStats, err
 // Scrub implements admin.Handler: it verifies a served volume now, as
 // "hlfs scrub" does a volume nobody serves.
 func (cat *volumeCatalog) Scrub(vol string, opts admin.ScrubOptions) (lfs.ScrubReport, error) {
-	if _, err := volumeArg(vol); err != nil {
-		return lfs.ScrubReport{}, errors.New(cliutil.Message(err))
+	e, err := cat.adminAcquire(vol)
+	if err != nil {
+		return lfs.ScrubReport{}, err
 	}
-	sv, ok := cat.volume(vol)
-	if !ok {
-		return lfs.ScrubReport{}, fmt.Errorf("%s is not open in this server (pid %d)", vol, os.Getpid())
-	}
-	rep, err := sv.vol.Scrub(lfs.ScrubOptions{Rate: opts.Rate})
+	defer cat.release(e)
+	rep, err := e.vol.Scrub(lfs.ScrubOptions{Rate: opts.Rate})
 	if err != nil {
 		cat.logger.Error("scrub failed", "volume", vol, "err", err)
 		return lfs.ScrubReport{}, fmt.Errorf("scrub of %s failed: %s", vol, cliutil.Message(cat.c.volumeError(vol, err)))
@@ -276,16 +580,31 @@ func (cat *volumeCatalog) Scrub(vol string, opts admin.ScrubOptions) (lfs.ScrubR
 	return rep, nil
 }
 
-// adminVolume checks an admin request's names and returns its volume.
-func (cat *volumeCatalog) adminVolume(vol, snap string) (servedVolume, error) {
+// adminVolume checks an admin request's names and returns its volume, held.
+func (cat *volumeCatalog) adminVolume(vol, snap string) (*volEntry, error) {
 	if _, _, err := snapshotArg(vol + "@" + snap); err != nil {
-		return servedVolume{}, errors.New(cliutil.Message(err))
+		return nil, errors.New(cliutil.Message(err))
 	}
-	sv, ok := cat.volume(vol)
-	if !ok {
-		return servedVolume{}, fmt.Errorf("%s is not open in this server (pid %d)", vol, os.Getpid())
+	return cat.adminAcquire(vol)
+}
+
+// adminAcquire returns volume vol of an admin request, held: open already,
+// or opened now when every volume is served (the request came through an
+// owner lock that named this server just before the volume closed idle).
+func (cat *volumeCatalog) adminAcquire(vol string) (*volEntry, error) {
+	if _, err := volumeArg(vol); err != nil {
+		return nil, errors.New(cliutil.Message(err))
 	}
-	return sv, nil
+	e, err := cat.acquire(vol, cat.all)
+	switch {
+	case err == nil:
+		return e, nil
+	case !cat.all && errors.Is(err, lfs.ErrNotFound):
+		return nil, fmt.Errorf("%s is not open in this server (pid %d)", vol, os.Getpid())
+	case errors.Is(err, nbdserver.ErrExportRefused):
+		return nil, fmt.Errorf("%s: %s", vol, strings.TrimPrefix(err.Error(), nbdserver.ErrExportRefused.Error()+": "))
+	}
+	return nil, errors.New(cliutil.Message(cat.c.volumeError(vol, err)))
 }
 
 // adminError words err for the admin client, which prints it as is.

@@ -218,20 +218,16 @@ func TestServe(t *testing.T) {
 	mustHLFS(t, store, "create", "demo", "--size", "1G")
 	mustHLFS(t, store, "create", "other", "--size", "64M", "--block-size", "64K")
 
-	// No names: every volume in the store.
-	addr, stderr, stop := startServe(t, store, "demo", "--listen", "127.0.0.1:0")
-	if !strings.Contains(stderr.String(), "serving demo (1 GiB) on 127.0.0.1:") ||
-		!strings.Contains(stderr.String(), "serving other (64 MiB) on "+addr) {
+	// No names: every volume in the store, opened when a client asks.
+	addr, stderr, stop := startServe(t, store, "every volume", "--listen", "127.0.0.1:0")
+	if !strings.Contains(stderr.String(), "serving every volume (opened on demand, closed after 1m0s unused) on 127.0.0.1:") {
 		t.Errorf("log:\n%s", stderr.String())
 	}
-	// Without --admin-socket, the admin socket is in the temporary directory.
-	adminSock := filepath.Join(os.TempDir(), fmt.Sprintf("hlfs-%d.sock", os.Getpid()))
 	for _, name := range []string{"demo", "other"} {
-		if info := statVolume(t, dir, name); info.Owner == nil || info.Owner.PID != os.Getpid() || info.Owner.Admin != adminSock {
-			t.Errorf("%s is not owned while served, or not with the admin socket %s: %+v", name, adminSock, info.Owner)
+		if info := statVolume(t, dir, name); info.Owner != nil {
+			t.Errorf("%s is owned before any client asked for it: %+v", name, info.Owner)
 		}
 	}
-	wantError(t, hlfs(t, store, "rm", "demo"), 1, "in use")
 
 	c := dialNBD(t, "tcp", addr)
 	if names := c.list(); strings.Join(names, ",") != "demo,other" {
@@ -244,6 +240,15 @@ func TestServe(t *testing.T) {
 	if errType != 0 || size != 1<<30 {
 		t.Fatalf("GO demo: size %d, error %#x", size, errType)
 	}
+	// Without --admin-socket, the admin socket is in the temporary directory.
+	adminSock := filepath.Join(os.TempDir(), fmt.Sprintf("hlfs-%d.sock", os.Getpid()))
+	if info := statVolume(t, dir, "demo"); info.Owner == nil || info.Owner.PID != os.Getpid() || info.Owner.Admin != adminSock {
+		t.Errorf("demo is not owned while served, or not with the admin socket %s: %+v", adminSock, info.Owner)
+	}
+	if info := statVolume(t, dir, "other"); info.Owner != nil {
+		t.Errorf("other is owned though no client asked for it: %+v", info.Owner)
+	}
+	wantError(t, hlfs(t, store, "rm", "demo"), 1, "in use")
 	data := bytes.Repeat([]byte("hlfs"), 1024)
 	if errno, _ := c.request(nbdCmdWrite, 8192, len(data), data); errno != 0 {
 		t.Fatalf("WRITE: errno %d", errno)
@@ -282,6 +287,26 @@ func TestServe(t *testing.T) {
 	if _, err := os.Lstat(adminSock); !os.IsNotExist(err) {
 		t.Errorf("admin socket left behind: %v", err)
 	}
+}
+
+// Serving a whole store needs no volume at start, and serves the volumes
+// created while it runs.
+func TestServeEmptyStore(t *testing.T) {
+	store, _ := testStore(t)
+	mustHLFS(t, store, "init")
+	addr, _, _ := startServe(t, store, "every volume", "--listen", "127.0.0.1:0", "--admin-socket", "none", "--idle-close", "0")
+	c := dialNBD(t, "tcp", addr)
+	if names := c.list(); len(names) != 0 {
+		t.Errorf("LIST of an empty store = %q", names)
+	}
+	mustHLFS(t, store, "create", "late", "--size", "2M")
+	if names := c.list(); strings.Join(names, ",") != "late" {
+		t.Errorf("LIST after create = %q", names)
+	}
+	if size, errType := c.goExport("late"); errType != 0 || size != 2<<20 {
+		t.Fatalf("GO late: size %d error %#x", size, errType)
+	}
+	c.conn.Close()
 }
 
 func TestServeUnixSocket(t *testing.T) {
@@ -323,7 +348,6 @@ func TestServeUnixSocket(t *testing.T) {
 
 func TestServeErrors(t *testing.T) {
 	store, dir := testStore(t)
-	wantError(t, hlfs(t, store, "serve", "--listen", "127.0.0.1:0"), 1, "no volumes to serve in store "+store)
 	mustHLFS(t, store, "create", "demo", "--size", "1M")
 	mustHLFS(t, store, "create", "busy", "--size", "1M")
 	wantError(t, hlfs(t, store, "serve", "--listen", "127.0.0.1:0", "demo", "nope"), 1, "cannot serve nope", `no volume "nope"`)
@@ -420,9 +444,10 @@ func TestServeSnapshots(t *testing.T) {
 	c.conn.Close()
 	stop()
 
-	// No names: every volume and every snapshot.
-	addr, stderr, stop = startServe(t, store, "vm2", "--listen", "127.0.0.1:0", "--admin-socket", "none")
-	if !strings.Contains(stderr.String(), "serving every snapshot of these volumes read-only as VOLUME@SNAPSHOT") {
+	// No names: every volume and every snapshot; LIST shows the snapshots
+	// the store index records, and those of open volumes as they are.
+	addr, stderr, stop = startServe(t, store, "every volume", "--listen", "127.0.0.1:0", "--admin-socket", "none")
+	if !strings.Contains(stderr.String(), "snapshots are served read-only as VOLUME@SNAPSHOT") {
 		t.Errorf("log:\n%s", stderr.String())
 	}
 	c = dialNBD(t, "tcp", addr)
@@ -435,6 +460,11 @@ func TestServeSnapshots(t *testing.T) {
 	if errno, got := c.request(nbdCmdRead, 0, 4096, nil); errno != 0 || !isZero(got) {
 		t.Errorf("vm2@t1: errno %d", errno)
 	}
+	c2 := dialNBD(t, "tcp", addr)
+	if names := c2.list(); strings.Join(names, ",") != "vm1,vm1@s1,vm1@s2,vm2,vm2@t1" {
+		t.Errorf("LIST with vm2 open = %q", names)
+	}
+	c2.conn.Close()
 	c.conn.Close()
 	if code := stop(); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, stderr.String())
@@ -527,4 +557,35 @@ func TestServeGCFlags(t *testing.T) {
 		_, r := parse(tc.args...)
 		wantError(t, r, 2, tc.want)
 	}
+}
+
+func TestServeMemoryFlag(t *testing.T) {
+	store, _ := testStore(t)
+	parse := func(args ...string) (int64, result) {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		// GOMEMLIMIT set: the test process's own soft limit stays as it is.
+		c := newCLI(t.Context(), &stdout, &stderr, func(k string) string {
+			if k == "GOMEMLIMIT" {
+				return "off"
+			}
+			return ""
+		})
+		code := c.main(append([]string{"--store", store, "serve", "--listen", ""}, args...))
+		return c.memory.Limit(), result{code, stdout.String(), stderr.String()}
+	}
+	for _, tc := range []struct {
+		args []string
+		want int64
+	}{{nil, 1 << 30}, {[]string{"--memory", "256M"}, 256 << 20}, {[]string{"--memory", "16M"}, 16 << 20}} {
+		got, r := parse(tc.args...)
+		wantError(t, r, 2, "nothing to listen on")
+		if got != tc.want {
+			t.Errorf("%q: budget %d, want %d", tc.args, got, tc.want)
+		}
+	}
+	_, r := parse("--memory", "8M")
+	wantError(t, r, 2, "serve: --memory 8M: want at least 16M")
+	_, r = parse("--memory", "lots")
+	wantError(t, r, 2, `serve: --memory: invalid size "lots"`)
 }

@@ -56,7 +56,7 @@ func TestServeTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(t.TempDir(), "nbd.sock")
-	addr, stderr, stop := startServe(t, store, "v", "--listen", "127.0.0.1:0", "--admin-socket", "none",
+	addr, stderr, stop := startServe(t, store, "every volume", "--listen", "127.0.0.1:0", "--admin-socket", "none",
 		"--socket", sock, "--tls-creds", creds, "--tls-verify-peer", "--tls-authz", authz, "--tls-unix", "off",
 		"--max-connections", "3")
 	log := stderr.String()

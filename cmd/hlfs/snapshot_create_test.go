@@ -69,19 +69,18 @@ func TestSnapshotCreateWhileServed(t *testing.T) {
 	store, dir := testStore(t)
 	mustHLFS(t, store, "create", "vm1", "--size", "4M")
 	adminSock := filepath.Join(t.TempDir(), "admin.sock")
-	addr, stderr, stop := startServe(t, store, "vm1", "--listen", "127.0.0.1:0", "--admin-socket", adminSock)
+	addr, stderr, stop := startServe(t, store, "every volume", "--listen", "127.0.0.1:0", "--admin-socket", adminSock)
 
+	c := dialNBD(t, "tcp", addr)
+	if _, errType := c.goExport("vm1"); errType != 0 {
+		t.Fatalf("GO vm1: %#x", errType)
+	}
 	info := statVolume(t, dir, "vm1")
 	if info.Owner == nil || info.Owner.Admin != adminSock {
 		t.Fatalf("the owner lock does not name the admin socket %s: %+v", adminSock, info.Owner)
 	}
 	if fi, err := os.Lstat(adminSock); err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("admin socket: %v, %v", fi, err)
-	}
-
-	c := dialNBD(t, "tcp", addr)
-	if _, errType := c.goExport("vm1"); errType != 0 {
-		t.Fatalf("GO vm1: %#x", errType)
 	}
 	before := fill("before", 8192)
 	if errno, _ := c.request(nbdCmdWrite, 0, len(before), before); errno != 0 {

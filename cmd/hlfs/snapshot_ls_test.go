@@ -108,7 +108,7 @@ func TestSnapshotLsWhileServed(t *testing.T) {
 	store, _ := testStore(t)
 	mustHLFS(t, store, "create", "vm1", "--size", "1M")
 	mustHLFS(t, store, "snapshot", "create", "vm1@s1")
-	startServe(t, store, "vm1", "--listen", "127.0.0.1:0", "--admin-socket", "none")
+	startServe(t, store, "vm1", "--listen", "127.0.0.1:0", "--admin-socket", "none", "vm1")
 	if out := mustHLFS(t, store, "snapshot", "ls", "vm1", "--tree"); !strings.Contains(out, "└── s1  ") ||
 		!strings.Contains(out, "    └── * (live volume)") {
 		t.Errorf("tree while served:\n%s", out)

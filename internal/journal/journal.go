@@ -348,6 +348,10 @@ func (j *Journal) Recover(vol string) error {
 	return nil
 }
 
+// Unwrap returns the store the journal ships to (the store index of a
+// process is kept there, lfs.OpenIndex).
+func (j *Journal) Unwrap() objstore.Store { return j.remote }
+
 // Close ships every queued segment, removes the markers of volumes with
 // nothing left in the journal, and stops. Segments still open (a volume not
 // closed) stay in the journal.

@@ -17,7 +17,11 @@ type DirStore struct {
 	root string
 }
 
-var _ Store = (*DirStore)(nil)
+var (
+	_ Store      = (*DirStore)(nil)
+	_ SizeLister = (*DirStore)(nil)
+	_ Local      = (*DirStore)(nil)
+)
 
 // NewDirStore returns a store rooted at dir, creating dir (and its
 // parents) if needed: it is how a store is made. Commands that only use a
@@ -52,6 +56,9 @@ func OpenDirStore(dir string) (*DirStore, error) {
 	}
 	return &DirStore{root: abs}, nil
 }
+
+// Local implements Local: a request is a system call.
+func (s *DirStore) Local() bool { return true }
 
 // Root returns the absolute directory holding the objects.
 func (s *DirStore) Root() string { return s.root }
@@ -144,6 +151,39 @@ func (s *DirStore) List(dir string) ([]string, error) {
 	}
 	sort.Strings(names)
 	return names, nil
+}
+
+// ListSizes implements SizeLister: one stat per entry, no open.
+func (s *DirStore) ListSizes(dir string) (map[string]int64, error) {
+	p, err := s.path(dir, true)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if errors.Is(err, syscall.ENOTDIR) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFolder, dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	sizes := make(map[string]int64, len(entries))
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return nil, err
+		}
+		sizes[e.Name()] = fi.Size()
+	}
+	return sizes, nil
 }
 
 // Remove implements Store.

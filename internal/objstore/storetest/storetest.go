@@ -55,6 +55,24 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store) {
 		require.NoError(t, s.Persist("x"))
 		require.ErrorIs(t, s.Persist("nope"), objstore.ErrNotExist)
 	})
+	t.Run("ListSizes", func(t *testing.T) {
+		s := newStore(t)
+		for n, size := range map[string]int{"v/seg/1": 3, "v/seg/2": 5, "v/seg/sub/x": 1} {
+			w, err := s.Create(n)
+			require.NoError(t, err)
+			_, err = w.Write(make([]byte, size))
+			require.NoError(t, err)
+			require.NoError(t, objstore.CloseDurably(w))
+		}
+		sizes, err := objstore.ListSizes(s, "v/seg")
+		require.NoError(t, err)
+		require.Equal(t, map[string]int64{"1": 3, "2": 5}, sizes, "folders are left out")
+		sizes, err = objstore.ListSizes(s, "missing")
+		require.NoError(t, err)
+		require.Empty(t, sizes)
+		_, err = objstore.ListSizes(s, "v/seg/1")
+		require.ErrorIs(t, err, objstore.ErrNotFolder)
+	})
 	t.Run("ListSortedOneLevel", func(t *testing.T) {
 		s := newStore(t)
 		for _, n := range []string{"v/seg/2", "v/seg/1", "v/super", "w/super"} {
