@@ -263,7 +263,7 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 
 	// The volumes open on demand (all) or once the listeners are up; the
 	// deferred closeAll flushes and closes those open at the end.
-	sv := &serveVolumes{c: c, store: store, logger: logger, mx: mx, recovered: make(map[string]bool), warned: make(map[string]bool)}
+	sv := &serveVolumes{c: c, store: store, logger: logger, mx: mx, roams: newRoamRegistry(logger), tlsDir: sn.tls.creds, recovered: make(map[string]bool), warned: make(map[string]bool)}
 	cat := newVolumeCatalog(c, logger, all, sn.idleClose, volumeLife{open: sv.open, close: sv.close}, sv.list)
 	defer func() {
 		if cerr := cat.closeAll(); cerr != nil {
@@ -323,6 +323,7 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 	}
 
 	nopts := nbdserver.Options{Logger: logger, MaxConns: sn.maxConns, MaxHandshakesPerAddr: sn.maxPerAddr, Budget: c.memory}
+	nopts.HandOff = sv.roams.ServeHandOff // issue 12: another host's serve asks for a volume
 	if st != nil {
 		nopts.TLS = st.opts
 		stopHUP := st.watchSIGHUP(logger)
@@ -423,6 +424,8 @@ type serveVolumes struct {
 	admin  string           // the admin socket recorded in owner locks, "" for none
 	nbd    []string         // the NBD URIs recorded in owner locks (hlfs attach)
 	mx     *metrics.Metrics // per-volume metrics; nil without --metrics-listen
+	roams  *roamRegistry    // the open volumes hand-off requests may name (serve_roam.go)
+	tlsDir string           // --tls-creds, for hand-off requests to owners listening with TLS
 
 	// mu guards recovered (volumes whose journal segments were queued) and
 	// warned (entries of the store's root warned about).
@@ -457,15 +460,17 @@ func (sv *serveVolumes) list() ([]string, map[string][]string, error) {
 }
 
 // open opens volume name for serving with the options every served volume
-// gets.
-func (sv *serveVolumes) open(name string) (*lfs.Volume, error) {
+// gets: as its owner, or as a standby when another live process owns it
+// (serve_roam.go).
+func (sv *serveVolumes) open(name string) (*lfs.Roaming, error) {
 	return sv.openVolume(name, lfs.Options{Logger: sv.logger, AdminSocket: sv.admin, NBD: sv.nbd, Lease: sv.c.lease, Budget: sv.c.memory})
 }
 
-// openVolume opens volume name with opts: its journal segments left by a
-// crash are queued first (once per process), and its background cleaner
-// and scrubber start.
-func (sv *serveVolumes) openVolume(name string, opts lfs.Options) (*lfs.Volume, error) {
+// openVolume opens volume name with opts as an lfs.Roaming: its journal
+// segments left by a crash are queued first (once per process); whenever
+// it is the owner its background cleaner and scrubber run and its metrics
+// are exported (onRole).
+func (sv *serveVolumes) openVolume(name string, opts lfs.Options) (*lfs.Roaming, error) {
 	if j, ok := sv.store.(*journal.Journal); ok {
 		sv.mu.Lock()
 		done := sv.recovered[name]
@@ -479,25 +484,27 @@ func (sv *serveVolumes) openVolume(name string, opts lfs.Options) (*lfs.Volume, 
 			sv.mu.Unlock()
 		}
 	}
-	v, err := lfs.Open(sv.store, name, opts)
+	r, err := lfs.OpenRoaming(sv.store, name, opts, sv.roamOptions(name))
 	if err != nil {
 		return nil, err
 	}
-	if c := sv.c.cleaner; c != nil {
-		v.StartCleaner(*c)
+	if !sv.journaled() {
+		sv.roams.add(r)
 	}
-	if sv.c.scrubInterval > 0 {
-		v.StartScrubber(sv.c.scrubInterval, sv.c.scrubRate)
+	if r.Owner() {
+		sv.logger.Debug("opened volume " + name)
+	} else {
+		sv.logger.Info("opened volume "+name+" as a standby: another process owns it; its first write here asks the owner to hand over", "volume", name)
 	}
-	sv.mx.AddVolume(name, v)
-	sv.logger.Debug("opened volume " + name)
-	return v, nil
+	return r, nil
 }
 
 // close flushes and closes v (which stops its cleaner and scrubber) and
-// releases its owner lock; it logs and returns the first failure.
-func (sv *serveVolumes) close(v *lfs.Volume) error {
+// releases its owner lock, or closes a standby's view; it logs and returns
+// the first failure.
+func (sv *serveVolumes) close(v *lfs.Roaming) error {
 	name := v.Name()
+	sv.roams.remove(v)
 	sv.mx.RemoveVolume(name)
 	var err error
 	if ferr := v.Flush(); ferr != nil {

@@ -22,6 +22,7 @@ var (
 	_ admin.Handler      = (*volumeCatalog)(nil)
 	_ nbdserver.Export   = (*lfs.SnapshotView)(nil)
 	_ nbdserver.Export   = (*lfs.Volume)(nil)
+	_ nbdserver.Export   = (*lfs.Roaming)(nil)
 )
 
 // probeIdle is how long a volume that only answered probes (NBD_OPT_INFO,
@@ -39,9 +40,9 @@ const maxParallelCloses = 16
 // volumes at once, never twice at once for one volume.
 type volumeLife struct {
 	// open opens volume name for serving, background work started.
-	open func(name string) (*lfs.Volume, error)
+	open func(name string) (*lfs.Roaming, error)
 	// close flushes and closes v, background work stopped.
-	close func(v *lfs.Volume) error
+	close func(v *lfs.Roaming) error
 }
 
 // volState is where a volume is in its life in the catalog:
@@ -66,7 +67,7 @@ const (
 type volEntry struct {
 	name  string
 	state volState
-	vol   *lfs.Volume
+	vol   *lfs.Roaming // the owner's Volume or a standby's view (serve_roam.go)
 	// done is closed when opening or closing ends (a new one per closing);
 	// err is then why opening failed.
 	done chan struct{}
@@ -80,8 +81,11 @@ type volEntry struct {
 	used bool
 	// idleSince is when refs last dropped to 0 (or the open ended).
 	idleSince time.Time
-	// views are the open snapshot exports of the volume, by export name.
-	views map[string]*lfs.SnapshotView
+	// views are the open snapshot exports of the volume, by export name,
+	// opened on viewsOf: a role change replaces the Volume, and closes the
+	// views of the old one with it.
+	views   map[string]*lfs.SnapshotView
+	viewsOf *lfs.Volume
 }
 
 // volumeCatalog is what serve serves: the nbdserver.Catalog of the volumes
@@ -221,16 +225,16 @@ func (cat *volumeCatalog) openNamed(name string) error {
 }
 
 // openVolumes returns the volumes open now, sorted by name.
-func (cat *volumeCatalog) openVolumes() []*lfs.Volume {
+func (cat *volumeCatalog) openVolumes() []*lfs.Roaming {
 	cat.mu.Lock()
 	defer cat.mu.Unlock()
-	var vols []*lfs.Volume
+	var vols []*lfs.Roaming
 	for _, e := range cat.mu.vols {
 		if e.state == volOpen {
 			vols = append(vols, e.vol)
 		}
 	}
-	slices.SortFunc(vols, func(a, b *lfs.Volume) int { return strings.Compare(a.Name(), b.Name()) })
+	slices.SortFunc(vols, func(a, b *lfs.Roaming) int { return strings.Compare(a.Name(), b.Name()) })
 	return vols
 }
 
@@ -245,7 +249,7 @@ func (cat *volumeCatalog) Names() []string {
 		defer cat.mu.Unlock()
 		return slices.Clone(cat.mu.named)
 	}
-	open := make(map[string]*lfs.Volume)
+	open := make(map[string]*lfs.Roaming)
 	for _, v := range cat.openVolumes() {
 		open[v.Name()] = v
 	}
@@ -263,7 +267,7 @@ func (cat *volumeCatalog) Names() []string {
 		names = append(names, name)
 		snaps := indexed[name]
 		if v := open[name]; v != nil {
-			snaps = v.SnapshotNames()
+			snaps = v.Current().SnapshotNames()
 		}
 		for _, s := range snaps {
 			names = append(names, name+"@"+s)
@@ -357,18 +361,31 @@ func (cat *volumeCatalog) Release(name string, transmitted bool) {
 // view returns the open view of snapshot snap of e, export name, opening
 // it when no one has. e is held.
 func (cat *volumeCatalog) view(e *volEntry, name, snap string) (*lfs.SnapshotView, error) {
+	cur := e.vol.Current()
 	cat.mu.Lock()
+	var stale map[string]*lfs.SnapshotView
+	if e.viewsOf != cur {
+		// The volume changed roles (or a standby's view followed the
+		// owner) since these views opened: their Volume is closed.
+		stale, e.views, e.viewsOf = e.views, nil, cur
+	}
 	view := e.views[name]
 	cat.mu.Unlock()
+	for _, v := range stale {
+		v.Close()
+	}
 	if view != nil {
 		return view, nil
 	}
-	view, err := e.vol.SnapshotView(snap)
+	view, err := cur.SnapshotView(snap)
 	if err != nil {
 		return nil, err
 	}
 	cat.mu.Lock()
 	defer cat.mu.Unlock()
+	if e.viewsOf != cur {
+		return view, nil // a role change meanwhile: this client's own view
+	}
 	if other := e.views[name]; other != nil {
 		view.Close() // another client opened it meanwhile
 		return other, nil
@@ -511,7 +528,11 @@ func (cat *volumeCatalog) CreateSnapshot(vol, snap string) error {
 		return err
 	}
 	defer cat.release(e)
-	if err := e.vol.CreateSnapshot(snap); err != nil {
+	v, err := cat.ownerVolume(e)
+	if err != nil {
+		return err
+	}
+	if err := v.CreateSnapshot(snap); err != nil {
 		return cat.adminError(vol, snap, err)
 	}
 	cat.logger.Info("created snapshot " + vol + "@" + snap)
@@ -526,7 +547,11 @@ func (cat *volumeCatalog) DeleteSnapshot(vol, snap string) error {
 		return err
 	}
 	defer cat.release(e)
-	if err := e.vol.DeleteSnapshot(snap); err != nil {
+	v, err := cat.ownerVolume(e)
+	if err != nil {
+		return err
+	}
+	if err := v.DeleteSnapshot(snap); err != nil {
 		return cat.adminError(vol, snap, err)
 	}
 	name := vol + "@" + snap
@@ -553,7 +578,11 @@ func (cat *volumeCatalog) GC(vol string, opts admin.GCOptions) (lfs.GCStats, err
 		return lfs.GCStats{}, err
 	}
 	defer cat.release(e)
-	stats, err := e.vol.GC(lfs.GCOptions{Rate: opts.Rate, MaxUtilization: opts.MaxUtilization, Defrag: opts.Defrag})
+	v, err := cat.ownerVolume(e)
+	if err != nil {
+		return lfs.GCStats{}, err
+	}
+	stats, err := v.GC(lfs.GCOptions{Rate: opts.Rate, MaxUtilization: opts.MaxUtilization, Defrag: opts.Defrag})
 	if err != nil {
 		cat.logger.Error("gc failed", "volume", vol, "err", err)
 		return lfs.GCStats{}, fmt.Errorf("gc of %s failed: %s", vol, cliutil.Message(cat.c.volumeError(vol, err)))
@@ -571,13 +600,27 @@ func (cat *volumeCatalog) Scrub(vol string, opts admin.ScrubOptions) (lfs.ScrubR
 		return lfs.ScrubReport{}, err
 	}
 	defer cat.release(e)
-	rep, err := e.vol.Scrub(lfs.ScrubOptions{Rate: opts.Rate})
+	v, err := cat.ownerVolume(e)
+	if err != nil {
+		return lfs.ScrubReport{}, err
+	}
+	rep, err := v.Scrub(lfs.ScrubOptions{Rate: opts.Rate})
 	if err != nil {
 		cat.logger.Error("scrub failed", "volume", vol, "err", err)
 		return lfs.ScrubReport{}, fmt.Errorf("scrub of %s failed: %s", vol, cliutil.Message(cat.c.volumeError(vol, err)))
 	}
 	cat.logger.Info("scrubbed "+vol+" on request", "records", rep.Records, "bytes_verified", rep.BytesVerified, "damaged_ranges", len(rep.Damaged))
 	return rep, nil
+}
+
+// ownerVolume returns the owner Volume of e for an admin request, which
+// only the owner carries out (its admin socket is the one the owner lock
+// names; a standby here got the request in a race with a hand-off).
+func (cat *volumeCatalog) ownerVolume(e *volEntry) (*lfs.Volume, error) {
+	if !e.vol.Owner() {
+		return nil, fmt.Errorf("%s is served here as a standby (pid %d): another process owns it now; try again", e.name, os.Getpid())
+	}
+	return e.vol.Current(), nil
 }
 
 // adminVolume checks an admin request's names and returns its volume, held.

@@ -47,11 +47,11 @@ func newCatalogFixture(t *testing.T, vols ...string) *catalogFixture {
 	}
 	logger := slog.New(slog.DiscardHandler)
 	life := volumeLife{
-		open: func(name string) (*lfs.Volume, error) {
+		open: func(name string) (*lfs.Roaming, error) {
 			if f.beforeOpen != nil {
 				f.beforeOpen(name)
 			}
-			v, err := lfs.Open(f.st, name, lfs.Options{Logger: logger})
+			v, err := lfs.OpenRoaming(f.st, name, lfs.Options{Logger: logger}, lfs.RoamOptions{})
 			if err == nil {
 				f.mu.Lock()
 				f.opens[name]++
@@ -59,7 +59,7 @@ func newCatalogFixture(t *testing.T, vols ...string) *catalogFixture {
 			}
 			return v, err
 		},
-		close: func(v *lfs.Volume) error {
+		close: func(v *lfs.Roaming) error {
 			if f.beforeClose != nil {
 				f.beforeClose(v.Name())
 			}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hlfs/hlfs/internal/journal"
 	"github.com/hlfs/hlfs/lfs"
 	"github.com/hlfs/hlfs/nbdserver"
 )
@@ -183,4 +184,44 @@ func handOffClientTLS(dir, serverName string) (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{pair}
 	}
 	return cfg, nil
+}
+
+// roamOptions are the lfs.RoamOptions of volume name: hand-off requests
+// through askHandOff, and onRole. With a write-back journal the volume does
+// not roam: what its owner made durable is in the local journal, not yet
+// in the store another host reads, so a hand-off would lose it. Such a
+// serve neither asks nor answers (a standby there refuses writes, and an
+// owner refuses requests: the asker waits for the lease).
+func (sv *serveVolumes) roamOptions(name string) lfs.RoamOptions {
+	ro := lfs.RoamOptions{OnRole: func(v *lfs.Volume, owner bool) { sv.onRole(name, v, owner) }}
+	if !sv.journaled() {
+		ro.Ask = askHandOff(name, sv.c.hostname(), sv.tlsDir)
+	}
+	return ro
+}
+
+// journaled reports whether serve writes through a local journal.
+func (sv *serveVolumes) journaled() bool {
+	_, ok := sv.store.(*journal.Journal)
+	return ok
+}
+
+// onRole follows a volume's role (lfs.RoamOptions.OnRole): an owner Volume
+// gets the background cleaner and scrubber and exports the volume's
+// metrics; a standby's view does neither (the owner Volume it replaces
+// stopped its loops when it closed).
+func (sv *serveVolumes) onRole(name string, v *lfs.Volume, owner bool) {
+	if !owner {
+		sv.mx.RemoveVolume(name)
+		sv.logger.Debug("serving "+name+" as a standby", "volume", name)
+		return
+	}
+	if c := sv.c.cleaner; c != nil {
+		v.StartCleaner(*c)
+	}
+	if sv.c.scrubInterval > 0 {
+		v.StartScrubber(sv.c.scrubInterval, sv.c.scrubRate)
+	}
+	sv.mx.AddVolume(name, v)
+	sv.logger.Debug("serving "+name+" as its owner", "volume", name)
 }
