@@ -321,7 +321,7 @@ func TestCatalogLookupRacesIdleClose(t *testing.T) {
 }
 
 // A volume removed (after its idle close) disappears from the list and
-// from lookups; one served by another process is refused with its owner.
+// from lookups; one served by another process is served as a standby.
 func TestCatalogRemovedAndInUse(t *testing.T) {
 	f := newCatalogFixture(t, "gone", "busy")
 	f.lookup("gone")
@@ -341,19 +341,34 @@ func TestCatalogRemovedAndInUse(t *testing.T) {
 		t.Errorf("Lookup of a removed volume: %v", err)
 	}
 
+	// Issue 12: a volume another process owns is served as a standby:
+	// its reads see the owner's durable state; without a hand-off
+	// channel (this fixture has none) its writes fail.
 	other, err := lfs.Open(f.st, "busy", lfs.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = f.cat.Lookup("busy")
-	if !errors.Is(err, nbdserver.ErrExportRefused) || !strings.Contains(err.Error(), "volume busy is in use by pid") {
-		t.Errorf("Lookup of a volume served elsewhere: %v", err)
+	if err := other.WriteAt([]byte("owner"), 0, false); err != nil {
+		t.Fatal(err)
 	}
+	if err := other.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	exp := f.lookup("busy")
+	if r, ok := exp.(*lfs.Roaming); !ok || r.Owner() {
+		t.Fatalf("Lookup of a volume served elsewhere: %T, want a standby lfs.Roaming", exp)
+	}
+	buf := make([]byte, 5)
+	if err := exp.ReadAt(buf, 0); err != nil || string(buf) != "owner" {
+		t.Errorf("standby read: %q, %v", buf, err)
+	}
+	if err := exp.WriteAt([]byte("x"), 0, false); !errors.Is(err, lfs.ErrStandby) {
+		t.Errorf("standby write without a channel: %v, want ErrStandby", err)
+	}
+	f.cat.Release("busy", true)
 	if err := other.Close(); err != nil {
 		t.Fatal(err)
 	}
-	f.lookup("busy") // taken once the other owner let go
-	f.cat.Release("busy", true)
 }
 
 // Volumes named on the command line stay open however long unused, and
