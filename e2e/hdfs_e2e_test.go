@@ -154,8 +154,8 @@ func TestHDFSGuestExt4(t *testing.T) {
 // TestHDFSKill9AndTakeover: kill -9 under a flushing load and restart on
 // this host (every flushed write reads back), twice; a clean stop and the
 // volume served from another host; kill -9 of that server (lease 3 s): a
-// third host is refused while the lease holds and takes over once it ran
-// out, with every flushed write intact.
+// third host serves it at once as a standby (issue 12) with every flushed
+// write intact, and its first write takes it over once the lease ran out.
 func TestHDFSKill9AndTakeover(t *testing.T) {
 	Begin(t, "nbdcopy")
 	const (

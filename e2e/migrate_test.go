@@ -184,6 +184,15 @@ func testLiveMigration(t *testing.T, a, b *Server, vol string) {
 	if got := migSums(c); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("the fresh boot's SUMS (%d files) differ from the sums the migrating guest printed (%d files)", len(got), len(want))
 	}
+	if a.Backend == BackendHLFS {
+		// The guest's writes on each side moved the volume: A handed it
+		// to B, and B back to A.
+		for _, s := range []*Server{a, b} {
+			if !strings.Contains(s.logText(), "handed off") {
+				t.Errorf("%s's log shows no hand-off:\n%s", s.Addr, s.logTail())
+			}
+		}
+	}
 	b.Stop()
 	a.Stop()
 	a.Fsck(vol)

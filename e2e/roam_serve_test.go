@@ -63,7 +63,7 @@ func TestRoamingServeProcesses(t *testing.T) {
 			}
 			t.Logf("%s: %s rounds (a hand-off each) in %v", backend, rounds, time.Since(start))
 			for _, s := range []*Server{a, b} {
-				if n := strings.Count(s.logTail(), "handed off"); n == 0 {
+				if n := strings.Count(s.logText(), "handed off"); n == 0 {
 					t.Errorf("%s's log shows no hand-off", s.Addr)
 				}
 			}
