@@ -106,8 +106,11 @@ http://ADDR/metrics (a bare PORT or :PORT listens on 127.0.0.1); README.md,
 "Metrics", lists them. Under systemd (Type=notify, dist/systemd/hlfs.service)
 serve sends READY=1 once it accepts connections and STOPPING=1 on SIGTERM.
 
-A volume can be served by one process at a time; serve fails before serving
-anything when a named volume or snapshot cannot be opened.`,
+A volume is owned by one process at a time. A volume another live serve owns
+is served as a standby: reads show the owner's durable state, and the first
+write asks the owner (at an NBD address its owner lock records) to hand the
+volume over, or waits for its lease (live migration; README.md). Serve fails
+before serving anything when a named volume or snapshot cannot be opened.`,
 		Args: cobra.ArbitraryArgs,
 	}
 	fs := cmd.Flags()

@@ -130,8 +130,8 @@ func handOffTargets(owner lfs.OwnerRecord, here string) []handOffTarget {
 // host named here: it sends lfs.NewHandOffRequest to the owner's
 // addresses in turn until one answers (nbdserver.RequestHandOff). tlsDir,
 // when not empty, is serve's --tls-creds directory, whose CA certificate
-// verifies the owner's (and whose server certificate is this serve's
-// client certificate, for owners that verify peers).
+// verifies the owner's (and whose client-cert.pem, else server-cert.pem, is
+// this serve's client certificate, for owners that verify peers).
 func askHandOff(vol, here, tlsDir string) func(ctx context.Context, owner lfs.OwnerRecord) error {
 	return func(ctx context.Context, owner lfs.OwnerRecord) error {
 		targets := handOffTargets(owner, here)
@@ -180,8 +180,14 @@ func handOffClientTLS(dir, serverName string) (*tls.Config, error) {
 		return nil, fmt.Errorf("%s: no certificate", filepath.Join(dir, nbdserver.CACertFile))
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: serverName}
-	if pair, err := tls.LoadX509KeyPair(filepath.Join(dir, nbdserver.ServerCertFile), filepath.Join(dir, nbdserver.ServerKeyFile)); err == nil {
-		cfg.Certificates = []tls.Certificate{pair}
+	// A client certificate, for owners that verify peers: QEMU's client
+	// files when the directory has them, else the server's own (usable
+	// when it allows client authentication).
+	for _, f := range [][2]string{{"client-cert.pem", "client-key.pem"}, {nbdserver.ServerCertFile, nbdserver.ServerKeyFile}} {
+		if pair, err := tls.LoadX509KeyPair(filepath.Join(dir, f[0]), filepath.Join(dir, f[1])); err == nil {
+			cfg.Certificates = []tls.Certificate{pair}
+			break
+		}
 	}
 	return cfg, nil
 }
