@@ -35,7 +35,14 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (the helpers of bench.py)
 
-import nbd  # noqa: E402  (python3-libnbd)
+try:
+    import nbd  # noqa: E402  (python3-libnbd)
+except ImportError:
+    # Debian's python3-libnbd is in the system interpreter, which a pyenv
+    # or venv python3 earlier on PATH cannot see.
+    if sys.executable != "/usr/bin/python3" and os.path.exists("/usr/bin/python3"):
+        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
+    raise
 
 VOL = "roam"
 SIZE = 256 << 20
