@@ -120,9 +120,10 @@ print("ok", rounds)
 
 // TestRoamingOverNBD: the hand-off under a flushing python-libnbd writer
 // switching between two servers many times, through the real NBD channel
-// (issue 12's second test, with the servers in this process until serve
-// takes roaming volumes): every flushed byte reads back on both servers
-// after every switch. On the local store and on HDFS.
+// (issue 12's second test, with the servers in this process;
+// TestRoamingServeProcesses runs it through two hlfs serve processes):
+// every flushed byte reads back on both servers after every switch. On the
+// local store and on HDFS.
 func TestRoamingOverNBD(t *testing.T) {
 	Begin(t)
 	py := Python(t)
