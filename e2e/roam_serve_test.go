@@ -49,11 +49,17 @@ func TestRoamingServeProcesses(t *testing.T) {
 	py := Python(t)
 	for _, backend := range []string{"local", "hdfs"} {
 		t.Run(backend, func(t *testing.T) {
-			rounds := "40"
+			rounds := "40" // even: the last round writes on the second server
 			if backend == "hdfs" {
 				rounds = "16"
 			}
 			a, b := roamServers(t, backend, Volume{Name: "roam", Size: 4 << 20})
+			var metricsURL [2]string
+			for i, s := range []*Server{a, b} {
+				port := strconv.Itoa(freePort(t))
+				s.ServeArgs = []string{"--metrics-listen", port}
+				metricsURL[i] = "http://127.0.0.1:" + port + "/metrics"
+			}
 			a.Start()
 			b.Start()
 			start := time.Now()
@@ -66,6 +72,13 @@ func TestRoamingServeProcesses(t *testing.T) {
 				if n := strings.Count(s.logText(), "handed off"); n == 0 {
 					t.Errorf("%s's log shows no hand-off", s.Addr)
 				}
+			}
+			// The last round wrote on b: b owns the volume and exports
+			// its gauges, a (a standby) does not.
+			const gauge = `hlfs_volume_stored_bytes{volume="roam"}`
+			pollMetrics(t, metricsURL[1], func(text string) bool { return strings.Contains(text, gauge) })
+			if text := pollMetrics(t, metricsURL[0], func(string) bool { return true }); strings.Contains(text, gauge) {
+				t.Errorf("the standby exports the owner's volume gauges:\n%s", text)
 			}
 			b.Stop()
 			a.Stop()
