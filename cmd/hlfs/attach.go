@@ -29,7 +29,11 @@ func (c *cli) attachCmd() *cobra.Command {
 Attach prints the snippet that attaches a volume, or a snapshot read-only,
 to a VM, with the address of the process serving it, which the volume's
 owner lock records ('hlfs serve' writes its --listen address and --socket
-there):
+there). A volume no client has open has no owner lock: then a running
+'hlfs serve' of the whole store (no names), which opens it on demand and
+records its addresses in the store index, is used: one on this host first,
+else one on another host reachable from here; of several, the first by
+host name and pid, named on stderr.
 
   qemu        the -drive argument of qemu-system (virtio, cache=none)
   libvirt     a <disk type='network'> element for the domain XML
