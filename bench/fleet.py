@@ -16,19 +16,34 @@ does), then measures:
              with BENCH_BASELINE_BIN, that binary's `hlfs ls` (the "before"
              column). Median of BENCH_ROUNDS runs; the JSON of ls and ls
              --exact must be identical (the store is quiet). Target < 1 s.
-  serve      `hlfs serve --listen 127.0.0.1:PORT` of the whole store: seconds
-             from start until a TCP connection is accepted (polled every
-             10 ms), or "timeout" after BENCH_SERVE_TIMEOUT. A serve that
-             opens every volume before listening is slow here; one that
-             opens volumes on demand is not. Target < 1 s.
-  first-io   with that serve, connect (NBD_OPT_GO) and read the first 4 KiB
-             of a volume no client used yet (python3-libnbd), five volumes,
-             median. Target < 50 ms local, < 500 ms HDFS.
+  serve      `hlfs serve --listen 127.0.0.1:PORT` of the whole store (it
+             opens volumes on demand): seconds from start until a TCP
+             connection gets the NBD greeting (NBDMAGIC IHAVEOPT; polled
+             every 10 ms; a bare TCP connect says little, as serve listens
+             before it accepts), or "timeout" after BENCH_SERVE_TIMEOUT;
+             also until serve sent READY=1 to NOTIFY_SOCKET (as under
+             systemd). Target < 1 s.
+  first-io   with that serve, connect (handshake up to NBD_OPT_GO, which
+             opens the volume) and read the first 4 KiB of a volume no
+             client used yet (python3-libnbd), five volumes: median (the
+             target), max, the connect and read parts, and the same five
+             again once open (warm). The same for five volumes that hold
+             BENCH_FLEET_DATA (4M) of random data, written before through
+             a serve of just those volumes that then stopped, so the read
+             fetches a checkpoint and a segment (compared with what was
+             written). Target < 50 ms local, < 500 ms HDFS.
   rss        local store only: BENCH_FLEET_RSS_N volumes, serve with
-             --idle-close 2s, each volume opened once (connect + 4 KiB read),
-             then VmRSS of serve once they were idle-closed. Needs serve
-             --idle-close; prints "skipped: serve has no --idle-close"
-             otherwise. Target <= 150 MiB.
+             --idle-close BENCH_FLEET_IDLE_CLOSE and --metrics-listen,
+             each volume opened once (connect + 4 KiB read,
+             BENCH_FLEET_RSS_CLIENTS clients at once), then the metric
+             hlfs_open_volumes polled until it reads 0 (and the log must
+             say "closed idle volume" once per volume); VmRSS then and
+             BENCH_FLEET_RSS_SETTLE s later, and the peak (VmHWM). Needs
+             serve --idle-close; prints "skipped: serve has no
+             --idle-close" otherwise. Target <= 150 MiB.
+
+Each store's results carry the load averages before ls, serve and rss
+(the figures mean little on a loaded machine without them).
 
 Performance is a report, never a failing exit: the exit status is 1 only
 when a run failed (a command error, ls output differing from --exact).
@@ -38,6 +53,10 @@ Configuration (environment):
   BENCH_FLEET_CLI_N     `hlfs create` processes timed (default 200)
   BENCH_FLEET_RSS_N     volumes for the rss run (default 1000)
   BENCH_ROUNDS          ls runs, median reported (default 3)
+  BENCH_FLEET_IDLE_CLOSE  serve --idle-close for the rss run (default 20s:
+                        longer than the opens take, so all are open at once)
+  BENCH_FLEET_RSS_CLIENTS clients opening volumes at once (default 4)
+  BENCH_FLEET_RSS_SETTLE  seconds between the two idle RSS reads (default 15)
   BENCH_SERVE_TIMEOUT   seconds to wait for serve (default 120)
   BENCH_FLEET_STORES    comma list of local,hdfs (default local, plus hdfs
                         when HLFS_HDFS_URI is set)
@@ -57,7 +76,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 import uuid
 
 try:
@@ -74,6 +95,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def note(*args):
     print("fleet:", *args, file=sys.stderr, flush=True)
+
+
+def load():
+    """The 1, 5 and 15 minute load averages, as uptime prints them."""
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def env_int(name, default):
@@ -172,31 +198,86 @@ def measure_ls(f, baseline, rounds):
 
 
 class Serve:
-    def __init__(self, f, extra=()):
+    """hlfs serve of a whole store, started with NOTIFY_SOCKET set so its
+    systemd READY=1 can be timed too, and optionally --metrics-listen."""
+
+    def __init__(self, f, extra=(), metrics=False):
         self.port = free_port()
-        self.log = tempfile.TemporaryFile()
+        self.metrics_port = free_port() if metrics else None
+        self.log = tempfile.NamedTemporaryFile(prefix="fleet-serve-", suffix=".log")
+        self.tmp = tempfile.mkdtemp(prefix="fleet-notify-")
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(os.path.join(self.tmp, "notify"))
+        env = dict(os.environ, NOTIFY_SOCKET=os.path.join(self.tmp, "notify"))
+        args = ["serve", "--listen", f"127.0.0.1:{self.port}", "--admin-socket", "none", *extra]
+        if metrics:
+            args += ["--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
         self.t0 = time.monotonic()
-        self.p = subprocess.Popen(f.cmd("serve", "--listen", f"127.0.0.1:{self.port}", "--admin-socket", "none", *extra),
-                                  stdout=self.log, stderr=self.log)
+        self.p = subprocess.Popen(f.cmd(*args), stdout=self.log, stderr=self.log, env=env)
+
+    def failed(self):
+        if self.p.poll() is not None:
+            self.log.seek(0)
+            raise RuntimeError("serve exited: " + self.log.read().decode()[-2000:])
 
     def wait_ready(self, timeout):
+        """Seconds from start until serve negotiates: a TCP connection gets
+        the NBD greeting (NBDMAGIC IHAVEOPT). serve listens before it
+        accepts, so a bare TCP connect (the kernel's backlog) says too
+        little. None on timeout."""
         while time.monotonic() - self.t0 < timeout:
-            if self.p.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError("serve exited: " + self.log.read().decode()[-2000:])
+            self.failed()
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return time.monotonic() - self.t0
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as c:
+                    c.settimeout(max(1.0, timeout - (time.monotonic() - self.t0)))
+                    got = b""
+                    while len(got) < 18:
+                        b = c.recv(18 - len(got))
+                        if not b:
+                            break
+                        got += b
+                    if got[:16] == b"NBDMAGICIHAVEOPT":
+                        return time.monotonic() - self.t0
             except OSError:
-                time.sleep(0.01)
+                pass
+            time.sleep(0.01)
+        return None
+
+    def wait_notify(self, timeout):
+        """Seconds from start until serve sent READY=1 to NOTIFY_SOCKET."""
+        self.notify.settimeout(0.1)
+        while time.monotonic() - self.t0 < timeout:
+            self.failed()
+            try:
+                msg = self.notify.recv(4096)
+            except socket.timeout:
+                continue
+            if b"READY=1" in msg.split(b"\n"):
+                return time.monotonic() - self.t0
+        return None
+
+    def metric(self, name):
+        """The value of an unlabelled Prometheus metric, or None."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        return None
+
+    def log_count(self, text):
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace").count(text)
+
+    def status_mib(self, key):
+        with open(f"/proc/{self.p.pid}/status") as st:
+            for line in st:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024
         return None
 
     def rss_mib(self):
-        with open(f"/proc/{self.p.pid}/status") as st:
-            for line in st:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return None
+        return self.status_mib("VmRSS")
 
     def stop(self):
         if self.p.poll() is None:
@@ -206,41 +287,109 @@ class Serve:
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 self.p.wait()
+        self.notify.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.log.close()
 
 
 def first_io(port, name):
-    """Seconds to connect to export name and read its first 4 KiB."""
+    """Seconds to connect to export name (the handshake up to NBD_OPT_GO,
+    which opens the volume) and to read its first 4 KiB after that."""
     t = time.monotonic()
     h = nbd.NBD()
     h.set_export_name(name)
     h.connect_tcp("127.0.0.1", str(port))
+    t1 = time.monotonic()
     buf = h.pread(4096, 0)
-    secs = time.monotonic() - t
+    t2 = time.monotonic()
     h.shutdown()
     if len(buf) != 4096:
         raise RuntimeError(f"short read from {name}")
-    return secs
+    return t2 - t, t1 - t, t2 - t1
+
+
+def write_some(f, names, timeout):
+    """Writes BENCH_FLEET_DATA bytes of random data at offset 0 of each
+    named volume through a serve of just those volumes, then stops it (a
+    clean close: flushed, checkpointed). Returns each volume's first 4 KiB."""
+    size = env_int("BENCH_FLEET_DATA", 4 << 20)
+    s = Serve(f, names)
+    first = {}
+    try:
+        if s.wait_ready(timeout) is None:
+            raise RuntimeError("serve of the volumes to write did not get ready")
+        for name in names:
+            h = nbd.NBD()
+            h.set_export_name(name)
+            h.connect_tcp("127.0.0.1", str(s.port))
+            data = os.urandom(size)
+            for off in range(0, size, 1 << 20):
+                h.pwrite(data[off:off + (1 << 20)], off)
+            h.flush()
+            h.shutdown()
+            first[name] = data[:4096]
+    finally:
+        s.stop()
+    if s.p.returncode != 0:
+        raise RuntimeError(f"serve of the written volumes exited {s.p.returncode}")
+    return first
 
 
 def measure_serve(f, n, timeout):
     out = {}
+    written = {}
+    if nbd is not None:
+        # Five other cold volumes that hold data: their first read must
+        # fetch a checkpoint and a segment from the store.
+        written = write_some(f, [f"v{(n * k) // 7 + 1:05d}" for k in range(1, 6)], timeout)
     s = Serve(f)
     try:
         ready = s.wait_ready(timeout)
         out["serve_ready_s"] = ready if ready is not None else f"timeout>{timeout}"
+        notified = s.wait_notify(timeout)
+        out["serve_ready_notify_s"] = notified if notified is not None else f"timeout>{timeout}"
+        out["serve_rss_ready_mib"] = s.rss_mib()
         if ready is not None:
             if nbd is None:
                 out["first_io_s"] = "skipped: no python3-libnbd"
             else:
                 picks = [f"v{(n * k) // 7:05d}" for k in range(1, 6)]
-                out["first_io_s"] = statistics.median(first_io(s.port, v) for v in picks)
+                ios = [first_io(s.port, v) for v in picks]
+                out["first_io_s"] = statistics.median(t for t, _, _ in ios)
+                out["first_io_max_s"] = max(t for t, _, _ in ios)
+                out["first_io_connect_s"] = statistics.median(c for _, c, _ in ios)
+                out["first_io_read_s"] = statistics.median(r for _, _, r in ios)
+                out["first_io_all_s"] = " ".join(f"{t:.3f}" for t, _, _ in ios)
+                dio = []
+                for v, want in written.items():
+                    t = time.monotonic()
+                    h = nbd.NBD()
+                    h.set_export_name(v)
+                    h.connect_tcp("127.0.0.1", str(s.port))
+                    t1 = time.monotonic()
+                    got = h.pread(4096, 0)
+                    t2 = time.monotonic()
+                    h.shutdown()
+                    if got != want:
+                        raise RuntimeError(f"{v}: the first 4 KiB read back differ from those written")
+                    dio.append((t2 - t, t1 - t, t2 - t1))
+                out["first_io_data_s"] = statistics.median(t for t, _, _ in dio)
+                out["first_io_data_max_s"] = max(t for t, _, _ in dio)
+                out["first_io_data_connect_s"] = statistics.median(c for _, c, _ in dio)
+                out["first_io_data_read_s"] = statistics.median(r for _, _, r in dio)
+                # The same volumes again, now open: what the first I/O adds.
+                out["warm_io_s"] = statistics.median(first_io(s.port, v)[0] for v in picks)
             out["serve_rss_mib"] = s.rss_mib()
     finally:
         s.stop()
     return out
 
 
-def measure_idle_rss(hlfs, base, n, mkfleet):
+def measure_idle_rss(hlfs, base, n, mkfleet, idle):
+    """RSS of serve after n volumes were each opened once (connect + 4 KiB
+    read, BENCH_FLEET_RSS_CLIENTS at once) and then all idle-closed: the
+    metric hlfs_open_volumes is polled until it reads 0, and the log must
+    say "closed idle volume" n times."""
     help_text = run(hlfs, "serve", "--help", check=False).stdout
     if "--idle-close" not in help_text:
         return {"rss_idle_closed_mib": "skipped: serve has no --idle-close"}
@@ -248,20 +397,65 @@ def measure_idle_rss(hlfs, base, n, mkfleet):
         return {"rss_idle_closed_mib": "skipped: no python3-libnbd"}
     f = Fleet("local", base, hlfs)
     f.fill(n, mkfleet)
-    s = Serve(f, ["--idle-close", "2s"])
+    s = Serve(f, ["--idle-close", idle], metrics=True)
+    out = {"rss_volumes": n, "rss_idle_close": idle}
     try:
         if s.wait_ready(BENCH_SERVE_TIMEOUT) is None:
             return {"rss_idle_closed_mib": "serve not ready"}
-        for i in range(n):
-            first_io(s.port, f"v{i:05d}")
-        peak = s.rss_mib()
-        # Idle close after 2 s without a connection; then the memory should
-        # have gone back (Go returns it to the OS over minutes: read twice).
-        time.sleep(10)
-        return {"rss_opened_mib": peak, "rss_idle_closed_mib": s.rss_mib()}
+        out["rss_ready_mib"] = s.rss_mib()
+        names = [f"v{i:05d}" for i in range(n)]
+        clients = env_int("BENCH_FLEET_RSS_CLIENTS", 4)
+        errors = []
+        t0 = time.monotonic()
+
+        def opener(k):
+            try:
+                for name in names[k::clients]:
+                    first_io(s.port, name)
+            except Exception as e:  # reported below
+                errors.append(str(e))
+        threads = [threading.Thread(target=opener, args=(k,)) for k in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise RuntimeError("opening volumes: " + errors[0])
+        out["rss_open_all_s"] = time.monotonic() - t0
+        out["rss_open_volumes_after_opens"] = s.metric("hlfs_open_volumes")
+        out["rss_opened_mib"] = s.rss_mib()
+        # Wait until serve says every volume is closed.
+        deadline = time.monotonic() + go_seconds(idle) + 300
+        while True:
+            open_now = s.metric("hlfs_open_volumes")
+            if open_now == 0:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{open_now} volumes still open {go_seconds(idle) + 300:.0f} s after the opens")
+            s.failed()
+            time.sleep(0.5)
+        out["rss_all_closed_after_s"] = time.monotonic() - t0
+        out["rss_closed_in_log"] = s.log_count("closed idle volume")
+        out["rss_peak_mib"] = s.status_mib("VmHWM")
+        out["rss_idle_closed_mib"] = s.rss_mib()
+        # Go gives freed memory back to the OS in the background: once more
+        # a little later.
+        time.sleep(env_int("BENCH_FLEET_RSS_SETTLE", 15))
+        out["rss_idle_closed_later_mib"] = s.rss_mib()
+        if out["rss_closed_in_log"] != n:
+            raise RuntimeError(f"serve logged {out['rss_closed_in_log']} idle closes for {n} volumes")
+        return out
     finally:
         s.stop()
         f.remove()
+
+
+def go_seconds(d):
+    """Seconds of a Go duration like 20s, 1m, 500ms (the forms used here)."""
+    for suffix, mult in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):
+        if d.endswith(suffix) and d[: -len(suffix)].replace(".", "", 1).isdigit():
+            return float(d[: -len(suffix)]) * mult
+    raise ValueError(f"duration {d!r}: use a number with ms, s, m or h")
 
 
 BENCH_SERVE_TIMEOUT = env_int("BENCH_SERVE_TIMEOUT", 120)
@@ -292,7 +486,9 @@ def main():
             r["mkfleet_s"] = f.fill(n, mkfleet)
             note(kind, f"{n} volumes made in {r['mkfleet_s']:.1f} s")
             try:
+                r["load_before_ls"] = load()
                 r.update(measure_ls(f, baseline, rounds))
+                r["load_before_serve"] = load()
                 note(kind, "ls", {k: v for k, v in r.items() if k.startswith("ls_")})
                 r.update(measure_serve(f, n, BENCH_SERVE_TIMEOUT))
                 note(kind, "serve", r.get("serve_ready_s"), "first I/O", r.get("first_io_s"))
@@ -303,7 +499,8 @@ def main():
             failed = True
     if "local" in results:
         try:
-            results["local"].update(measure_idle_rss(hlfs, base, rss_n, mkfleet))
+            results["local"]["load_before_rss"] = load()
+            results["local"].update(measure_idle_rss(hlfs, base, rss_n, mkfleet, os.environ.get("BENCH_FLEET_IDLE_CLOSE", "20s")))
         except Exception as e:
             results["local"]["rss_error"] = str(e)
             failed = True
@@ -321,10 +518,15 @@ def main():
     targets = [("ls_index_s", 1.0, "ls < 1 s"), ("serve_ready_s", 1.0, "serve ready < 1 s")]
     print()
     for kind, r in results.items():
-        for key, lim, what in targets + [("first_io_s", 0.05 if kind == "local" else 0.5, "first I/O")]:
+        lim_io = 0.05 if kind == "local" else 0.5
+        for key, lim, what in targets + [("first_io_s", lim_io, "first I/O"), ("first_io_data_s", lim_io, "first I/O, with data")]:
             v = r.get(key)
             if isinstance(v, (int, float)):
                 print(f"  {kind:5} {what:22} {fmt(v)} s  {'PASS' if v < lim else 'BELOW TARGET'}")
+        v = r.get("rss_idle_closed_mib")
+        if isinstance(v, (int, float)):
+            print(f"  {kind:5} {'RSS idle-closed':22} {fmt(v)} MiB  {'PASS' if v <= 150 else 'ABOVE TARGET'} (<= 150 MiB;"
+                  f" {fmt(r.get('rss_idle_closed_later_mib'))} MiB later)")
     if os.environ.get("BENCH_JSON"):
         with open(os.environ["BENCH_JSON"], "w") as fh:
             json.dump(results, fh, indent=2)

@@ -110,7 +110,8 @@ def run_one(label, hlfs_bin, budget, vols, total, workdir):
         res = dict(label=label, budget=budget or "-", start=start_rss,
                    peak=bench.proc_status_kb(proc.pid, "VmHWM") << 10,
                    after=bench.proc_status_kb(proc.pid, "VmRSS") << 10,
-                   mbs=vols * total / secs / 1e6, errors=errors)
+                   mbs=vols * total / secs / 1e6, errors=errors,
+                   load=" ".join("%.1f" % x for x in os.getloadavg()))
     finally:
         proc.send_signal(2)
         try:
@@ -144,8 +145,8 @@ def main():
         verdict = "PASS" if r["peak"] <= TARGET else "ABOVE TARGET"
         if label != "hlfs":
             verdict = "(before)"
-        print("%-10s %-9s %7d MiB %7d MiB %9d MiB %9.0f  %s" % (
-            label, r["budget"], r["start"] >> 20, r["peak"] >> 20, r["after"] >> 20, r["mbs"], verdict))
+        print("%-10s %-9s %7d MiB %7d MiB %9d MiB %9.0f  %s (load average %s)" % (
+            label, r["budget"], r["start"] >> 20, r["peak"] >> 20, r["after"] >> 20, r["mbs"], verdict, r["load"]))
         for e in r["errors"]:
             print("  ERROR " + e)
             failed = True

@@ -151,3 +151,41 @@ func TestAttachTLS(t *testing.T) {
 		t.Errorf("QEMU opened the disk without TLS:\n%s", out)
 	}
 }
+
+// TestAttachClosedVolume: a serve of the whole store holds no owner lock of
+// a volume no client opened, yet attach finds it (its record in the store
+// index) and the URI it prints works; once that serve is stopped, or
+// killed, attach says the volume is not served.
+func TestAttachClosedVolume(t *testing.T) {
+	requireHLFS(t)
+	Begin(t, "nbdinfo")
+	s := newServer(t, Volume{Name: "cold", Size: 16 << 20})
+	s.hlfs("snapshot", "create", "cold@s1")
+	s.Exports = []string{} // every volume, opened on demand
+	s.ServeArgs = []string{"--admin-socket", "none"}
+	notServed := func(when string) {
+		t.Helper()
+		cmd := exec.Command(s.bin, "--store", s.StoreURI(), "attach", "cold", "--format", "uri")
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "cold is not served: start 'hlfs serve'") {
+			t.Errorf("attach %s: %v\n%s", when, err, out)
+		}
+	}
+	for _, stop := range []func(){s.Stop, s.Kill} {
+		s.Start()
+		if pid := s.owner(t, "cold"); pid != 0 {
+			t.Fatalf("cold is open (pid %d) before any client asked for it", pid)
+		}
+		for _, export := range []string{"cold", "cold@s1"} {
+			uri, notes := s.attach(t, export, "--format", "uri")
+			if want := s.URI(export) + "\n"; uri != want || notes != "" {
+				t.Fatalf("attach %s --format uri = %q (stderr %q), want %q", export, uri, notes, want)
+			}
+			if got := strings.TrimSpace(run(t, "nbdinfo", "--size", strings.TrimSpace(uri))); got != "16777216" {
+				t.Errorf("nbdinfo --size %s = %s, want 16777216", uri, got)
+			}
+		}
+		stop()
+		notServed("after the serve stopped")
+	}
+}

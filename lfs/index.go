@@ -73,7 +73,10 @@ type indexObject struct {
 	Updated time.Time `json:"updated"`
 	// Merged is true for an object that folds dead writers' objects
 	// together (named merged-<writer>): nobody rewrites it.
-	Merged  bool         `json:"merged,omitempty"`
+	Merged bool `json:"merged,omitempty"`
+	// Serve is present while the writer is a serve process that recorded
+	// itself (RecordServer); never in a merged object.
+	Serve   *ServeRecord `json:"serve,omitempty"`
 	Entries []indexEntry `json:"entries"`
 }
 

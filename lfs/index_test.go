@@ -456,3 +456,61 @@ func TestListIndexedLocalChecksSuperblocks(t *testing.T) {
 	requireSameInfos(t, exactInfos(t, dir), got)
 	require.Equal(t, map[string]bool{"a": true, "b": false}, indexed)
 }
+
+// A serve of the whole store records itself in its index object: Servers
+// finds the live ones, sorted; a dead writer's record and a removed one
+// are not found; the record keeps the object rewritten with no volume
+// open, so that other hosts see the writer alive.
+func TestIndexServers(t *testing.T) {
+	mem := objstore.NewMemStore(false, 1)
+	require.Error(t, RecordServer(mem, &ServeRecord{}), "no index open")
+	var idx []*Index
+	for _, h := range []string{"host-b", "host-a"} {
+		t.Setenv("HLFS_HOSTNAME", h)
+		st := &hostStore{mem}
+		idx = append(idx, openTestIndex(t, st))
+		require.NoError(t, RecordServer(st, &ServeRecord{NBD: []string{"nbd://" + h + ":10809"}, WholeStore: true}))
+	}
+	got, err := Servers(mem)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	require.Equal(t, "host-a", got[0].Host)
+	require.Equal(t, []string{"nbd://host-a:10809"}, got[0].NBD)
+	require.True(t, got[0].WholeStore)
+	require.Equal(t, Server{Host: "host-b", PID: idx[0].id.PID, Token: idx[0].id.Token,
+		ServeRecord: ServeRecord{NBD: []string{"nbd://host-b:10809"}, WholeStore: true}}, got[1])
+
+	processAlive = func(rec OwnerRecord) bool { return rec.Host != "host-b" }
+	got, err = Servers(mem)
+	processAlive = processAliveOS
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	require.Equal(t, "host-a", got[0].Host)
+
+	// The heartbeat: nothing changed, no volume open, yet the object is
+	// rewritten once it is due.
+	x := idx[1]
+	o, ok, err := readIndexObject(mem, strings.TrimPrefix(x.id.objectName(), indexDir+"/"))
+	require.True(t, ok)
+	require.NoError(t, err)
+	x.ioMu.Lock()
+	x.written = time.Now().Add(-indexHeartbeat)
+	x.ioMu.Unlock()
+	require.NoError(t, x.flush(true))
+	o2, _, err := readIndexObject(mem, strings.TrimPrefix(x.id.objectName(), indexDir+"/"))
+	require.NoError(t, err)
+	require.True(t, o2.Updated.After(o.Updated), "heartbeat rewrote the object")
+
+	require.NoError(t, RecordServer(x.st, nil))
+	got, err = Servers(mem)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	require.Equal(t, "host-b", got[0].Host)
+	x.ioMu.Lock()
+	x.written = time.Now().Add(-indexHeartbeat)
+	x.ioMu.Unlock()
+	o, _, _ = readIndexObject(mem, strings.TrimPrefix(x.id.objectName(), indexDir+"/"))
+	require.NoError(t, x.flush(true))
+	o2, _, _ = readIndexObject(mem, strings.TrimPrefix(x.id.objectName(), indexDir+"/"))
+	require.Equal(t, o.Updated, o2.Updated, "no heartbeat without a record or open volumes")
+}

@@ -37,6 +37,7 @@ type Index struct {
 		seq     uint64                // last Seq given out
 		dirty   bool                  // entries changed since the last write
 		vols    map[*Volume]string    // open volumes and their fingerprint at the last description
+		serve   *ServeRecord          // RecordServer's record, nil for none
 		closed  bool
 	}
 	// ioMu serializes writes of the object; it guards merged and written.
@@ -162,14 +163,14 @@ func (x *Index) kickFlush() {
 }
 
 // flush writes the object when entries changed, or (background) when the
-// heartbeat is due while volumes are open. The first write of a process,
+// heartbeat is due while volumes are open or a serve record is kept. The first write of a process,
 // and one every few minutes, first merges the objects of dead writers into
 // this one and removes them.
 func (x *Index) flush(background bool) error {
 	x.ioMu.Lock()
 	defer x.ioMu.Unlock()
 	x.mu.Lock()
-	due := x.mu.dirty || (background && len(x.mu.vols) > 0 && time.Since(x.written) >= indexHeartbeat)
+	due := x.mu.dirty || (background && (len(x.mu.vols) > 0 || x.mu.serve != nil) && time.Since(x.written) >= indexHeartbeat)
 	x.mu.Unlock()
 	if !due {
 		return nil
@@ -181,7 +182,7 @@ func (x *Index) flush(background bool) error {
 		x.merged = time.Now()
 	}
 	x.mu.Lock()
-	o := indexObject{Writer: x.id, Updated: time.Now().UTC(), Entries: make([]indexEntry, 0, len(x.mu.entries))}
+	o := indexObject{Writer: x.id, Updated: time.Now().UTC(), Serve: x.mu.serve, Entries: make([]indexEntry, 0, len(x.mu.entries))}
 	for _, e := range x.mu.entries {
 		o.Entries = append(o.Entries, e)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/hlfs/hlfs/lfs"
 	"github.com/hlfs/hlfs/nbdserver"
 	"github.com/spf13/cobra"
@@ -27,7 +29,11 @@ func (c *cli) attachCmd() *cobra.Command {
 Attach prints the snippet that attaches a volume, or a snapshot read-only,
 to a VM, with the address of the process serving it, which the volume's
 owner lock records ('hlfs serve' writes its --listen address and --socket
-there):
+there). A volume no client has open has no owner lock: then a running
+'hlfs serve' of the whole store (no names), which opens it on demand and
+records its addresses in the store index, is used: one on this host first,
+else one on another host reachable from here; of several, the first by
+host name and pid, named on stderr.
 
   qemu        the -drive argument of qemu-system (virtio, cache=none)
   libvirt     a <disk type='network'> element for the domain XML
@@ -126,13 +132,20 @@ func (c *cli) attach(arg string, o attachOptions) error {
 		}
 	}
 	var ep endpoint
+	var which string // a note on the server chosen
 	if o.server != "" {
 		if ep, err = parseServerFlag(o.server); err != nil {
 			return err
 		}
 		ep.tls = o.tls
 	} else {
-		if ep, err = servedEndpoint(arg, info.Owner, c.hostname(), o.transport); err != nil {
+		var servers []lfs.Server
+		if info.Owner == nil { // not open: a serve of the whole store opens it on demand
+			if servers, err = lfs.Servers(st); err != nil {
+				return fmt.Errorf("reading the store index for the processes serving the store: %w", err)
+			}
+		}
+		if ep, which, err = servedEndpoint(arg, info.Owner, servers, c.hostname(), o.transport); err != nil {
 			return err
 		}
 	}
@@ -141,7 +154,7 @@ func (c *cli) attach(arg string, o attachOptions) error {
 		return err
 	}
 	fmt.Fprint(c.stdout, out)
-	fmt.Fprint(c.stderr, notes)
+	fmt.Fprint(c.stderr, which+notes)
 	return nil
 }
 
@@ -171,20 +184,78 @@ func parseServerFlag(v string) (endpoint, error) {
 }
 
 // servedEndpoint picks the address export is served on from owner, the
-// live owner lock of its volume (nil: nobody serves it), as seen from the
+// live owner lock of its volume (nil: nobody has it open), as seen from the
 // host named here: TCP before the Unix socket unless transport says, and
-// only addresses reachable from here.
-func servedEndpoint(export string, owner *lfs.OwnerRecord, here, transport string) (endpoint, error) {
+// only addresses reachable from here. A volume nobody has open is served
+// by a live serve of the whole store (servers, lfs.Servers), which opens
+// it when a client asks: one on this host first, else one on another host
+// with an address reachable from here; of several, the first in the order
+// of servers, named in note.
+func servedEndpoint(export string, owner *lfs.OwnerRecord, servers []lfs.Server, here, transport string) (ep endpoint, note string, err error) {
 	if owner == nil {
-		return endpoint{}, fmt.Errorf("%s is not served: start 'hlfs serve' (it serves every volume of the store), or give --server ADDR of the server that will", export)
+		return wholeStoreEndpoint(export, servers, here, transport)
 	}
 	who := fmt.Sprintf("pid %d on host %s", owner.PID, owner.Host)
 	if len(owner.NBD) == 0 {
-		return endpoint{}, fmt.Errorf("%s is held by %s, which records no NBD address (not 'hlfs serve', or an older one); give --server ADDR", export, who)
+		return endpoint{}, "", fmt.Errorf("%s is held by %s, which records no NBD address (not 'hlfs serve', or an older one); give --server ADDR", export, who)
 	}
-	local := owner.Host == here
-	var skipped []string
-	for _, u := range owner.NBD {
+	ep, skipped, ok := usableEndpoint(owner.NBD, owner.Host, here, transport)
+	if !ok {
+		return endpoint{}, "", fmt.Errorf("%s is served by %s on %s, none of which can be used from here: %s; run attach on %s or give --server ADDR",
+			export, who, strings.Join(owner.NBD, " and "), strings.Join(skipped, ", "), owner.Host)
+	}
+	return ep, "", nil
+}
+
+// wholeStoreEndpoint is servedEndpoint for a volume nobody has open.
+func wholeStoreEndpoint(export string, servers []lfs.Server, here, transport string) (endpoint, string, error) {
+	var cands, remote []lfs.Server // this host's first, then the others
+	for _, s := range servers {
+		switch {
+		case !s.WholeStore:
+		case s.Host == here:
+			cands = append(cands, s)
+		default:
+			remote = append(remote, s)
+		}
+	}
+	cands = append(cands, remote...)
+	var tried []string
+	for i, s := range cands {
+		ep, skipped, ok := usableEndpoint(s.NBD, s.Host, here, transport)
+		who := fmt.Sprintf("pid %d on host %s", s.PID, s.Host)
+		if !ok {
+			tried = append(tried, fmt.Sprintf("%s (%s)", who, strings.Join(skipped, ", ")))
+			continue
+		}
+		note := ""
+		if len(cands) > 1 {
+			var others []string
+			for j, o := range cands {
+				if j != i {
+					others = append(others, fmt.Sprintf("pid %d on host %s", o.PID, o.Host))
+				}
+			}
+			note = fmt.Sprintf("# %s is not open; %d processes serve the whole store: using %s (not %s)\n",
+				export, len(cands), who, strings.Join(others, ", "))
+		}
+		return ep, note, nil
+	}
+	if len(tried) > 0 {
+		return endpoint{}, "", fmt.Errorf("%s is not open, and the processes serving the whole store cannot be reached from here: %s; run attach on their host or give --server ADDR",
+			export, strings.Join(tried, "; "))
+	}
+	return endpoint{}, "", fmt.Errorf("%s is not served: start 'hlfs serve' (it serves every volume of the store), or give --server ADDR of the server that will", export)
+}
+
+// usableEndpoint picks of uris, the NBD URIs a server on host listens on,
+// the first one usable from the host named here: TCP before the Unix
+// socket unless transport says, a Unix socket or a loopback address only
+// on its own host, a wildcard address as the server's host name (or
+// localhost there). skipped says why each URI passed over was.
+func usableEndpoint(uris []string, host, here, transport string) (ep endpoint, skipped []string, ok bool) {
+	local := host == here
+	for _, u := range uris {
 		ep, err := parseServedURI(u)
 		if err != nil {
 			skipped = append(skipped, fmt.Sprintf("%s (%v)", u, err))
@@ -196,25 +267,39 @@ func servedEndpoint(export string, owner *lfs.OwnerRecord, here, transport strin
 		}
 		if ep.unix() {
 			if !local {
-				skipped = append(skipped, u+" (a Unix socket on "+owner.Host+")")
+				skipped = append(skipped, u+" (a Unix socket on "+host+")")
 				continue
 			}
-			return ep, nil
+			return ep, nil, true
 		}
 		ip := net.ParseIP(ep.host)
 		switch {
 		case ip != nil && ip.IsUnspecified() && local:
 			ep.host = "localhost"
 		case ip != nil && ip.IsUnspecified():
-			ep.host = owner.Host
+			ep.host = host
 		case ip != nil && ip.IsLoopback() && !local:
-			skipped = append(skipped, u+" (loopback on "+owner.Host+")")
+			skipped = append(skipped, u+" (loopback on "+host+")")
 			continue
 		}
-		return ep, nil
+		return ep, nil, true
 	}
-	return endpoint{}, fmt.Errorf("%s is served by %s on %s, none of which can be used from here: %s; run attach on %s or give --server ADDR",
-		export, who, strings.Join(owner.NBD, " and "), strings.Join(skipped, ", "), owner.Host)
+	return endpoint{}, skipped, false
+}
+
+// recordServer records a serve of the whole store listening on nbd in its
+// store index object (lfs.RecordServer), for attach to find when a volume
+// is not open; the function it returns removes the record (a clean stop).
+// Failures are logged: attach then needs --server for volumes not open.
+func recordServer(st objstore.Store, nbd []string, logger *slog.Logger) (remove func()) {
+	if err := lfs.RecordServer(st, &lfs.ServeRecord{NBD: nbd, WholeStore: true}); err != nil {
+		logger.Warn("recording this server in the store index failed: 'hlfs attach' of a volume not open needs --server", "err", err)
+	}
+	return func() {
+		if err := lfs.RecordServer(st, nil); err != nil {
+			logger.Warn("removing this server from the store index failed; attach ignores it once the process is gone", "err", err)
+		}
+	}
 }
 
 // parseServedURI reads one OwnerRecord.NBD URI.

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hlfs/hlfs/lfs"
 	"github.com/hlfs/hlfs/nbdserver"
@@ -150,15 +153,66 @@ func TestServedEndpoint(t *testing.T) {
 			`none of which can be used from here: http://x (unknown scheme "http"), nbd+unix:/// (no socket), nbd://nohost (no HOST:PORT)`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := servedEndpoint("vm1", c.owner, "hv1", c.transport)
+			got, note, err := servedEndpoint("vm1", c.owner, nil, "hv1", c.transport)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("error %v, want %q", err, c.err)
 				}
 				return
 			}
-			if err != nil || got != c.want {
-				t.Fatalf("got %+v, %v; want %+v", got, err, c.want)
+			if err != nil || got != c.want || note != "" {
+				t.Fatalf("got %+v, %q, %v; want %+v", got, note, err, c.want)
+			}
+		})
+	}
+}
+
+// A volume nobody has open is attached through a serve of the whole store:
+// this host's first, then another host's reachable from here; the owner
+// lock wins over them when there is one.
+func TestServedEndpointWholeStore(t *testing.T) {
+	srv := func(host string, pid int, whole bool, uris ...string) lfs.Server {
+		return lfs.Server{Host: host, PID: pid, ServeRecord: lfs.ServeRecord{NBD: uris, WholeStore: whole}}
+	}
+	loop := srv("hv1", 7, true, "nbd://127.0.0.1:10809", "nbd+unix:///?socket=/run/hlfs.sock")
+	loop2 := srv("hv1", 9, true, "nbd://127.0.0.1:10900")
+	far := srv("hv0", 5, true, "nbd://0.0.0.0:10809")
+	farLoop := srv("hv2", 3, true, "nbd://127.0.0.1:10809")
+	named := srv("hv1", 4, false, "nbd://127.0.0.1:10700")
+	const notServed = "vm1 is not served: start 'hlfs serve' (it serves every volume of the store), or give --server ADDR of the server that will"
+	for _, c := range []struct {
+		name      string
+		owner     *lfs.OwnerRecord
+		servers   []lfs.Server
+		transport string
+		want      endpoint
+		note, err string
+	}{
+		{"none", nil, nil, "", endpoint{}, "", notServed},
+		{"named volumes only", nil, []lfs.Server{named}, "", endpoint{}, "", notServed},
+		{"this host", nil, []lfs.Server{named, loop}, "", endpoint{host: "127.0.0.1", port: "10809"}, "", ""},
+		{"this host, unix", nil, []lfs.Server{loop}, "unix", endpoint{socket: "/run/hlfs.sock"}, "", ""},
+		{"this host before another", nil, []lfs.Server{far, loop}, "", endpoint{host: "127.0.0.1", port: "10809"},
+			"# vm1 is not open; 2 processes serve the whole store: using pid 7 on host hv1 (not pid 5 on host hv0)\n", ""},
+		{"two here: the first", nil, []lfs.Server{loop, loop2}, "", endpoint{host: "127.0.0.1", port: "10809"},
+			"# vm1 is not open; 2 processes serve the whole store: using pid 7 on host hv1 (not pid 9 on host hv1)\n", ""},
+		{"another host, reachable", nil, []lfs.Server{farLoop, far}, "", endpoint{host: "hv0", port: "10809"},
+			"# vm1 is not open; 2 processes serve the whole store: using pid 5 on host hv0 (not pid 3 on host hv2)\n", ""},
+		{"another host, loopback", nil, []lfs.Server{farLoop}, "", endpoint{}, "",
+			"vm1 is not open, and the processes serving the whole store cannot be reached from here: pid 3 on host hv2 (nbd://127.0.0.1:10809 (loopback on hv2)); run attach on their host or give --server ADDR"},
+		{"the owner wins", &lfs.OwnerRecord{Host: "hv1", PID: 42, NBD: []string{"nbd://127.0.0.1:11000"}}, []lfs.Server{loop},
+			"", endpoint{host: "127.0.0.1", port: "11000"}, "", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, note, err := servedEndpoint("vm1", c.owner, c.servers, "hv1", c.transport)
+			if c.err != "" {
+				if err == nil || err.Error() != c.err {
+					t.Fatalf("error %v, want %q", err, c.err)
+				}
+				return
+			}
+			if err != nil || got != c.want || note != c.note {
+				t.Fatalf("got %+v, %q, %v; want %+v, %q", got, note, err, c.want, c.note)
 			}
 		})
 	}
@@ -260,6 +314,54 @@ func TestAttachCommand(t *testing.T) {
 	if code := stop(); code != 0 {
 		t.Fatalf("serve exited %d", code)
 	}
+}
+
+// A serve of the whole store has no owner lock on a volume no client has
+// open: attach finds it in the store index instead, while it runs and not
+// after; records of dead processes are ignored.
+func TestAttachWholeStoreServe(t *testing.T) {
+	store, dir := testStore(t)
+	mustHLFS(t, store, "create", "vm1", "--size", "1M")
+	mustHLFS(t, store, "snapshot", "create", "vm1@s1")
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := os.Getenv("HLFS_HOSTNAME"); h != "" {
+		host = h
+	}
+	// Stale records: a process of this host that exited, and one of
+	// another host not rewritten for 3 minutes.
+	exited := exec.Command("true")
+	if err := exited.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale := func(name, host string, pid int, updated time.Time) {
+		obj := fmt.Sprintf(`{"version":1,"writer":{"host":%q,"pid":%d,"pid_start":"1","token":"00000000000000aa"},`+
+			`"updated":%q,"serve":{"nbd":["nbd://10.9.9.9:10809"],"whole_store":true},"entries":[]}`, host, pid, updated.Format(time.RFC3339Nano))
+		if err := os.WriteFile(filepath.Join(dir, ".index", name), []byte(obj), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stale("dead-1-00000000000000aa", host, exited.Process.Pid, time.Now().UTC())
+	stale("far-2-00000000000000aa", "far-away-host", 2, time.Now().UTC().Add(-3*time.Minute))
+	notServed := []string{"vm1 is not served: start 'hlfs serve'", "or give --server ADDR"}
+	wantError(t, hlfs(t, store, "attach", "vm1"), 1, notServed...)
+
+	addr, _, stop := startServe(t, store, "every volume", "--listen", "127.0.0.1:0", "--admin-socket", "none")
+	for _, arg := range []string{"vm1", "vm1@s1"} {
+		r := hlfs(t, store, "attach", arg, "--format", "uri")
+		if want := "nbd://" + addr + "/" + arg + "\n"; r.code != 0 || r.stdout != want || r.stderr != "" {
+			t.Errorf("attach %s: exit %d, stdout %q, stderr %q; want %q", arg, r.code, r.stdout, r.stderr, want)
+		}
+	}
+	if info := statVolume(t, dir, "vm1"); info.Owner != nil {
+		t.Errorf("vm1 opened by attach: %+v", info.Owner)
+	}
+	if code := stop(); code != 0 {
+		t.Fatalf("serve exited %d", code)
+	}
+	wantError(t, hlfs(t, store, "attach", "vm1", "--format", "uri"), 1, notServed...)
 }
 
 // TestServeClosesListenersOnFailure: serve listens before it opens the

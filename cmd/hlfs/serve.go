@@ -315,6 +315,9 @@ func (c *cli) serve(sn serveNet, args []string) (err error) {
 		listeners = append(listeners, l)
 	}
 	sv.nbd = listenURIs(listeners, st)
+	if all { // hlfs attach of a volume not open finds this serve in the store index
+		defer recordServer(store, sv.nbd, logger)()
+	}
 	// Every named volume and snapshot before serving any.
 	for _, name := range named {
 		if err := cat.openNamed(name); err != nil {
