@@ -139,59 +139,62 @@ func checkVolumeContent(t *testing.T, v *Volume, live []byte, snaps map[string][
 // volume and its snapshots read exactly as before, fsck is clean and the
 // books match a recount.
 func TestCrashDuringGCAtEveryStoreOperation(t *testing.T) {
-	simulateOwnDeath(t)
+	simulateOwnDeath(t) // before the subtests start; they only read it
 	for _, noSync := range []bool{false, true} {
-		// The setup is durable and the same for every k: built once, each
-		// run crashes a copy of it.
-		base := objstore.NewMemStore(noSync, 0)
-		baseLive, snaps := gcCrashSetup(t, base)
-		for k := 1; ; k++ {
-			st := base.Clone(int64(k))
-			live := bytes.Clone(baseLive)
-			v, err := Open(st.Session(), "g", Options{CheckpointInterval: -1})
-			require.NoError(t, err)
-			dead := dieFrom(st, k)
-			stats, gcErr := v.GC(GCOptions{MaxUtilization: 0.99, Defrag: DefragAll})
-			tail := bytes.Repeat([]byte{0xaa}, 8192)
-			flushed := false
-			if gcErr == nil && v.WriteAt(tail, 0, false) == nil && v.Flush() == nil {
-				flushed = true
-			}
-			v.Abandon()
-			st.SetInjector(nil)
-			st.Crash()
-			if flushed {
-				copy(live, tail)
-			}
-			what := fmt.Sprintf("noSync=%v k=%d", noSync, k)
-			v, err = Open(st, "g", Options{})
-			require.NoError(t, err, what)
-			requireCheck(t, v, what)
-			if !flushed {
-				// The write after gc may or may not have survived.
-				got := make([]byte, len(tail))
-				require.NoError(t, v.ReadAt(got, 0))
-				if bytes.Equal(got, tail) {
+		t.Run(fmt.Sprintf("noSync=%v", noSync), func(t *testing.T) {
+			t.Parallel() // each mode crashes its own copies; -race time on two cores
+			// The setup is durable and the same for every k: built once, each
+			// run crashes a copy of it.
+			base := objstore.NewMemStore(noSync, 0)
+			baseLive, snaps := gcCrashSetup(t, base)
+			for k := 1; ; k++ {
+				st := base.Clone(int64(k))
+				live := bytes.Clone(baseLive)
+				v, err := Open(st.Session(), "g", Options{CheckpointInterval: -1})
+				require.NoError(t, err)
+				dead := dieFrom(st, k)
+				stats, gcErr := v.GC(GCOptions{MaxUtilization: 0.99, Defrag: DefragAll})
+				tail := bytes.Repeat([]byte{0xaa}, 8192)
+				flushed := false
+				if gcErr == nil && v.WriteAt(tail, 0, false) == nil && v.Flush() == nil {
+					flushed = true
+				}
+				v.Abandon()
+				st.SetInjector(nil)
+				st.Crash()
+				if flushed {
 					copy(live, tail)
 				}
+				what := fmt.Sprintf("noSync=%v k=%d", noSync, k)
+				v, err = Open(st, "g", Options{})
+				require.NoError(t, err, what)
+				requireCheck(t, v, what)
+				if !flushed {
+					// The write after gc may or may not have survived.
+					got := make([]byte, len(tail))
+					require.NoError(t, v.ReadAt(got, 0))
+					if bytes.Equal(got, tail) {
+						copy(live, tail)
+					}
+				}
+				checkVolumeContent(t, v, live, snaps, what)
+				checkBooks(t, v)
+				// A second gc after the crash finishes the job.
+				_, err = v.GC(GCOptions{})
+				require.NoError(t, err, what)
+				checkVolumeContent(t, v, live, snaps, what+" after a second gc")
+				checkBooks(t, v)
+				require.NoError(t, v.Close())
+				requireFsckAfterCrash(t, st, "g", what)
+				if !dead.Load() {
+					require.Greater(t, stats.SegmentsDeleted, 0, "the gc run should delete segments")
+					require.Greater(t, stats.DefragWindows, 0, "the gc run should defragment the randomly written windows")
+					require.Greater(t, k, 50, "gc should take many store operations")
+					t.Logf("noSync=%v: crashed at each of %d store operations (gc: %+v)", noSync, k-1, stats)
+					break
+				}
 			}
-			checkVolumeContent(t, v, live, snaps, what)
-			checkBooks(t, v)
-			// A second gc after the crash finishes the job.
-			_, err = v.GC(GCOptions{})
-			require.NoError(t, err, what)
-			checkVolumeContent(t, v, live, snaps, what+" after a second gc")
-			checkBooks(t, v)
-			require.NoError(t, v.Close())
-			requireFsckAfterCrash(t, st, "g", what)
-			if !dead.Load() {
-				require.Greater(t, stats.SegmentsDeleted, 0, "the gc run should delete segments")
-				require.Greater(t, stats.DefragWindows, 0, "the gc run should defragment the randomly written windows")
-				require.Greater(t, k, 50, "gc should take many store operations")
-				t.Logf("noSync=%v: crashed at each of %d store operations (gc: %+v)", noSync, k-1, stats)
-				break
-			}
-		}
+		})
 	}
 }
 

@@ -176,50 +176,58 @@ func TestCrashAtEveryStoreOperation(t *testing.T) {
 		return m
 	}
 	for _, mode := range []struct{ noSync, seal bool }{{false, false}, {true, false}, {true, true}} {
-		noSync := mode.noSync
-		for k := 1; ; k++ {
-			st := objstore.NewMemStore(noSync, int64(k))
-			require.NoError(t, Create(st, "e", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
-			dead := dieFrom(st, k)
-			lastFlushed := -1
-			opts := Options{CheckpointInterval: -1}
-			if mode.seal {
-				opts.Budget = membudget.New(1)
-				// Once the store died, memory never comes back: each
-				// later write waits this long, then fails.
-				shortAppendWait(t)
+		t.Run(fmt.Sprintf("noSync=%v,seal=%v", mode.noSync, mode.seal), func(t *testing.T) {
+			if !mode.seal {
+				// Each mode crashes its own stores; -race time on two
+				// cores. The seal mode changes appendWait, so it runs
+				// alone (first: parallel subtests wait for the loop).
+				t.Parallel()
 			}
-			v, err := Open(st.Session(), "e", opts)
-			if err == nil {
-				workload(v, func(step int) { lastFlushed = step })
-				_ = v.Close()
-			}
-			st.SetInjector(nil)
-			st.Crash()
-			v, err = Open(st, "e", Options{})
-			require.NoError(t, err, "noSync=%v k=%d", noSync, k)
-			require.Zero(t, opts.Budget.Used(), "memory still held after Close")
-			got := make([]byte, 1<<20)
-			require.NoError(t, v.ReadAt(got, 0))
-			if lastFlushed >= 0 {
-				want := expected(lastFlushed)
-				// Later unflushed writes may also have survived; flushed
-				// bytes not overwritten later must match.
-				for i := range got {
-					if got[i] != want[i] && !writtenAfter(i, lastFlushed) {
-						t.Fatalf("noSync=%v k=%d: byte %d = %d, want %d (flushed through step %d)", noSync, k, i, got[i], want[i], lastFlushed)
+			noSync := mode.noSync
+			for k := 1; ; k++ {
+				st := objstore.NewMemStore(noSync, int64(k))
+				require.NoError(t, Create(st, "e", Config{Size: 1 << 20, SegmentSize: 1 << 20}))
+				dead := dieFrom(st, k)
+				lastFlushed := -1
+				opts := Options{CheckpointInterval: -1}
+				if mode.seal {
+					opts.Budget = membudget.New(1)
+					// Once the store died, memory never comes back: each
+					// later write waits this long, then fails.
+					shortAppendWait(t)
+				}
+				v, err := Open(st.Session(), "e", opts)
+				if err == nil {
+					workload(v, func(step int) { lastFlushed = step })
+					_ = v.Close()
+				}
+				st.SetInjector(nil)
+				st.Crash()
+				v, err = Open(st, "e", Options{})
+				require.NoError(t, err, "noSync=%v k=%d", noSync, k)
+				require.Zero(t, opts.Budget.Used(), "memory still held after Close")
+				got := make([]byte, 1<<20)
+				require.NoError(t, v.ReadAt(got, 0))
+				if lastFlushed >= 0 {
+					want := expected(lastFlushed)
+					// Later unflushed writes may also have survived; flushed
+					// bytes not overwritten later must match.
+					for i := range got {
+						if got[i] != want[i] && !writtenAfter(i, lastFlushed) {
+							t.Fatalf("noSync=%v k=%d: byte %d = %d, want %d (flushed through step %d)", noSync, k, i, got[i], want[i], lastFlushed)
+						}
 					}
 				}
+				require.NoError(t, v.Check())
+				require.NoError(t, v.Close())
+				requireFsckAfterCrash(t, st, "e", fmt.Sprintf("noSync=%v k=%d", noSync, k))
+				if !dead.Load() {
+					require.Greater(t, k, 20, "the workload should take many store operations that change the store")
+					t.Logf("noSync=%v seal=%v: crashed at each of %d store operations", noSync, mode.seal, k-1)
+					break // the workload finished before the k-th operation
+				}
 			}
-			require.NoError(t, v.Check())
-			require.NoError(t, v.Close())
-			requireFsckAfterCrash(t, st, "e", fmt.Sprintf("noSync=%v k=%d", noSync, k))
-			if !dead.Load() {
-				require.Greater(t, k, 20, "the workload should take many store operations that change the store")
-				t.Logf("noSync=%v seal=%v: crashed at each of %d store operations", noSync, mode.seal, k-1)
-				break // the workload finished before the k-th operation
-			}
-		}
+		})
 	}
 }
 

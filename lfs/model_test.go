@@ -148,6 +148,7 @@ func modelCases() []modelCase {
 func TestModel(t *testing.T) {
 	for _, tc := range modelCases() {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each case has its own store; -race time on two cores
 			seeds := int64(3)
 			if tc.sealEveryAppend {
 				seeds = 1 // a variant of the others: one seed keeps -race time down
