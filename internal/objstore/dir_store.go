@@ -129,20 +129,30 @@ func (s *DirStore) Open(name string) (Reader, error) {
 	return &dirReader{File: f, size: st.Size()}, nil
 }
 
-// List implements Store.
-func (s *DirStore) List(dir string) ([]string, error) {
+// readDir reads folder dir; found is false when it does not exist, and
+// an object there is ErrNotFolder.
+func (s *DirStore) readDir(dir string) (entries []os.DirEntry, found bool, err error) {
 	p, err := s.path(dir, true)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	entries, err := os.ReadDir(p)
+	entries, err = os.ReadDir(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, false, nil
 	}
 	if errors.Is(err, syscall.ENOTDIR) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFolder, dir)
+		return nil, false, fmt.Errorf("%w: %s", ErrNotFolder, dir)
 	}
 	if err != nil {
+		return nil, false, err
+	}
+	return entries, true, nil
+}
+
+// List implements Store.
+func (s *DirStore) List(dir string) ([]string, error) {
+	entries, found, err := s.readDir(dir)
+	if err != nil || !found {
 		return nil, err
 	}
 	names := make([]string, 0, len(entries))
@@ -155,18 +165,8 @@ func (s *DirStore) List(dir string) ([]string, error) {
 
 // ListSizes implements SizeLister: one stat per entry, no open.
 func (s *DirStore) ListSizes(dir string) (map[string]int64, error) {
-	p, err := s.path(dir, true)
-	if err != nil {
-		return nil, err
-	}
-	entries, err := os.ReadDir(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if errors.Is(err, syscall.ENOTDIR) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFolder, dir)
-	}
-	if err != nil {
+	entries, found, err := s.readDir(dir)
+	if err != nil || !found {
 		return nil, err
 	}
 	sizes := make(map[string]int64, len(entries))
