@@ -162,7 +162,11 @@ func locateHDFS(ctx context.Context, st *hdfsbackend.Store, base string, objs []
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
+	var (
+		wg       sync.WaitGroup
+		failOnce sync.Once
+		failed   error
+	)
 	next := make(chan int)
 	for w := 0; w < min(locateParallel, len(objs)); w++ {
 		wg.Add(1)
@@ -171,7 +175,10 @@ func locateHDFS(ctx context.Context, st *hdfsbackend.Store, base string, objs []
 			for i := range next {
 				locs, err := st.BlockLocations(ctx, base, objs[i])
 				if err != nil && !errors.Is(err, objstore.ErrNotExist) {
-					cancel() // one failure is the answer; stop the rest
+					// One failure is the answer (not the "context
+					// canceled" of the requests it stops).
+					failOnce.Do(func() { failed = err })
+					cancel()
 				}
 				results[i] = result{locs, err}
 			}
@@ -187,6 +194,9 @@ feed:
 	}
 	close(next)
 	wg.Wait()
+	if failed != nil {
+		return webHDFSError(failed)
+	}
 	hosts := map[string]*hostBytes{}
 	for _, r := range results {
 		if errors.Is(r.err, objstore.ErrNotExist) {
