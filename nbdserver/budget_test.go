@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,22 +19,7 @@ import (
 func TestBudgetBoundsPayloadsAcrossConnections(t *testing.T) {
 	budget := membudget.New(256 << 10)
 	ts, e := oneExport(t, ExportInfo{}, Options{Budget: budget})
-	var cur, peak atomic.Int32
-	gate := make(chan struct{})
-	e.hook = func(op string, off, n int64) {
-		if op != "write" {
-			return
-		}
-		v := cur.Add(1)
-		for {
-			p := peak.Load()
-			if v <= p || peak.CompareAndSwap(p, v) {
-				break
-			}
-		}
-		<-gate
-		cur.Add(-1)
-	}
+	cur, peak, gate := holdOps(e, "write")
 	const conns, perConn, size = 8, 4, 32 << 10
 	clients := make([]*testClient, conns)
 	for i := range clients {

@@ -293,22 +293,7 @@ func TestConcurrencyLimits(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ts, e := oneExport(t, ExportInfo{}, tt.opts)
-			var cur, peak atomic.Int32
-			gate := make(chan struct{})
-			e.hook = func(op string, off, n int64) {
-				if op != "read" {
-					return
-				}
-				v := cur.Add(1)
-				for {
-					p := peak.Load()
-					if v <= p || peak.CompareAndSwap(p, v) {
-						break
-					}
-				}
-				<-gate
-				cur.Add(-1)
-			}
+			cur, peak, gate := holdOps(e, "read")
 			c := connect(t, ts, "v", false, false)
 			const n = 12
 			go func() {
@@ -417,4 +402,25 @@ func TestCheckRequestTable(t *testing.T) {
 			t.Errorf("%d %+v: %s, want %s", i, tt.req, errnoName(got), errnoName(tt.want))
 		}
 	}
+}
+
+// holdOps makes every call of op on e wait until gate is closed; cur
+// counts the calls waiting, peak the most that waited at once.
+func holdOps(e *memExport, op string) (cur, peak *atomic.Int32, gate chan struct{}) {
+	cur, peak, gate = new(atomic.Int32), new(atomic.Int32), make(chan struct{})
+	e.hook = func(o string, off, n int64) {
+		if o != op {
+			return
+		}
+		v := cur.Add(1)
+		for {
+			p := peak.Load()
+			if v <= p || peak.CompareAndSwap(p, v) {
+				break
+			}
+		}
+		<-gate
+		cur.Add(-1)
+	}
+	return cur, peak, gate
 }
