@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // DirStore keeps objects as files under a root directory on a local file
@@ -21,6 +23,7 @@ var (
 	_ Store      = (*DirStore)(nil)
 	_ SizeLister = (*DirStore)(nil)
 	_ Local      = (*DirStore)(nil)
+	_ Recycler   = (*DirStore)(nil)
 )
 
 // NewDirStore returns a store rooted at dir, creating dir (and its
@@ -105,6 +108,94 @@ func (s *DirStore) mkdirAll(dir string) error {
 		return err
 	}
 	return syncDir(filepath.Dir(dir))
+}
+
+// Recycle implements Recycler: a rename that never replaces, made durable
+// in both folders.
+func (s *DirStore) Recycle(name, pool string) error {
+	p, err := s.path(name, false)
+	if err != nil {
+		return err
+	}
+	dir, err := s.path(pool, false)
+	if err != nil {
+		return err
+	}
+	if err := s.mkdirAll(dir); err != nil {
+		return err
+	}
+	if err := renameNoReplace(p, filepath.Join(dir, filepath.Base(p))); err != nil {
+		return err
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(p))
+}
+
+// CreateRecycled implements Recycler. The pool's file moves to name by a
+// rename that fails when name exists, so two writers still never share an
+// object, and a crash leaves the file under exactly one of its names.
+func (s *DirStore) CreateRecycled(name, pool string) (Writer, bool, error) {
+	p, err := s.path(name, false)
+	if err != nil {
+		return nil, false, err
+	}
+	entries, _, err := s.readDir(pool)
+	if err != nil {
+		return nil, false, err
+	}
+	dir := filepath.Join(s.root, filepath.FromSlash(pool))
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		if err := s.mkdirAll(filepath.Dir(p)); err != nil {
+			return nil, false, err
+		}
+		err := renameNoReplace(filepath.Join(dir, e.Name()), p)
+		if errors.Is(err, ErrNotExist) {
+			continue // another process took it
+		}
+		if errors.Is(err, errNoReplaceUnsupported) {
+			break
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		f, err := os.OpenFile(p, os.O_WRONLY, 0)
+		if err == nil {
+			err = syncDir(filepath.Dir(p))
+		}
+		if err == nil {
+			err = syncDir(dir)
+		}
+		if err != nil {
+			if f != nil {
+				f.Close()
+			}
+			return nil, false, err
+		}
+		return &dirWriter{f: f, recycled: true}, true, nil
+	}
+	w, err := s.Create(name)
+	return w, false, err
+}
+
+// errNoReplaceUnsupported: the file system cannot rename without replacing
+// (renameat2 RENAME_NOREPLACE); nothing is recycled there.
+var errNoReplaceUnsupported = errors.New("objstore: rename without replacing is not supported here")
+
+// renameNoReplace renames from to to unless to exists (ErrExist).
+func renameNoReplace(from, to string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_NOREPLACE)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOSYS), errors.Is(err, unix.EOPNOTSUPP):
+		return errNoReplaceUnsupported
+	}
+	return mapErr(&os.LinkError{Op: "rename", Old: from, New: to, Err: err})
 }
 
 // Open implements Store.
@@ -271,6 +362,9 @@ type dirWriter struct {
 	// off is the bytes written; unsent the bytes since the last
 	// write-behind (writeBehind).
 	off, unsent int64
+	// recycled: the file held another object (CreateRecycled); Close cuts
+	// its stale tail and syncs it.
+	recycled bool
 }
 
 // writeBehind is how many written bytes start their write-back to the
@@ -301,7 +395,22 @@ func (w *dirWriter) Sync() error {
 }
 
 // Close closes the file without fsync; see Store.Persist and CloseDurably.
-func (w *dirWriter) Close() error { return w.f.Close() }
+// A recycled file is first cut to the bytes written and synced
+// (Recycler.CreateRecycled): its stale tail must be gone, durably, before
+// the caller writes anything that relies on the object being complete.
+func (w *dirWriter) Close() error {
+	if w.recycled {
+		err := w.f.Truncate(w.off)
+		if err == nil {
+			err = w.Sync()
+		}
+		if cerr := w.f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}
+	return w.f.Close()
+}
 
 type dirReader struct {
 	*os.File

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -55,9 +56,26 @@ type memObject struct {
 	synced      int  // bytes durable
 	durableName bool // survives a crash
 	open        bool // a writer still appends
+	// stale is, for an object created on a recycled one and not yet
+	// closed, the old object's bytes: data is written over them from
+	// offset 0, and the bytes of stale past data still show (Open) and
+	// survive a crash, as do those past the torn point of a crash.
+	stale []byte
 }
 
-var _ Store = (*MemStore)(nil)
+// content is what a reader sees: the bytes written, then the stale tail.
+func (o *memObject) content() []byte {
+	if len(o.stale) <= len(o.data) {
+		return o.data
+	}
+	return append(o.data[:len(o.data):len(o.data)], o.stale[len(o.data):]...)
+}
+
+var (
+	_ Store    = (*MemStore)(nil)
+	_ Recycler = (*MemStore)(nil)
+	_ Recycler = (*memSession)(nil)
+)
 
 // NewMemStore returns an empty store. With noSync, Writer.Sync returns
 // ErrSyncUnsupported, as on HDFS. seed drives the torn-write choices of Crash.
@@ -80,6 +98,7 @@ func (s *MemStore) Clone(seed int64) *MemStore {
 	for name, o := range s.mu.objects {
 		co := *o
 		co.data = append([]byte(nil), o.data...)
+		co.stale = append([]byte(nil), o.stale...)
 		co.open = false
 		c.mu.objects[name] = &co
 	}
@@ -119,7 +138,10 @@ func (s *MemStore) Crash() {
 			keep += s.mu.rng.Intn(extra + 1)
 		}
 		o.data = append([]byte(nil), o.data[:keep]...)
-		o.synced = keep
+		if len(o.stale) > keep { // the old bytes were never overwritten
+			o.data = append(o.data, o.stale[keep:]...)
+		}
+		o.synced, o.stale = len(o.data), nil
 		o.open = false
 	}
 }
@@ -185,7 +207,8 @@ func (s *MemStore) Open(name string) (Reader, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", ErrNotExist, name)
 	}
-	return &memReader{s: s, name: name, data: o.data[:len(o.data):len(o.data)], gen: s.mu.gen}, nil
+	c := o.content()
+	return &memReader{s: s, name: name, data: c[:len(c):len(c)], gen: s.mu.gen}, nil
 }
 
 // List implements Store.
@@ -288,6 +311,68 @@ func (s *MemStore) Persist(name string) error {
 	return nil
 }
 
+// Recycle implements Recycler.
+func (s *MemStore) Recycle(name, pool string) error {
+	if err := CheckName(name, false); err != nil {
+		return err
+	}
+	to := path.Join(pool, path.Base(name))
+	if err := CheckName(to, false); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.injectLocked(OpRename, name); err != nil {
+		return err
+	}
+	o, ok := s.mu.objects[name]
+	if !ok {
+		return fmt.Errorf("%w: %s", ErrNotExist, name)
+	}
+	if o.open {
+		return fmt.Errorf("objstore: recycle %s: still being written", name)
+	}
+	if _, ok := s.mu.objects[to]; ok {
+		return fmt.Errorf("%w: %s", ErrExist, to)
+	}
+	delete(s.mu.objects, name)
+	o.durableName = true
+	s.mu.objects[to] = o
+	return nil
+}
+
+// CreateRecycled implements Recycler: the first object of pool, in name
+// order, becomes the stale bytes of the new one.
+func (s *MemStore) CreateRecycled(name, pool string) (Writer, bool, error) {
+	if err := CheckName(name, false); err != nil {
+		return nil, false, err
+	}
+	s.mu.Lock()
+	var from string
+	for n, o := range s.mu.objects {
+		if path.Dir(n) == pool && !o.open && (from == "" || n < from) {
+			from = n
+		}
+	}
+	if from == "" {
+		s.mu.Unlock()
+		w, err := s.Create(name)
+		return w, false, err
+	}
+	defer s.mu.Unlock()
+	if err := s.injectLocked(OpCreate, name); err != nil {
+		return nil, false, err
+	}
+	if _, ok := s.mu.objects[name]; ok || s.isFolderLocked(name) {
+		return nil, false, fmt.Errorf("%w: %s", ErrExist, name)
+	}
+	old := s.mu.objects[from]
+	delete(s.mu.objects, from)
+	o := &memObject{open: true, durableName: true, stale: old.content()}
+	s.mu.objects[name] = o
+	return &memWriter{s: s, name: name, o: o, gen: s.mu.gen}, true, nil
+}
+
 type memWriter struct {
 	s      *MemStore
 	name   string
@@ -339,6 +424,10 @@ func (w *memWriter) Close() error {
 	}
 	w.closed = true
 	w.o.open = false
+	if w.o.stale != nil { // recycled: cut the stale tail and sync (Recycler)
+		w.o.stale = nil
+		w.o.synced = len(w.o.data)
+	}
 	if w.s.noSync { // as on HDFS: only Close is durable
 		w.o.synced = len(w.o.data)
 		w.o.durableName = true
@@ -444,6 +533,20 @@ func (m *memSession) Rename(from, to string) error {
 		return err
 	}
 	return m.s.Rename(from, to)
+}
+
+func (m *memSession) Recycle(name, pool string) error {
+	if err := m.alive(); err != nil {
+		return err
+	}
+	return m.s.Recycle(name, pool)
+}
+
+func (m *memSession) CreateRecycled(name, pool string) (Writer, bool, error) {
+	if err := m.alive(); err != nil {
+		return nil, false, err
+	}
+	return m.s.CreateRecycled(name, pool)
 }
 
 func (m *memSession) Persist(name string) error {
