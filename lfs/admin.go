@@ -155,7 +155,7 @@ func Remove(st objstore.Store, name string) error {
 	if src := lin.Source(); src != "" {
 		_ = st.Remove(cloneRegName(src, name)) // a leftover is stale, and ignored
 	}
-	for _, dir := range []string{segDir(name), ckptDir(name), snapshot.Dir(name), gcDir(name), readersDir(name), clonesDir(name), branchesDir(name), lostFoundDir(name), ownerDir(name), name} {
+	for _, dir := range []string{segDir(name), poolDir(name), ckptDir(name), snapshot.Dir(name), gcDir(name), readersDir(name), clonesDir(name), branchesDir(name), lostFoundDir(name), ownerDir(name), name} {
 		names, err := st.List(dir)
 		if err != nil {
 			return err

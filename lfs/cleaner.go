@@ -800,8 +800,9 @@ func (v *Volume) deleteSegment(seq uint64, attempts []int) error {
 	v.readGate.Lock()
 	defer v.readGate.Unlock()
 	v.readers.forget(segKey{branch: v.lin.Branch, seq: seq})
+	pooled := -1
 	for _, a := range attempts {
-		if err := v.st.Remove(segObjName(v.name, seq, a)); err != nil && !errors.Is(err, objstore.ErrNotExist) {
+		if err := v.retireSegmentObject(segObjName(v.name, seq, a), &pooled); err != nil && !errors.Is(err, objstore.ErrNotExist) {
 			return fmt.Errorf("lfs: delete cleaned segment %s: %w", segObjName(v.name, seq, a), err)
 		}
 	}

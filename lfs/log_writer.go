@@ -98,6 +98,10 @@ type logWriter struct {
 	retryAt   time.Time
 	backoff   time.Duration
 
+	// recycle: create segment objects over the volume's pooled ones
+	// (segment_pool.go).
+	recycle bool
+
 	// retryFor bounds how long a flush retries a failing store (abandoning
 	// and rewriting the object each time) before it reports the failure.
 	retryFor time.Duration
@@ -130,8 +134,8 @@ const (
 // newLogWriter starts appending after end, the last valid byte of segment
 // end.seq (seq 0 for an empty log).
 // With a budget, appended bytes count against it until the store has them.
-func newLogWriter(st objstore.Store, vol string, uid, epoch uint64, segSize int, end segment.Pos, attempts *attemptMap, retryFor time.Duration, budget *membudget.Budget) *logWriter {
-	l := &logWriter{st: st, vol: vol, uid: uid, epoch: epoch, segSize: segSize, attempts: attempts, retryFor: retryFor,
+func newLogWriter(st objstore.Store, vol string, uid, epoch uint64, segSize int, end segment.Pos, attempts *attemptMap, retryFor time.Duration, budget *membudget.Budget, recycle bool) *logWriter {
+	l := &logWriter{st: st, vol: vol, uid: uid, epoch: epoch, segSize: segSize, attempts: attempts, retryFor: retryFor, recycle: recycle,
 		budget: budget, abandoned: make(map[uint64][]string), kick: make(chan struct{}, 1), done: make(chan struct{})}
 	l.mu.space = sync.NewCond(&l.mu.Mutex)
 	l.mu.durable = end
@@ -556,7 +560,7 @@ func (l *logWriter) advanceDurable(p segment.Pos) {
 func (l *logWriter) writeLockedIO(seq uint64, data segBuf) error {
 	if l.w == nil || l.wSeq != seq {
 		name := l.attempts.name(l.vol, seq)
-		w, err := l.st.Create(name)
+		w, err := createSegmentObject(l.st, l.vol, name, l.recycle)
 		if err != nil {
 			return fmt.Errorf("lfs: create segment %s: %w", name, err)
 		}

@@ -147,7 +147,7 @@ func checkNoLeftovers(st objstore.Store, vol string) error {
 // writes there (docs/format.md, "Objects in a store").
 func ownEntry(name string) bool {
 	switch name {
-	case "super", "seg", "ckpt", "snap", "owner", "readers", "gc", "lineage", "clones", "branches", "journal":
+	case "super", "seg", "ckpt", "snap", "owner", "readers", "gc", "lineage", "clones", "branches", "journal", "pool":
 		return true
 	}
 	for _, tmp := range []string{"super.tmp-", "lineage.tmp-", "journal.tmp-"} {

@@ -23,6 +23,9 @@ type Usage struct {
 	Segments     int   `json:"segments"`
 	// MetadataBytes are checkpoints and snapshot maps.
 	MetadataBytes int64 `json:"metadata_bytes"`
+	// PoolBytes are the files of deleted segments kept for new segments to
+	// be written over (Options.SegmentPool); the volume's closing removes them.
+	PoolBytes int64 `json:"pool_bytes"`
 	// Live are the distinct bytes that the live volume or a snapshot names.
 	Live int64 `json:"live_bytes"`
 	// Garbage are segment bytes nothing names (record headers included):
@@ -123,7 +126,14 @@ func (v *Volume) Usage() (Usage, error) {
 			u.MetadataBytes += size
 		}
 	}
-	u.Stored = u.SegmentBytes + u.MetadataBytes
+	pool, err := objstore.ListSizes(v.st, poolDir(v.name))
+	if err != nil {
+		return u, err
+	}
+	for _, n := range pool {
+		u.PoolBytes += n
+	}
+	u.Stored = u.SegmentBytes + u.MetadataBytes + u.PoolBytes
 	infos, err := v.Snapshots()
 	if err != nil {
 		return u, err

@@ -47,6 +47,10 @@ type Options struct {
 	// budget seals the largest or oldest in-memory segments early to make
 	// it. nil: no bound (each volume holds up to three segments).
 	Budget *membudget.Budget
+	// SegmentPool bounds how many objects of deleted segments the volume
+	// keeps to write new segments over, on stores that can (the local
+	// store; see segment_pool.go): 0 means 8, negative means none.
+	SegmentPool int
 
 	// beforeClose, when not nil, runs at the start of Close while the
 	// volume is still whole: tests check the invariants there (Check).
@@ -234,7 +238,7 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 		if retry == 0 {
 			retry = defaultStoreRetry
 		}
-		v.lw = newLogWriter(st, name, sb.uid, epoch, sb.segmentSize, r.end, attempts, retry, opts.Budget)
+		v.lw = newLogWriter(st, name, sb.uid, epoch, sb.segmentSize, r.end, attempts, retry, opts.Budget, opts.segmentPool() > 0)
 		v.ckptKick, v.snapKick, v.stopBackground = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
 		v.backgroundWG.Add(1)
 		go v.checkpointLoop()
@@ -365,6 +369,9 @@ func (v *Volume) closeLog(handOff bool) error {
 		}
 		if cerr := v.lw.close(); err == nil {
 			err = cerr
+		}
+		if err == nil {
+			v.emptyPool()
 		}
 	}
 	v.readers.close()

@@ -70,8 +70,12 @@ func (c *cli) du(arg string, asJSON bool) error {
 	fmt.Fprintf(tw, "name:\t%s\n", u.Name)
 	fmt.Fprintf(tw, "provisioned:\t%s\n", sizeString(u.Provisioned))
 	fmt.Fprintf(tw, "mapped:\t%s\n", sizeString(u.Mapped))
-	fmt.Fprintf(tw, "stored:\t%s: %s in %s, %s of metadata\n", sizeString(u.Stored),
+	fmt.Fprintf(tw, "stored:\t%s: %s in %s, %s of metadata", sizeString(u.Stored),
 		cliutil.FormatSize(u.SegmentBytes), plural(u.Segments, "segment"), cliutil.FormatSize(u.MetadataBytes))
+	if u.PoolBytes > 0 {
+		fmt.Fprintf(tw, ", %s of deleted segments kept for reuse", cliutil.FormatSize(u.PoolBytes))
+	}
+	fmt.Fprintln(tw)
 	fmt.Fprintf(tw, "live:\t%s\n", sizeString(u.Live))
 	fmt.Fprintf(tw, "garbage:\t%s\n", sizeString(u.Garbage))
 	fmt.Fprintf(tw, "reclaim blocked:\t%s\n", sizeString(u.ReclaimBlocked))
