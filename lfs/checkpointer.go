@@ -72,7 +72,8 @@ func (v *Volume) checkpointLockedCkpt(force bool) error {
 	// take every older one (an empty active segment would put it at the end
 	// of the previous one).
 	if force && (pos == v.ckpt.last || empty) {
-		if _, err := v.lw.append(nopRecord, []int{len(nopRecord)}, func(int, placed) {}); err != nil {
+		nop := nopRecord()
+		if _, err := v.lw.append(nop, []int{len(nop)}, func(int, placed) {}); err != nil {
 			return err
 		}
 	}
@@ -122,9 +123,12 @@ func (v *Volume) checkpointLockedCkpt(force bool) error {
 	return nil
 }
 
-// nopRecord moves the log end and changes nothing: a copy record (never
-// applied by replay) of one byte.
-var nopRecord = segment.Append(nil, segment.Header{Type: segment.TypeCopy, LogicalLen: 1}, []byte{0})
+// nopRecord encodes a record that moves the log end and changes nothing: a
+// copy record (never applied by replay) of one byte. A new one each time:
+// append seals records in place.
+func nopRecord() []byte {
+	return segment.Append(nil, segment.Header{Type: segment.TypeCopy, LogicalLen: 1}, []byte{0})
+}
 
 // materializeSnapshotsLockedCkpt writes a map object for every snapshot of t whose
 // map is only in memory, as the next generation, and lets the volume's own

@@ -49,7 +49,7 @@ func TestEveryReadIsVerified(t *testing.T) {
 					addr int64 // volume byte whose block must fail, -1: any outcome
 				}
 				var targets []target
-				sc := segment.NewScanner(buf, segment.SegmentHeaderLen)
+				sc := segment.NewScanner(buf, segment.SegmentHeaderLen, 1)
 				for rec := 0; sc.Next(); {
 					h := sc.Header()
 					if h.Type != segment.TypeData {

@@ -589,7 +589,7 @@ func (v *Volume) copyForward(seq uint64, ranges []recRange, maps map[snapshot.ID
 		if recOff < 0 || recOff >= len(buf) {
 			return copied, corruptf(v.readers.name(k), int64(recOff), "a map names a record beyond the segment's end")
 		}
-		h, payload, err := segment.Decode(buf[recOff:])
+		h, payload, err := segment.Decode(buf[recOff:], k.seq)
 		if err == nil && (h.Type != r.ext.RecordType() || int64(h.Addr) != r.base || r.hi > h.LogicalLen) {
 			err = fmt.Errorf("record %+v does not hold the bytes a map names", h)
 		}

@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/hlfs/hlfs/internal/blockmap"
 	"github.com/hlfs/hlfs/internal/objstore"
+	"github.com/hlfs/hlfs/segment"
 	"github.com/stretchr/testify/require"
 )
 
@@ -88,7 +90,9 @@ const (
 // 4 KiB records written after the checkpoint into one run extent (the rule
 // the live path applies), gc cleans and defragments it, its next
 // checkpoint is version 4, and it reads the same after a restart and
-// passes fsck.
+// passes fsck. Its old segments keep their unseeded records (versions 1 and
+// 3); the segments this binary adds, a write's and gc's, hold version 4
+// records only.
 func TestFormat3VolumeOpensWithRunExtents(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.CopyFS(dir, os.DirFS(filepath.Join("testdata", "v3store"))))
@@ -104,6 +108,8 @@ func TestFormat3VolumeOpensWithRunExtents(t *testing.T) {
 		return binary.LittleEndian.Uint16(b[4:])
 	}
 	require.Equal(t, uint16(3), newestVersion())
+	oldSegs, err := listSegments(st, "v3")
+	require.NoError(t, err)
 	check := func(v *Volume, what string) { t.Helper(); checkLiveAndS1(t, v, v3LiveSHA256, v3SnapSHA256, what) }
 	v := openChecked(t, st, "v3", Options{})
 	check(v, "as written by format 3")
@@ -113,11 +119,51 @@ func TestFormat3VolumeOpensWithRunExtents(t *testing.T) {
 	require.True(t, ok)
 	require.True(t, run.Run(), "the replayed sequential writes are one run extent: %+v", run)
 	require.Equal(t, blockmap.Extent{Off: 128 << 10, Length: 24 * 4096}, blockmap.Extent{Off: run.Off, Length: run.Length})
+	// A write of the bytes there already: a data record in a new segment.
+	p := make([]byte, 4096)
+	require.NoError(t, v.ReadAt(p, 8192))
+	require.NoError(t, v.WriteAt(p, 8192, true))
+	requireRecordVersions(t, st, "v3", oldSegs)
 	_, err = v.GC(GCOptions{Defrag: DefragAll})
 	require.NoError(t, err)
 	checkBooks(t, v)
 	check(v, "after gc")
 	require.NoError(t, v.Close())
 	require.Equal(t, uint16(ckptVersion), newestVersion())
+	requireRecordVersions(t, st, "v3", oldSegs)
 	reopenAndFsck(t, st, "v3", check)
+}
+
+// requireRecordVersions checks the record versions of vol's segments: those
+// in old (written by an older binary) hold unseeded records only, the
+// others version 4 records only, valid in their own segment alone. At least
+// one segment must be new.
+func requireRecordVersions(t *testing.T, st objstore.Store, vol string, old []uint64) {
+	t.Helper()
+	segs, err := listSegments(st, vol)
+	require.NoError(t, err)
+	fresh := 0
+	for _, seq := range segs {
+		buf, err := readObject(st, segName(vol, seq))
+		require.NoError(t, err)
+		_, err = segment.DecodeSegmentHeader(buf, seq)
+		require.NoError(t, err, "segment %d", seq)
+		isOld := slices.Contains(old, seq)
+		if !isOld {
+			fresh++
+			_, err = segment.DecodeSegmentHeader(buf, seq+1)
+			require.ErrorIs(t, err, segment.ErrCorrupt, "segment %d's header read as the next segment's", seq)
+		}
+		for off := 0; off < len(buf); {
+			h, _, err := segment.Decode(buf[off:], seq)
+			require.NoError(t, err, "segment %d offset %d", seq, off)
+			if isOld {
+				require.Less(t, h.Version, uint8(segment.VersionSeeded), "segment %d offset %d", seq, off)
+			} else {
+				require.EqualValues(t, segment.VersionSeeded, h.Version, "segment %d offset %d", seq, off)
+			}
+			off += h.RecordLen()
+		}
+	}
+	require.Positive(t, fresh, "no segment written by this binary")
 }

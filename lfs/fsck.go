@@ -224,13 +224,13 @@ func scanOldSegment(st objstore.Store, vm volMeta, seq uint64, attempts []int, v
 	if err != nil {
 		return err
 	}
-	sc := segment.NewScanner(buf, segment.SegmentHeaderLen)
+	sc := segment.NewScanner(buf, segment.SegmentHeaderLen, seq)
 	for sc.Next() {
 		visit(seq, sc.Offset(), sc.Header())
 	}
 	// A torn tail is what a crash leaves in the segment it was writing;
 	// valid records after bad bytes are not.
-	if sc.Err() != nil && (segment.ValidRecordAfter(buf, sc.Offset()) || errors.Is(sc.Err(), segment.ErrNewerVersion)) {
+	if sc.Err() != nil && (segment.ValidRecordAfter(buf, sc.Offset(), seq) || errors.Is(sc.Err(), segment.ErrNewerVersion)) {
 		return corruptf(segName(vm.name, seq), int64(sc.Offset()), "%v", sc.Err())
 	}
 	return nil

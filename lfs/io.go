@@ -311,7 +311,7 @@ func (v *Volume) readExtent(dst []byte, e blockmap.Extent) error {
 	if err := v.readSegmentAt(keyOf(e), rec, recOff); err != nil {
 		return err
 	}
-	h, payload, err := segment.Decode(rec)
+	h, payload, err := segment.Decode(rec, uint64(e.Seq))
 	if err == nil && (h.Type != e.RecordType() || h.Flags != e.RecordFlags() || h.HasBlockSums() != e.BlockSums()) {
 		err = fmt.Errorf("map points at a record of type %d", h.Type)
 	}

@@ -171,10 +171,12 @@ func (l *logWriter) atCut(fn func(c logCut)) {
 func (l *logWriter) newSegmentLockedMu(prev segment.Pos) *memSegment {
 	s := &memSegment{seq: prev.Seq + 1, prev: prev}
 	var hdr [segment.SegmentHeaderLen]byte
-	s.buf.append(segment.AppendSegmentHeader(hdr[:0], segment.SegmentHeader{
+	rec := segment.AppendSegmentHeader(hdr[:0], segment.SegmentHeader{
 		VolumeUID: l.uid, Seq: s.seq, Epoch: l.epoch,
 		PrevSeq: prev.Seq, PrevEnd: uint64(prev.Off), Created: time.Now().UnixNano(),
-	}))
+	})
+	segment.Seal(rec, s.seq)
+	s.buf.append(rec)
 	return s
 }
 
@@ -186,7 +188,10 @@ type placed struct {
 
 // append copies encoded records (as produced by segment.Append, lengths in
 // lens) into the log and calls apply for each with its place, in log order,
-// still under the log lock so the map sees writes in log order.
+// still under the log lock so the map sees writes in log order. Each
+// record is sealed for the segment it lands in (segment.Seal) in recs,
+// before it is copied: recs is the caller's buffer, changed in place, and
+// must not be shared with another append meanwhile.
 //
 // With a budget it first waits, holding no lock, until the bytes fit.
 func (l *logWriter) append(recs []byte, lens []int, apply func(i int, p placed)) (segment.Pos, error) {
@@ -211,6 +216,7 @@ func (l *logWriter) append(recs []byte, lens []int, apply func(i int, p placed))
 			l.kickPusher()
 		}
 		off := act.buf.len()
+		segment.Seal(recs[:n], act.seq)
 		act.buf.append(recs[:n])
 		if act.charged == 0 {
 			act.since = now

@@ -181,7 +181,7 @@ func newestLogEpoch(st objstore.Store, vol string) (uint64, error) {
 	for i := len(seqs) - 1; i >= 0; i-- {
 		found := false
 		for _, a := range attempts[seqs[i]] {
-			sh, _, err := readSegmentHeader(st, segObjName(vol, seqs[i], a))
+			sh, _, err := readSegmentHeader(st, segObjName(vol, seqs[i], a), seqs[i])
 			if err != nil {
 				continue // torn or damaged: recovery deals with it
 			}

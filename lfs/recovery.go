@@ -105,7 +105,7 @@ func (r *replayed) readBestAttempt(st objstore.Store, vm volMeta, seq uint64, at
 			}
 			continue
 		}
-		sc := segment.NewScanner(buf, segment.SegmentHeaderLen)
+		sc := segment.NewScanner(buf, segment.SegmentHeaderLen, seq)
 		for sc.Next() {
 		}
 		if sc.Offset() > bestEnd {
@@ -229,7 +229,7 @@ func replayImpl(st objstore.Store, vm volMeta, useCkpt bool, only *segment.Pos, 
 			}
 		}
 		if next != nil {
-			sh, _ := segment.DecodeSegmentHeader(next) // verified by readSegment
+			sh, _ := segment.DecodeSegmentHeader(next, segs[i+1]) // verified by readSegment
 			if sh.PrevSeq != seq {
 				return r, corruptf(segName(vol, segs[i+1]), 0, "segment follows segment %d, but the log has %d before it", sh.PrevSeq, seq)
 			}
@@ -240,7 +240,7 @@ func replayImpl(st objstore.Store, vm volMeta, useCkpt bool, only *segment.Pos, 
 				limit = int(sh.PrevEnd)
 				// Bytes after where the next segment says this one ended
 				// are a crash's torn tail, or damage the log was cut at.
-				if bad := damagedTail(name, buf, limit); bad != "" {
+				if bad := damagedTail(name, seq, buf, limit); bad != "" {
 					r.badTails = append(r.badTails, bad)
 				}
 			}
@@ -249,7 +249,7 @@ func replayImpl(st objstore.Store, vm volMeta, useCkpt bool, only *segment.Pos, 
 		if limit < start {
 			return r, corruptf(name, int64(limit), "the next segment continues the log at %d, before position %d", limit, start)
 		}
-		sc := segment.NewScanner(buf[:limit], start)
+		sc := segment.NewScanner(buf[:limit], start, seq)
 		for sc.Next() {
 			if err := r.apply(st, vm, seq, sc.Offset(), sc.Header(), sc.Payload()); err != nil {
 				return r, corruptf(name, int64(sc.Offset()), "%v", err)
@@ -261,10 +261,10 @@ func replayImpl(st objstore.Store, vm volMeta, useCkpt bool, only *segment.Pos, 
 		}
 		end := sc.Offset()
 		if sc.Err() != nil {
-			if !last || segment.ValidRecordAfter(buf, end) || errors.Is(sc.Err(), segment.ErrNewerVersion) {
+			if !last || segment.ValidRecordAfter(buf, end, seq) || errors.Is(sc.Err(), segment.ErrNewerVersion) {
 				return r, corruptf(name, int64(end), "%v", sc.Err())
 			}
-			if bad := damagedTail(name, buf, end); bad != "" {
+			if bad := damagedTail(name, seq, buf, end); bad != "" {
 				r.badTails = append(r.badTails, bad)
 				log.Warn("log ends before a damaged record; its bytes stay in the segment, fsck reports them",
 					"segment", name, "offset", end, "bytes", len(buf)-end, "err", sc.Err())
@@ -338,8 +338,8 @@ func readWholeSegment(st objstore.Store, vol string, sb superblock, seq uint64, 
 // checkSegmentHeader verifies the header of segment object name, whose
 // bytes are buf.
 func checkSegmentHeader(name string, buf []byte, sb superblock, seq uint64) error {
-	sh, err := segment.DecodeSegmentHeader(buf)
-	if err != nil && !errors.Is(err, segment.ErrNewerVersion) && !segment.ValidRecordAfter(buf, -1) {
+	sh, err := segment.DecodeSegmentHeader(buf, seq)
+	if err != nil && !errors.Is(err, segment.ErrNewerVersion) && !segment.ValidRecordAfter(buf, -1, seq) {
 		return fmt.Errorf("%s: %w (%v)", name, errTruncated, err)
 	}
 	if errors.Is(err, segment.ErrNewerVersion) {
@@ -431,16 +431,16 @@ func loadMapObject(st objstore.Store, name string, uid uint64) (*blockmap.Map, e
 	return c.m, nil
 }
 
-// damagedTail describes the bytes of segment name after offset end, where
+// damagedTail describes the bytes of segment name (seq) after offset end, where
 // its part of the log ends, when they are not what a crash leaves (a record
 // cut short, or zeros) but a complete record that fails its checksum, or
 // a valid one: damage the log was cut at. "" when they are a crash's.
-func damagedTail(name string, buf []byte, end int) string {
+func damagedTail(name string, seq uint64, buf []byte, end int) string {
 	tail := buf[end:]
 	if len(tail) == 0 || isZero(tail) {
 		return ""
 	}
-	if _, _, err := segment.Decode(tail); errors.Is(err, segment.ErrTorn) {
+	if _, _, err := segment.Decode(tail, seq); errors.Is(err, segment.ErrTorn) {
 		return ""
 	}
 	return fmt.Sprintf("segment %s: the log ends at offset %d before a complete record that fails its checksum or follows a gap (%d bytes to the end of the segment, kept there): damage, or a torn write that left garbage; whatever they held is not part of the volume",

@@ -103,7 +103,7 @@ func rebuildSuperblock(st objstore.Store, vol string, rep *Repair) (superblock, 
 	for _, seq := range seqs {
 		for _, a := range attempts[seq] {
 			obj := segObjName(vol, seq, a)
-			sh, size, err := readSegmentHeader(st, obj)
+			sh, size, err := readSegmentHeader(st, obj, seq)
 			if err != nil && !IsCorruption(err) {
 				return superblock{}, err
 			}
@@ -235,8 +235,9 @@ func rebuildSuperblock(st objstore.Store, vol string, rep *Repair) (superblock, 
 }
 
 // readSegmentHeader reads the segment header record at the start of the
-// segment object obj, and the object's size.
-func readSegmentHeader(st objstore.Store, obj string) (segment.SegmentHeader, int64, error) {
+// segment object obj, an attempt of segment seq (the seq its name gives),
+// and the object's size.
+func readSegmentHeader(st objstore.Store, obj string, seq uint64) (segment.SegmentHeader, int64, error) {
 	r, err := st.Open(obj)
 	if err != nil {
 		return segment.SegmentHeader{}, 0, err
@@ -246,7 +247,7 @@ func readSegmentHeader(st objstore.Store, obj string) (segment.SegmentHeader, in
 	if _, err := r.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
 		return segment.SegmentHeader{}, r.Size(), err
 	}
-	sh, err := segment.DecodeSegmentHeader(buf)
+	sh, err := segment.DecodeSegmentHeader(buf, seq)
 	if err != nil {
 		return sh, r.Size(), corruptf(obj, 0, "segment header: %v", err)
 	}

@@ -202,7 +202,7 @@ func (v *Volume) scrubRecords() ([]*scrubRecord, error) {
 // damage: for an uncompressed record with block checksums, the blocks that
 // fail, each with the reads that need it; else the whole record.
 func (v *Volume) verifyRecord(r *scrubRecord, buf []byte) []DamagedRange {
-	_, _, err := segment.Decode(buf)
+	_, _, err := segment.Decode(buf, uint64(r.e.Seq))
 	if err == nil {
 		return nil
 	}

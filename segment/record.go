@@ -10,12 +10,17 @@ import (
 const (
 	// Magic starts every record: "HLR1" little-endian.
 	Magic uint32 = 0x31524c48
-	// Version is the newest record format version this binary reads.
-	// Data and copy records are written with version 3 (block checksums
-	// after the payload); segment header, hole and meta records with
-	// version 1. Version 2 (copy records without block checksums, written
-	// before version 3) and version 1 data records are still read.
-	Version = 3
+	// Version is the newest record format version this binary reads, and
+	// the one the log writer gives every record it places in a segment
+	// (Seal). Append encodes data and copy records as version 3 (block
+	// checksums after the payload) and the others as version 1; Seal turns
+	// them into version 4. Versions 1, 2 (copy records without block
+	// checksums) and 3 are still read.
+	Version = 4
+	// VersionSeeded is the first version whose record checksum is seeded
+	// with the seq of the segment holding the record: such a record
+	// validates only in that segment (see Seal).
+	VersionSeeded = 4
 	// ChecksumBlock is the granularity of the block checksums of version 3
 	// data and copy records: one CRC-32C per this many stored payload
 	// bytes (the last block may be shorter).
@@ -74,7 +79,8 @@ type Header struct {
 	PayloadLen uint32
 }
 
-// VersionOf is the version Append writes records of type t with.
+// VersionOf is the version Append encodes records of type t with (before
+// Seal).
 func VersionOf(t Type) uint8 {
 	if t == TypeData || t == TypeCopy {
 		return 3
@@ -83,7 +89,7 @@ func VersionOf(t Type) uint8 {
 }
 
 // HasBlockSums reports whether the record carries block checksums after
-// its payload (version 3 data and copy records).
+// its payload (version 3 and 4 data and copy records).
 func (h Header) HasBlockSums() bool {
 	return h.Version >= 3 && (h.Type == TypeData || h.Type == TypeCopy)
 }
@@ -128,6 +134,50 @@ func Append(dst []byte, h Header, payload []byte) []byte {
 	}
 	binary.LittleEndian.PutUint32(dst[start+28:], crc)
 	return dst
+}
+
+// Seal turns rec, one record encoded by Append (or sealed before), into a
+// version 4 record of segment seq, in place: it sets the version byte and
+// recomputes the checksum, seeded with seq, over the header and the block
+// checksums (data and copy records) or the payload (the others). The
+// payload is not read for data and copy records. It panics when rec is not
+// such a record: the caller's encoding is broken.
+func Seal(rec []byte, seq uint64) {
+	if len(rec) < HeaderSize || binary.LittleEndian.Uint32(rec) != Magic {
+		panic("segment: Seal of bytes that are not a record")
+	}
+	t := Type(rec[5])
+	if v := rec[4]; v != VersionOf(t) && v != VersionSeeded {
+		panic(fmt.Sprintf("segment: Seal of a version %d record of type %d", v, t))
+	}
+	rec[4] = VersionSeeded
+	h := Header{Version: VersionSeeded, Type: t, PayloadLen: binary.LittleEndian.Uint32(rec[20:])}
+	if len(rec) != h.RecordLen() {
+		panic(fmt.Sprintf("segment: Seal of %d bytes, the record is %d", len(rec), h.RecordLen()))
+	}
+	binary.LittleEndian.PutUint32(rec[28:], checksum(rec, h, seq))
+}
+
+// covered is the part of a complete record b after its header that its
+// header checksum covers: the block checksums or the payload.
+func covered(b []byte, h Header) []byte {
+	if h.HasBlockSums() {
+		return b[HeaderSize+int(h.PayloadLen) : h.RecordLen()]
+	}
+	return b[HeaderSize : HeaderSize+int(h.PayloadLen)]
+}
+
+// checksum computes the header checksum of the complete record b (whose
+// header is h) as a record of segment seq: seeded with seq from version 4.
+func checksum(b []byte, h Header, seq uint64) uint32 {
+	var crc uint32
+	if h.Version >= VersionSeeded {
+		var s [8]byte
+		binary.LittleEndian.PutUint64(s[:], seq)
+		crc = crc32.Update(0, castagnoli, s[:])
+	}
+	crc = crc32.Update(crc, castagnoli, b[:28])
+	return crc32.Update(crc, castagnoli, covered(b, h))
 }
 
 // AppendBlockSums appends the CRC-32C of each ChecksumBlock of payload.
@@ -220,12 +270,14 @@ func (h Header) validate() error {
 	return nil
 }
 
-// Decode decodes the record at the start of b and verifies its checksums
-// (of a version 3 data or copy record: the header's and every block's).
-// The payload aliases b; it excludes the block checksums. It returns
-// ErrTorn when b ends inside the record and ErrCorrupt when the record is
-// damaged.
-func Decode(b []byte) (Header, []byte, error) {
+// Decode decodes the record at the start of b, read from segment seq, and
+// verifies its checksums (of a data or copy record with block checksums:
+// the header's and every block's). A version 4 record verifies only with
+// the seq it was sealed for; older versions verify with any seq. The
+// payload aliases b; it excludes the block checksums. It returns ErrTorn
+// when b ends inside the record and ErrCorrupt when the record is damaged
+// (or belongs to another segment).
+func Decode(b []byte, seq uint64) (Header, []byte, error) {
 	h, err := DecodeHeader(b)
 	if err != nil {
 		return Header{}, nil, err
@@ -233,28 +285,14 @@ func Decode(b []byte) (Header, []byte, error) {
 	if len(b) < h.RecordLen() {
 		return Header{}, nil, ErrTorn
 	}
-	payload := b[HeaderSize : HeaderSize+int(h.PayloadLen)]
-	if h.HasBlockSums() {
-		sums := b[HeaderSize+int(h.PayloadLen) : h.RecordLen()]
-		crc := crc32.Update(0, castagnoli, b[:28])
-		if crc32.Update(crc, castagnoli, sums) != binary.LittleEndian.Uint32(b[28:]) {
-			return Header{}, nil, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
-		}
-		if i := VerifyBlocks(payload, sums); i >= 0 {
-			return Header{}, nil, fmt.Errorf("%w: checksum mismatch in payload block %d", ErrCorrupt, i)
-		}
-		return h, payload, nil
-	}
-	if !VerifyChecksum(b[:HeaderSize], payload) {
+	if checksum(b, h, seq) != binary.LittleEndian.Uint32(b[28:]) {
 		return Header{}, nil, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
 	}
+	payload := b[HeaderSize : HeaderSize+int(h.PayloadLen)]
+	if h.HasBlockSums() {
+		if i := VerifyBlocks(payload, covered(b, h)); i >= 0 {
+			return Header{}, nil, fmt.Errorf("%w: checksum mismatch in payload block %d", ErrCorrupt, i)
+		}
+	}
 	return h, payload, nil
-}
-
-// VerifyChecksum reports whether the CRC in header matches header and
-// payload, for records without block checksums (versions 1 and 2).
-func VerifyChecksum(header, payload []byte) bool {
-	crc := crc32.Update(0, castagnoli, header[:28])
-	crc = crc32.Update(crc, castagnoli, payload)
-	return crc == binary.LittleEndian.Uint32(header[28:])
 }

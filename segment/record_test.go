@@ -31,7 +31,7 @@ func TestRecordRoundTrip(t *testing.T) {
 			if tc.h.Type == TypeData {
 				require.Len(t, b, HeaderSize+len(tc.payload)+4, "one block checksum")
 			}
-			h, p, err := Decode(b)
+			h, p, err := Decode(b, 1)
 			require.NoError(t, err)
 			require.Equal(t, tc.h, h)
 			require.Equal(t, tc.payload, append([]byte(nil), p...)[:len(tc.payload)])
@@ -44,16 +44,16 @@ func TestDecodeRejectsDamage(t *testing.T) {
 	for i := range good {
 		b := append([]byte(nil), good...)
 		b[i] ^= 0x01
-		_, _, err := Decode(b)
+		_, _, err := Decode(b, 1)
 		require.Error(t, err, "flipped byte %d", i)
 	}
 	for n := 0; n < len(good); n++ {
-		_, _, err := Decode(good[:n])
+		_, _, err := Decode(good[:n], 1)
 		require.True(t, errors.Is(err, ErrTorn), "cut at %d: %v", n, err)
 	}
 	newer := append([]byte(nil), good...)
 	newer[4] = Version + 1
-	_, _, err := Decode(newer)
+	_, _, err := Decode(newer, 1)
 	require.ErrorIs(t, err, ErrNewerVersion)
 }
 
@@ -61,10 +61,10 @@ func TestSegmentHeaderRoundTrip(t *testing.T) {
 	sh := SegmentHeader{VolumeUID: 0xabc, Seq: 7, Epoch: 3, PrevSeq: 6, PrevEnd: 12345, Created: 99}
 	b := AppendSegmentHeader(nil, sh)
 	require.Len(t, b, SegmentHeaderLen)
-	got, err := DecodeSegmentHeader(b)
+	got, err := DecodeSegmentHeader(b, 7)
 	require.NoError(t, err)
 	require.Equal(t, sh, got)
-	_, err = DecodeSegmentHeader(Append(nil, Header{Type: TypeHole, LogicalLen: 1}, nil))
+	_, err = DecodeSegmentHeader(Append(nil, Header{Type: TypeHole, LogicalLen: 1}, nil), 7)
 	require.ErrorIs(t, err, ErrCorrupt)
 }
 
@@ -74,7 +74,7 @@ func TestScannerAndValidRecordAfter(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		buf = Append(buf, Header{Type: TypeData, Addr: uint64(i) * 10, LogicalLen: 3}, []byte("xyz"))
 	}
-	sc := NewScanner(buf, SegmentHeaderLen)
+	sc := NewScanner(buf, SegmentHeaderLen, 1)
 	n := 0
 	for sc.Next() {
 		require.EqualValues(t, n*10, sc.Header().Addr)
@@ -84,21 +84,21 @@ func TestScannerAndValidRecordAfter(t *testing.T) {
 	require.Equal(t, 3, n)
 
 	torn := buf[:len(buf)-2]
-	sc = NewScanner(torn, SegmentHeaderLen)
+	sc = NewScanner(torn, SegmentHeaderLen, 1)
 	for sc.Next() {
 	}
 	require.ErrorIs(t, sc.Err(), ErrTorn)
-	require.False(t, ValidRecordAfter(torn, sc.Offset()))
+	require.False(t, ValidRecordAfter(torn, sc.Offset(), 1))
 
 	mid := append([]byte(nil), buf...)
 	second := SegmentHeaderLen + HeaderSize + 3 + 4
 	mid[second+30] ^= 1 // damage the second record's checksum
-	sc = NewScanner(mid, SegmentHeaderLen)
+	sc = NewScanner(mid, SegmentHeaderLen, 1)
 	for sc.Next() {
 	}
 	require.ErrorIs(t, sc.Err(), ErrCorrupt)
 	require.Equal(t, second, sc.Offset())
-	require.True(t, ValidRecordAfter(mid, sc.Offset()), "the third record is intact")
+	require.True(t, ValidRecordAfter(mid, sc.Offset(), 1), "the third record is intact")
 }
 
 // FuzzDecode feeds arbitrary bytes to the decoder and scanner: no panics,
@@ -113,19 +113,30 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add(Append(nil, Header{Type: TypeData, Addr: 1, LogicalLen: 2}, []byte("hi")))
 	f.Add(AppendSegmentHeader(nil, SegmentHeader{Seq: 1}))
+	sealed := Append(nil, Header{Type: TypeData, Addr: 1, LogicalLen: 2}, []byte("hi"))
+	Seal(sealed, 7)
+	f.Add(sealed)
+	sealedHdr := AppendSegmentHeader(nil, SegmentHeader{Seq: 7})
+	Seal(sealedHdr, 7)
+	f.Add(sealedHdr)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		h, p, err := Decode(b)
-		if err == nil && h.Version == VersionOf(h.Type) {
-			again := Append(nil, h, p)
-			if !bytes.Equal(again, b[:h.RecordLen()]) {
-				t.Fatalf("re-encoding differs")
+		for _, seq := range []uint64{0, 1, 7} {
+			h, p, err := Decode(b, seq)
+			if err == nil && (h.Version == VersionOf(h.Type) || h.Version == VersionSeeded) {
+				again := Append(nil, h, p)
+				if h.Version == VersionSeeded {
+					Seal(again, seq)
+				}
+				if !bytes.Equal(again, b[:h.RecordLen()]) {
+					t.Fatalf("re-encoding differs")
+				}
 			}
+			sc := NewScanner(b, 0, seq)
+			for sc.Next() {
+			}
+			_ = ValidRecordAfter(b, 0, seq)
+			_, _ = DecodeSegmentHeader(b, seq)
 		}
-		sc := NewScanner(b, 0)
-		for sc.Next() {
-		}
-		_ = ValidRecordAfter(b, 0)
-		_, _ = DecodeSegmentHeader(b)
 	})
 }
 
@@ -156,7 +167,7 @@ func TestBlockChecksums(t *testing.T) {
 	}
 	b := Append(nil, Header{Type: TypeData, Addr: 8192, LogicalLen: uint32(len(payload))}, payload)
 	require.Len(t, b, HeaderSize+len(payload)+4*4)
-	h, p, err := Decode(b)
+	h, p, err := Decode(b, 1)
 	require.NoError(t, err)
 	require.True(t, h.HasBlockSums())
 	require.Equal(t, payload, p)
@@ -164,7 +175,7 @@ func TestBlockChecksums(t *testing.T) {
 	for _, off := range []int{0, 5, 28, HeaderSize, HeaderSize + ChecksumBlock + 9, HeaderSize + 3*ChecksumBlock + 99, len(b) - 1, len(b) - 16} {
 		bad := bytes.Clone(b)
 		bad[off] ^= 0x20
-		_, _, err := Decode(bad)
+		_, _, err := Decode(bad, 1)
 		require.Error(t, err, "flipped byte %d", off)
 		if off >= HeaderSize && off < HeaderSize+len(payload) {
 			block := (off - HeaderSize) / ChecksumBlock
@@ -187,13 +198,13 @@ func TestBlockChecksums(t *testing.T) {
 			typ = TypeCopy
 		}
 		old := appendOld(nil, v, Header{Type: typ, Addr: 4096, LogicalLen: uint32(len(payload))}, payload)
-		h, p, err := Decode(old)
+		h, p, err := Decode(old, 1)
 		require.NoError(t, err, "version %d", v)
 		require.False(t, h.HasBlockSums())
 		require.Equal(t, HeaderSize+len(payload), h.RecordLen())
 		require.Equal(t, payload, p)
 		old[HeaderSize+10] ^= 1
-		_, _, err = Decode(old)
+		_, _, err = Decode(old, 1)
 		require.ErrorIs(t, err, ErrCorrupt, "version %d", v)
 	}
 }

@@ -9,11 +9,12 @@ import (
 // Scanner walks the records of a segment held in memory, starting at an
 // offset. Use it as:
 //
-//	sc := segment.NewScanner(buf, off)
+//	sc := segment.NewScanner(buf, off, seq)
 //	for sc.Next() { use(sc.Offset(), sc.Header(), sc.Payload()) }
 //	if err := sc.Err(); err != nil { ... } // ErrTorn or ErrCorrupt at sc.Offset()
 type Scanner struct {
 	buf     []byte
+	seq     uint64
 	off     int
 	next    int
 	hdr     Header
@@ -21,9 +22,11 @@ type Scanner struct {
 	err     error
 }
 
-// NewScanner returns a scanner over buf starting at off.
-func NewScanner(buf []byte, off int) *Scanner {
-	return &Scanner{buf: buf, off: off, next: off}
+// NewScanner returns a scanner over buf, the bytes of segment seq, starting
+// at off. Records are verified as records of seq (Decode): a version 4
+// record sealed for another segment stops the scan with ErrCorrupt.
+func NewScanner(buf []byte, off int, seq uint64) *Scanner {
+	return &Scanner{buf: buf, seq: seq, off: off, next: off}
 }
 
 // Next advances to the next record. It returns false at the end of buf (Err
@@ -36,7 +39,7 @@ func (s *Scanner) Next() bool {
 	if s.off >= len(s.buf) {
 		return false
 	}
-	h, p, err := Decode(s.buf[s.off:])
+	h, p, err := Decode(s.buf[s.off:], s.seq)
 	if err != nil {
 		s.err = err
 		return false
@@ -63,9 +66,11 @@ func (s *Scanner) Payload() []byte { return s.payload }
 func (s *Scanner) Err() error { return s.err }
 
 // ValidRecordAfter reports whether a complete record with a valid checksum
-// starts anywhere in buf after offset from. A bad record followed by a
-// valid one is damage in the middle of a segment, not a torn tail.
-func ValidRecordAfter(buf []byte, from int) bool {
+// for segment seq (or of a newer version) starts anywhere in buf, the bytes
+// of segment seq, after offset from. A bad record followed by a valid one
+// is damage in the middle of a segment, not a torn tail; records sealed
+// for another segment (the stale tail of a reused file) are not valid.
+func ValidRecordAfter(buf []byte, from int, seq uint64) bool {
 	var magic [4]byte
 	binary.LittleEndian.PutUint32(magic[:], Magic)
 	for i := from + 1; i < len(buf); {
@@ -74,7 +79,7 @@ func ValidRecordAfter(buf []byte, from int) bool {
 			return false
 		}
 		i += j
-		if _, _, err := Decode(buf[i:]); err == nil || errors.Is(err, ErrNewerVersion) {
+		if _, _, err := Decode(buf[i:], seq); err == nil || errors.Is(err, ErrNewerVersion) {
 			return true
 		}
 		i++

@@ -15,7 +15,8 @@ type SegmentHeader struct {
 	Created   int64  // Unix nanoseconds
 }
 
-// AppendSegmentHeader encodes sh as a complete record.
+// AppendSegmentHeader encodes sh as a complete record, version 1 like
+// Append; the log writer seals it (Seal) for sh.Seq.
 func AppendSegmentHeader(dst []byte, sh SegmentHeader) []byte {
 	var p [SegmentHeaderPayloadLen]byte
 	binary.LittleEndian.PutUint64(p[0:], sh.VolumeUID)
@@ -27,10 +28,13 @@ func AppendSegmentHeader(dst []byte, sh SegmentHeader) []byte {
 	return Append(dst, Header{Type: TypeSegmentHeader, Addr: sh.Seq}, p[:])
 }
 
-// DecodeSegmentHeader decodes the record at the start of b, which must be a
-// segment header record.
-func DecodeSegmentHeader(b []byte) (SegmentHeader, error) {
-	h, p, err := Decode(b)
+// DecodeSegmentHeader decodes the record at the start of b, the bytes of
+// segment seq, which must be a segment header record. seq is the seq the
+// reader expects (from the object name), never one read from b: a version 4
+// header sealed for another segment fails with ErrCorrupt. Callers check
+// that the header's Seq is seq (older versions are not seeded).
+func DecodeSegmentHeader(b []byte, seq uint64) (SegmentHeader, error) {
+	h, p, err := Decode(b, seq)
 	if err != nil {
 		return SegmentHeader{}, err
 	}

@@ -72,7 +72,7 @@ func TestOpRoundTrip(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, op, got)
 			rec := Record(op)
-			h, p, err := segment.Decode(rec)
+			h, p, err := segment.Decode(rec, 1) // as Append encodes it: not sealed yet
 			require.NoError(t, err)
 			require.Equal(t, segment.TypeMeta, h.Type)
 			require.Equal(t, b, p[:h.PayloadLen])
