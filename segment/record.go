@@ -25,9 +25,6 @@ const (
 	// data and copy records: one CRC-32C per this many stored payload
 	// bytes (the last block may be shorter).
 	ChecksumBlock = 4096
-	// VersionSeeded: records of this version or later carry a checksum
-	// seeded with their segment's seq (lead's placeholder until the seed branch merges).
-	VersionSeeded = 4
 	// HeaderSize is the size of a record header.
 	HeaderSize = 32
 	// MaxDataLen bounds the logical length of a data record.
