@@ -1,6 +1,8 @@
 package lfs
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -443,6 +445,24 @@ func damagedTail(name string, seq uint64, buf []byte, end int) string {
 	if _, _, err := segment.Decode(tail, seq); errors.Is(err, segment.ErrTorn) {
 		return ""
 	}
+	if staleTail(tail, seq) {
+		return "" // what a recycled file held before: docs/format.md
+	}
 	return fmt.Sprintf("segment %s: the log ends at offset %d before a complete record that fails its checksum or follows a gap (%d bytes to the end of the segment, kept there): damage, or a torn write that left garbage; whatever they held is not part of the volume",
 		name, end, len(tail))
+}
+
+// staleTail reports whether the bytes after the end of segment seq's part
+// of the log are a recycled file's old bytes (docs/format.md "Recycled
+// segment files"): the first record in them, at the start or after the
+// cut-off rest of one, is a valid record of an earlier segment.
+func staleTail(tail []byte, seq uint64) bool {
+	var magic [4]byte
+	binary.LittleEndian.PutUint32(magic[:], segment.Magic)
+	i := bytes.Index(tail, magic[:])
+	if i < 0 {
+		return false
+	}
+	_, ok := segment.StaleSeq(tail[i:], seq)
+	return ok
 }

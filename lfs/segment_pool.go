@@ -115,3 +115,25 @@ func (v *Volume) emptyPool() {
 	}
 	_ = v.st.Remove(poolDir(v.name))
 }
+
+// recycledUnwritten reports whether the object of segment seq starts with
+// the header of an earlier segment: a recycled file to which the crash
+// came before the new segment's header reached the disk, so no flush ever
+// covered any of it.
+func recycledUnwritten(st objstore.Store, name string, seq uint64) bool {
+	r, err := st.Open(name)
+	if err != nil {
+		return false
+	}
+	defer r.Close()
+	b := make([]byte, segment.SegmentHeaderLen)
+	if _, err := r.ReadAt(b, 0); err != nil {
+		return false
+	}
+	h, err := segment.DecodeHeader(b)
+	if err != nil || h.Type != segment.TypeSegmentHeader {
+		return false
+	}
+	_, stale := segment.StaleSeq(b, seq)
+	return stale
+}

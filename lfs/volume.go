@@ -274,8 +274,9 @@ func (v *Volume) repairTail(r replayed) error {
 	for k := len(r.cut) - 1; k >= 0; k-- { // newest first: what remains is a prefix
 		for _, a := range r.allAttempts[r.cut[k]] {
 			from := segObjName(v.name, r.cut[k], a)
-			if size, err := objectSize(v.st, from); err == nil && size <= segment.SegmentHeaderLen {
-				// No record but its header: nothing to keep.
+			if size, err := objectSize(v.st, from); err == nil && size <= segment.SegmentHeaderLen || recycledUnwritten(v.st, from, r.cut[k]) {
+				// No record but its header, or a recycled file whose own
+				// header never reached the disk: nothing to keep.
 				if err := v.st.Remove(from); err != nil && !errors.Is(err, objstore.ErrNotExist) {
 					return err
 				}

@@ -148,6 +148,7 @@ func Seal(rec []byte, seq uint64) {
 		panic(fmt.Sprintf("segment: Seal of a version %d record of type %d", v, t))
 	}
 	rec[4] = VersionSeeded
+	binary.LittleEndian.PutUint32(rec[24:], uint32(seq)) // the seq hint (StaleSeq)
 	h := Header{Version: VersionSeeded, Type: t, PayloadLen: binary.LittleEndian.Uint32(rec[20:])}
 	if len(rec) != h.RecordLen() {
 		panic(fmt.Sprintf("segment: Seal of %d bytes, the record is %d", len(rec), h.RecordLen()))
@@ -216,7 +217,9 @@ func DecodeHeader(b []byte) (Header, error) {
 	if b[4] > Version {
 		return Header{}, fmt.Errorf("%w: version %d", ErrNewerVersion, b[4])
 	}
-	if b[4] == 0 || b[7] != 0 || binary.LittleEndian.Uint32(b[24:]) != 0 {
+	// Bytes 24..28 are reserved (zero) before version 4 and the seq hint
+	// from it.
+	if b[4] == 0 || b[7] != 0 || (b[4] < VersionSeeded && binary.LittleEndian.Uint32(b[24:]) != 0) {
 		return Header{}, fmt.Errorf("%w: bad version or reserved bytes", ErrCorrupt)
 	}
 	h := Header{
@@ -292,4 +295,27 @@ func Decode(b []byte, seq uint64) (Header, []byte, error) {
 		}
 	}
 	return h, payload, nil
+}
+
+// StaleSeq reports whether b starts with a complete, valid version 4 record
+// of a segment before seq, and of which: the stale bytes that a recycled
+// file holds past its new segment's end. The record's seq hint (the low 32
+// bits of its segment's seq, bytes 24..28) names the one candidate below
+// seq, so no search is needed.
+func StaleSeq(b []byte, seq uint64) (uint64, bool) {
+	h, err := DecodeHeader(b)
+	if err != nil || h.Version < VersionSeeded || len(b) < h.RecordLen() {
+		return 0, false
+	}
+	cand := seq&^0xffffffff | uint64(binary.LittleEndian.Uint32(b[24:]))
+	if cand >= seq {
+		if cand < 1<<32 {
+			return 0, false
+		}
+		cand -= 1 << 32
+	}
+	if cand == 0 || checksum(b, h, cand) != binary.LittleEndian.Uint32(b[28:]) {
+		return 0, false
+	}
+	return cand, true
 }

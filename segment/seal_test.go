@@ -2,6 +2,7 @@ package segment
 
 import (
 	"bytes"
+	"encoding/binary"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -42,7 +43,8 @@ func TestSealRoundTrip(t *testing.T) {
 			b := bytes.Clone(plain)
 			Seal(b, seq)
 			require.Len(t, b, len(plain), "sealing keeps the layout")
-			require.Equal(t, plain[5:28], b[5:28], "only the version byte and the checksum change")
+			require.Equal(t, plain[5:24], b[5:24], "only the version byte, the seq hint and the checksum change")
+			require.Equal(t, uint32(seq&0xffffffff), binary.LittleEndian.Uint32(b[24:]), "the seq hint")
 			require.Equal(t, plain[32:], b[32:])
 			h, p, err := Decode(b, seq)
 			require.NoError(t, err)
@@ -196,4 +198,38 @@ func TestStaleTail(t *testing.T) {
 	_, err = DecodeSegmentHeader(buf, n)
 	require.NoError(t, err)
 	require.False(t, ValidRecordAfter(buf, SegmentHeaderLen-1, n))
+}
+
+// TestStaleSeq: a sealed record names the earlier segment it belongs to
+// through its seq hint, across a wrap of the hint's 32 bits; records of
+// this or a later segment, unsealed ones and damaged ones are not stale.
+func TestStaleSeq(t *testing.T) {
+	rec := func(seq uint64) []byte {
+		b := Append(nil, Header{Type: TypeData, Addr: 4096, LogicalLen: 5}, []byte("stale"))
+		Seal(b, seq)
+		return b
+	}
+	for _, tc := range []struct {
+		recSeq, seq uint64
+		stale       bool
+	}{
+		{5, 12, true}, {1<<32 + 5, 1<<32 + 9, true}, {1<<32 - 1, 1<<32 + 2, true}, {5, 1<<32 + 9, false},
+		{12, 12, false}, {13, 12, false}, {7, 3, false},
+	} {
+		got, ok := StaleSeq(rec(tc.recSeq), tc.seq)
+		require.Equal(t, tc.stale, ok, "record of %d in segment %d", tc.recSeq, tc.seq)
+		if ok {
+			require.Equal(t, tc.recSeq, got)
+		}
+	}
+	unsealed := Append(nil, Header{Type: TypeData, Addr: 4096, LogicalLen: 5}, []byte("stale"))
+	_, ok := StaleSeq(unsealed, 12)
+	require.False(t, ok, "an unseeded record names no segment")
+	damaged := rec(5)
+	damaged[HeaderSize] ^= 1 // the payload: its block checksum fails, the header's does not cover it
+	damaged[16] ^= 1         // the logical length: the header checksum fails
+	_, ok = StaleSeq(damaged, 12)
+	require.False(t, ok)
+	_, ok = StaleSeq(rec(5)[:HeaderSize+2], 12)
+	require.False(t, ok, "a cut record")
 }
