@@ -454,15 +454,22 @@ func damagedTail(name string, seq uint64, buf []byte, end int) string {
 
 // staleTail reports whether the bytes after the end of segment seq's part
 // of the log are a recycled file's old bytes (docs/format.md "Recycled
-// segment files"): the first record in them, at the start or after the
-// cut-off rest of one, is a valid record of an earlier segment.
+// segment files"): the first valid record in them, after what a crash
+// tore (the start of a record of this segment whose rest never reached
+// the disk, or the cut-off rest of an old one), is a record of an earlier
+// segment.
 func staleTail(tail []byte, seq uint64) bool {
 	var magic [4]byte
 	binary.LittleEndian.PutUint32(magic[:], segment.Magic)
-	i := bytes.Index(tail, magic[:])
-	if i < 0 {
-		return false
+	for i := 0; i < len(tail); i++ {
+		j := bytes.Index(tail[i:], magic[:])
+		if j < 0 {
+			return false
+		}
+		i += j
+		if _, ok := segment.StaleSeq(tail[i:], seq); ok {
+			return true
+		}
 	}
-	_, ok := segment.StaleSeq(tail[i:], seq)
-	return ok
+	return false
 }

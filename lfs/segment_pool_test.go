@@ -2,6 +2,7 @@ package lfs
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand"
 	"testing"
 
@@ -74,4 +75,84 @@ func TestSegmentPoolRecyclesAndSurvivesCrash(t *testing.T) {
 	require.True(t, rep.OK(), "fsck: %+v", rep)
 	require.NoError(t, v.Close())
 	require.Empty(t, poolNames(t, st, "p"), "closing empties the pool")
+}
+
+// TestCrashAtEveryStoreOperationWhileRecycling: from a volume whose pool
+// holds deleted segments' objects, a workload writes, with flushes, across
+// two new segments written over pooled objects; the store dies at its k-th
+// operation, for every k until the workload completes. After each crash
+// the volume reads the flushed writes plus a prefix of the later ones,
+// checks out, and fsck finds nothing but what it set aside.
+func TestCrashAtEveryStoreOperationWhileRecycling(t *testing.T) {
+	simulateOwnDeath(t)
+	const size = 4 << 20
+	base := objstore.NewMemStore(false, 0)
+	require.NoError(t, Create(base, "r", Config{Size: size, BlockSize: 4096, SegmentSize: 1 << 20}))
+	opts := Options{CheckpointInterval: -1, SegmentPool: 4}
+	v := openChecked(t, base, "r", opts)
+	rng := rand.New(rand.NewSource(5))
+	baseModel := make([]byte, size)
+	for pass := 0; pass < 3; pass++ {
+		for off := 0; off < size; off += 32 << 10 {
+			b := make([]byte, 32<<10)
+			rng.Read(b)
+			require.NoError(t, v.WriteAt(b, int64(off), false))
+			copy(baseModel[off:], b)
+		}
+	}
+	_, err := v.GC(GCOptions{})
+	require.NoError(t, err)
+	require.Len(t, poolNames(t, base, "r"), 4)
+	v.Abandon() // keeps the pool, as a crash would
+
+	// The workload: 24 writes of 96 KiB (over two segments), a flush after
+	// every fourth.
+	var ops []modelOp
+	for i := 0; i < 24; i++ {
+		b := make([]byte, 96<<10)
+		rng.Read(b)
+		ops = append(ops, modelOp{kind: "write", off: int64(i) * 160 << 10, data: b})
+	}
+	for k := 1; ; k++ {
+		st := base.Clone(int64(k))
+		durable := bytes.Clone(baseModel)
+		v, err := Open(st.Session(), "r", opts)
+		require.NoError(t, err)
+		dead := dieFrom(st, k)
+		var pending []modelOp
+		for i, op := range ops {
+			if op.applyVolume(v) != nil {
+				break
+			}
+			pending = append(pending, op)
+			if i%4 == 3 {
+				if v.Flush() != nil {
+					break
+				}
+				for _, p := range pending {
+					p.applyModel(durable)
+				}
+				pending = nil
+			}
+		}
+		v.Abandon()
+		st.SetInjector(nil)
+		recycled := len(poolNames(t, st, "r")) < 4
+		st.Crash()
+		what := fmt.Sprintf("k=%d", k)
+		v, err = Open(st, "r", Options{CheckpointInterval: -1, SegmentPool: -1})
+		require.NoError(t, err, what)
+		got := make([]byte, size)
+		require.NoError(t, v.ReadAt(got, 0))
+		requirePrefixState(t, got, durable, pending)
+		requireCheck(t, v, what)
+		require.NoError(t, v.Close())
+		requireFsckAfterCrash(t, st, "r", what)
+		if !dead.Load() {
+			require.True(t, recycled, "the workload should write over pooled objects")
+			require.Greater(t, k, 10)
+			t.Logf("crashed at each of %d store operations", k-1)
+			break
+		}
+	}
 }
