@@ -19,9 +19,13 @@ func nowUTC() time.Time { return time.Now().UTC() }
 const maxHoleRecord = 1 << 30
 
 // recordBatch is a write turned into encoded records, built without locks.
+// A data record added by addRef keeps its payload where it is (refs[i]):
+// buf holds its header and block checksums, and the log copies the three
+// parts into the segment, so a client's payload is copied once, not twice.
 type recordBatch struct {
 	buf  []byte
-	lens []int
+	lens []int    // each record's whole encoded length
+	refs [][]byte // each record's payload when not in buf, else nil
 	hdrs []segment.Header
 }
 
@@ -31,12 +35,25 @@ func (b *recordBatch) add(h segment.Header, payload []byte) {
 	n := len(b.buf)
 	b.buf = segment.Append(b.buf, h, payload)
 	b.lens = append(b.lens, len(b.buf)-n)
+	b.refs = append(b.refs, nil)
+	h.PayloadLen, h.Version = uint32(len(payload)), segment.VersionOf(h.Type)
+	b.hdrs = append(b.hdrs, h)
+}
+
+// addRef adds a data or copy record whose payload stays in payload, which
+// must not change until the batch is committed.
+func (b *recordBatch) addRef(h segment.Header, payload []byte) {
+	n := len(b.buf)
+	b.buf = segment.AppendSplit(b.buf, h, payload)
+	b.lens = append(b.lens, len(b.buf)-n+len(payload))
+	b.refs = append(b.refs, payload)
 	h.PayloadLen, h.Version = uint32(len(payload)), segment.VersionOf(h.Type)
 	b.hdrs = append(b.hdrs, h)
 }
 
 func (b *recordBatch) reset() {
-	b.buf, b.lens, b.hdrs = b.buf[:0], b.lens[:0], b.hdrs[:0]
+	clear(b.refs) // no payload stays reachable from the pool
+	b.buf, b.lens, b.refs, b.hdrs = b.buf[:0], b.lens[:0], b.refs[:0], b.hdrs[:0]
 }
 
 // isZero reports whether b holds only zero bytes.
@@ -109,7 +126,7 @@ func (v *Volume) addData(b *recordBatch, p []byte, off int64, detectZeros bool) 
 				h.Flags, payload = segment.FlagSnappy, c
 			}
 		}
-		b.add(h, payload)
+		b.addRef(h, payload)
 		p, off = p[n:], off+n
 	}
 }
@@ -128,7 +145,7 @@ func addHoles(b *recordBatch, off, length int64) {
 
 // commit appends the batch to the log and applies it to the map in log order.
 func (v *Volume) commit(b *recordBatch) (segment.Pos, error) {
-	end, err := v.lw.append(b.buf, b.lens, func(i int, p placed) {
+	end, err := v.lw.append(b.buf, b.lens, b.refs, func(i int, p placed) {
 		h := b.hdrs[i]
 		v.mu.Lock()
 		if h.Type == segment.TypeHole {

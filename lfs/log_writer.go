@@ -186,15 +186,18 @@ type placed struct {
 	recOff int64
 }
 
-// append copies encoded records (as produced by segment.Append, lengths in
-// lens) into the log and calls apply for each with its place, in log order,
-// still under the log lock so the map sees writes in log order. Each
+// append copies encoded records (as produced by segment.Append, whole
+// lengths in lens) into the log and calls apply for each with its place,
+// in log order, still under the log lock so the map sees writes in log
+// order. A record with a payload in refs (refs[i] not nil; refs may be
+// nil) has only its header and block checksums in recs
+// (segment.AppendSplit), and its payload is copied from refs[i]. Each
 // record is sealed for the segment it lands in (segment.Seal) in recs,
 // before it is copied: recs is the caller's buffer, changed in place, and
 // must not be shared with another append meanwhile.
 //
 // With a budget it first waits, holding no lock, until the bytes fit.
-func (l *logWriter) append(recs []byte, lens []int, apply func(i int, p placed)) (segment.Pos, error) {
+func (l *logWriter) append(recs []byte, lens []int, refs [][]byte, apply func(i int, p placed)) (segment.Pos, error) {
 	total := int64(sum(lens))
 	if err := l.acquire(total); err != nil {
 		return segment.Pos{}, err
@@ -216,13 +219,22 @@ func (l *logWriter) append(recs []byte, lens []int, apply func(i int, p placed))
 			l.kickPusher()
 		}
 		off := act.buf.len()
-		segment.Seal(recs[:n], act.seq)
-		act.buf.append(recs[:n])
+		if refs == nil || refs[i] == nil {
+			segment.Seal(recs[:n], act.seq)
+			act.buf.append(recs[:n])
+			recs = recs[n:]
+		} else {
+			hdr, sums := recs[:segment.HeaderSize], recs[segment.HeaderSize:n-len(refs[i])]
+			segment.SealSplit(hdr, sums, act.seq)
+			act.buf.append(hdr)
+			act.buf.append(refs[i])
+			act.buf.append(sums)
+			recs = recs[len(hdr)+len(sums):]
+		}
 		if act.charged == 0 {
 			act.since = now
 		}
 		act.charged += int64(n)
-		recs = recs[n:]
 		apply(i, placed{seq: act.seq, recOff: int64(off)})
 	}
 	l.mu.written += total

@@ -111,15 +111,7 @@ func Append(dst []byte, h Header, payload []byte) []byte {
 	h.PayloadLen = uint32(len(payload))
 	h.Version = VersionOf(h.Type)
 	start := len(dst)
-	dst = append(dst, make([]byte, HeaderSize)...)
-	hdr := dst[start:]
-	binary.LittleEndian.PutUint32(hdr[0:], Magic)
-	hdr[4] = h.Version
-	hdr[5] = byte(h.Type)
-	hdr[6] = h.Flags
-	binary.LittleEndian.PutUint64(hdr[8:], h.Addr)
-	binary.LittleEndian.PutUint32(hdr[16:], h.LogicalLen)
-	binary.LittleEndian.PutUint32(hdr[20:], h.PayloadLen)
+	dst = appendHeader(dst, h)
 	dst = append(dst, payload...)
 	crc := crc32.Update(0, castagnoli, dst[start:start+28])
 	if h.HasBlockSums() {
@@ -156,6 +148,70 @@ func Seal(rec []byte, seq uint64) {
 	binary.LittleEndian.PutUint32(rec[28:], checksum(rec, h, seq))
 }
 
+// appendHeader appends h's 32 header bytes with a zero checksum.
+func appendHeader(dst []byte, h Header) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, HeaderSize)...)
+	hdr := dst[start:]
+	binary.LittleEndian.PutUint32(hdr[0:], Magic)
+	hdr[4] = h.Version
+	hdr[5] = byte(h.Type)
+	hdr[6] = h.Flags
+	binary.LittleEndian.PutUint64(hdr[8:], h.Addr)
+	binary.LittleEndian.PutUint32(hdr[16:], h.LogicalLen)
+	binary.LittleEndian.PutUint32(hdr[20:], h.PayloadLen)
+	return dst
+}
+
+// AppendSplit encodes a data or copy record as Append does but leaves its
+// payload out: dst gets the header, then the block checksums. The record
+// is the header, the payload, then those checksums, in that order; a
+// caller holding the payload elsewhere writes the three parts in sequence
+// and saves copying it (SealSplit seals such a record).
+func AppendSplit(dst []byte, h Header, payload []byte) []byte {
+	if h.Type != TypeData && h.Type != TypeCopy {
+		panic(fmt.Sprintf("segment: AppendSplit of a record of type %d", h.Type))
+	}
+	h.PayloadLen = uint32(len(payload))
+	h.Version = VersionOf(h.Type)
+	start := len(dst)
+	dst = appendHeader(dst, h)
+	dst = AppendBlockSums(dst, payload)
+	crc := crc32.Update(0, castagnoli, dst[start:start+28])
+	crc = crc32.Update(crc, castagnoli, dst[start+HeaderSize:])
+	binary.LittleEndian.PutUint32(dst[start+28:], crc)
+	return dst
+}
+
+// SealSplit is Seal for a data or copy record held in parts, as
+// AppendSplit encodes it: hdr is its header, sums its block checksums (the
+// payload, which the checksum does not read, is elsewhere).
+func SealSplit(hdr, sums []byte, seq uint64) {
+	if len(hdr) != HeaderSize || binary.LittleEndian.Uint32(hdr) != Magic {
+		panic("segment: SealSplit of bytes that are not a record header")
+	}
+	t := Type(hdr[5])
+	if t != TypeData && t != TypeCopy || hdr[4] != VersionOf(t) && hdr[4] != VersionSeeded {
+		panic(fmt.Sprintf("segment: SealSplit of a version %d record of type %d", hdr[4], t))
+	}
+	if len(sums) != BlockSumsLen(binary.LittleEndian.Uint32(hdr[20:])) {
+		panic("segment: SealSplit with block checksums of the wrong length")
+	}
+	hdr[4] = VersionSeeded
+	binary.LittleEndian.PutUint32(hdr[24:], uint32(seq))
+	binary.LittleEndian.PutUint32(hdr[28:], seededChecksum(hdr, sums, seq))
+}
+
+// seededChecksum is the version 4 checksum of a record whose header is hdr
+// and whose covered bytes (block checksums or payload) are covered.
+func seededChecksum(hdr, covered []byte, seq uint64) uint32 {
+	var s [8]byte
+	binary.LittleEndian.PutUint64(s[:], seq)
+	crc := crc32.Update(0, castagnoli, s[:])
+	crc = crc32.Update(crc, castagnoli, hdr[:28])
+	return crc32.Update(crc, castagnoli, covered)
+}
+
 // covered is the part of a complete record b after its header that its
 // header checksum covers: the block checksums or the payload.
 func covered(b []byte, h Header) []byte {
@@ -168,13 +224,10 @@ func covered(b []byte, h Header) []byte {
 // checksum computes the header checksum of the complete record b (whose
 // header is h) as a record of segment seq: seeded with seq from version 4.
 func checksum(b []byte, h Header, seq uint64) uint32 {
-	var crc uint32
 	if h.Version >= VersionSeeded {
-		var s [8]byte
-		binary.LittleEndian.PutUint64(s[:], seq)
-		crc = crc32.Update(0, castagnoli, s[:])
+		return seededChecksum(b, covered(b, h), seq)
 	}
-	crc = crc32.Update(crc, castagnoli, b[:28])
+	crc := crc32.Update(0, castagnoli, b[:28])
 	return crc32.Update(crc, castagnoli, covered(b, h))
 }
 

@@ -233,3 +233,33 @@ func TestStaleSeq(t *testing.T) {
 	_, ok = StaleSeq(rec(5)[:HeaderSize+2], 12)
 	require.False(t, ok, "a cut record")
 }
+
+// TestSplitRecordEqualsWhole: a data or copy record encoded without its
+// payload (AppendSplit) and sealed in parts (SealSplit) is, laid out as
+// header, payload, checksums, byte for byte the record Append and Seal
+// make; the other types are refused.
+func TestSplitRecordEqualsWhole(t *testing.T) {
+	payload := bytes.Repeat([]byte("0123456789abcdef"), 600) // three checksum blocks
+	for _, h := range []Header{
+		{Type: TypeData, Addr: 8192, LogicalLen: uint32(len(payload))},
+		{Type: TypeCopy, Addr: 4096, LogicalLen: uint32(len(payload))},
+		{Type: TypeData, Flags: FlagSnappy, Addr: 0, LogicalLen: 65536},
+	} {
+		whole := Append(nil, h, payload)
+		Seal(whole, 77)
+		split := AppendSplit([]byte("prefix"), h, payload)[len("prefix"):]
+		require.Len(t, split, len(whole)-len(payload))
+		hdr, sums := split[:HeaderSize], split[HeaderSize:]
+		SealSplit(hdr, sums, 77)
+		got := append(append(append([]byte(nil), hdr...), payload...), sums...)
+		require.Equal(t, whole, got)
+		_, p, err := Decode(got, 77)
+		require.NoError(t, err)
+		require.Equal(t, payload, p)
+	}
+	require.Panics(t, func() { AppendSplit(nil, Header{Type: TypeHole, LogicalLen: 1}, nil) })
+	hole := Append(nil, Header{Type: TypeHole, LogicalLen: 1}, nil)
+	require.Panics(t, func() { SealSplit(hole[:HeaderSize], nil, 1) })
+	data := AppendSplit(nil, Header{Type: TypeData, LogicalLen: 5}, []byte("hello"))
+	require.Panics(t, func() { SealSplit(data[:HeaderSize], nil, 1) }, "checksums of the wrong length")
+}
