@@ -13,15 +13,23 @@ import (
 	"github.com/hlfs/hlfs/snapshot"
 )
 
+// ckptRunAhead: how far past the last checkpoint's cut writes go on while
+// one is being written.
+var ckptRunAhead = int64(256 << 20)
+
 // maybeCheckpoint wakes the checkpointer once enough log was written.
 func (v *Volume) maybeCheckpoint() {
 	if v.opts.CheckpointInterval < 0 {
 		return
 	}
-	v.ckpt.Lock()
-	due := v.lw.bytesWritten()-v.ckpt.at >= v.opts.CheckpointInterval
-	v.ckpt.Unlock()
-	if due {
+	since := v.lw.bytesWritten() - v.ckpt.at.Load()
+	if since >= ckptRunAhead {
+		// Backpressure: far past the last checkpoint's cut, wait for the
+		// one running (the cleaner deletes only behind checkpoints).
+		v.ckpt.Lock()
+		v.ckpt.Unlock()
+	}
+	if since >= v.opts.CheckpointInterval {
 		select {
 		case v.ckptKick <- struct{}{}:
 		default:
@@ -84,7 +92,8 @@ func (v *Volume) checkpointLockedCkpt(force bool) error {
 	var live map[uint64]int64
 	var exact bool
 	v.lw.atCut(func(c logCut) {
-		pos, v.ckpt.at = c.end, c.written
+		pos = c.end
+		v.ckpt.at.Store(c.written)
 		v.mu.Lock()
 		defer v.mu.Unlock()
 		m, snaps = v.mu.m.Clone(), v.mu.snaps.copyWithMaps()

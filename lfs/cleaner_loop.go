@@ -192,9 +192,7 @@ func (v *Volume) garbageBooks() (garbageEstimate, error) {
 // checkpoint lets it: checkpoints otherwise come only every
 // CheckpointInterval bytes.
 func (v *Volume) maybeCheckpointForCleaner() {
-	v.ckpt.Lock()
-	since := v.lw.bytesWritten() - v.ckpt.at
-	v.ckpt.Unlock()
+	since := v.lw.bytesWritten() - v.ckpt.at.Load()
 	v.mu.RLock()
 	live := v.mu.books.total()
 	v.mu.RUnlock()

@@ -514,7 +514,7 @@ func (p logProbe) grown(st objstore.Store, vol string) (bool, error) {
 // writing one pays only when it saves more replay than it costs.
 func (v *Volume) handOffCheckpoint() bool {
 	v.ckpt.Lock()
-	tail := v.lw.bytesWritten() - v.ckpt.at
+	tail := v.lw.bytesWritten() - v.ckpt.at.Load()
 	if v.ckpt.count == 0 {
 		tail += v.stats.replayed // none since open: the tail open replayed is still there
 	}

@@ -111,7 +111,10 @@ type Volume struct {
 		last      segment.Pos                // position of the newest checkpoint
 		lastSnaps map[snapshot.ObjectID]bool // snapshot map objects it names
 		count     int                        // checkpoints written since open
-		at        int64                      // log bytes written when the last one started
+		// at is the log bytes written when the last one started; set under
+		// the lock, read without it on the write path (maybeCheckpoint), which
+		// must not wait for a checkpoint in progress.
+		at atomic.Int64
 	}
 	ckptKick chan struct{}
 	snapKick chan struct{} // a snapshot waits to be materialized
