@@ -338,6 +338,9 @@ func Decode(b []byte, seq uint64) (Header, []byte, error) {
 	if len(b) < h.RecordLen() {
 		return Header{}, nil, ErrTorn
 	}
+	if h.Version >= VersionSeeded && binary.LittleEndian.Uint32(b[24:]) != uint32(seq) {
+		return Header{}, nil, fmt.Errorf("%w: seq hint %#x is not of segment %d", ErrCorrupt, binary.LittleEndian.Uint32(b[24:]), seq)
+	}
 	if checksum(b, h, seq) != binary.LittleEndian.Uint32(b[28:]) {
 		return Header{}, nil, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
 	}
