@@ -79,7 +79,7 @@ func TestSegmentPoolRecyclesAndSurvivesCrash(t *testing.T) {
 
 // TestCrashAtEveryStoreOperationWhileRecycling: from a volume whose pool
 // holds deleted segments' objects, a workload writes, with flushes, across
-// two new segments written over pooled objects; the store dies at its k-th
+// a new segment written over a pooled object; the store dies at its k-th
 // operation, for every k until the workload completes. After each crash
 // the volume reads the flushed writes plus a prefix of the later ones,
 // checks out, and fsck finds nothing but what it set aside.
@@ -105,10 +105,10 @@ func TestCrashAtEveryStoreOperationWhileRecycling(t *testing.T) {
 	require.Len(t, poolNames(t, base, "r"), 4)
 	v.Abandon() // keeps the pool, as a crash would
 
-	// The workload: 24 writes of 96 KiB (over two segments), a flush after
-	// every fourth.
+	// The workload: 14 writes of 96 KiB (over a segment boundary), a flush
+	// after every fourth.
 	var ops []modelOp
-	for i := 0; i < 24; i++ {
+	for i := 0; i < 14; i++ {
 		b := make([]byte, 96<<10)
 		rng.Read(b)
 		ops = append(ops, modelOp{kind: "write", off: int64(i) * 160 << 10, data: b})
