@@ -1,8 +1,6 @@
 package lfs
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -445,31 +443,9 @@ func damagedTail(name string, seq uint64, buf []byte, end int) string {
 	if _, _, err := segment.Decode(tail, seq); errors.Is(err, segment.ErrTorn) {
 		return ""
 	}
-	if staleTail(tail, seq) {
+	if segment.StaleRecordFrom(tail, 0, seq) {
 		return "" // what a recycled file held before: docs/format.md
 	}
 	return fmt.Sprintf("segment %s: the log ends at offset %d before a complete record that fails its checksum or follows a gap (%d bytes to the end of the segment, kept there): damage, or a torn write that left garbage; whatever they held is not part of the volume",
 		name, end, len(tail))
-}
-
-// staleTail reports whether the bytes after the end of segment seq's part
-// of the log are a recycled file's old bytes (docs/format.md "Recycled
-// segment files"): the first valid record in them, after what a crash
-// tore (the start of a record of this segment whose rest never reached
-// the disk, or the cut-off rest of an old one), is a record of an earlier
-// segment.
-func staleTail(tail []byte, seq uint64) bool {
-	var magic [4]byte
-	binary.LittleEndian.PutUint32(magic[:], segment.Magic)
-	for i := 0; i < len(tail); i++ {
-		j := bytes.Index(tail[i:], magic[:])
-		if j < 0 {
-			return false
-		}
-		i += j
-		if _, ok := segment.StaleSeq(tail[i:], seq); ok {
-			return true
-		}
-	}
-	return false
 }

@@ -86,17 +86,26 @@ func (v *Volume) retireSegmentObject(name string, pooled *int) error {
 // header, is version 4 or later: every record of such a segment is seeded
 // with its seq (a writer never mixes versions in a segment).
 func seededSegment(st objstore.Store, name string) bool {
-	r, err := st.Open(name)
+	b, err := objectPrefix(st, name, segment.HeaderSize)
 	if err != nil {
 		return false
 	}
-	defer r.Close()
-	var b [segment.HeaderSize]byte
-	if _, err := r.ReadAt(b[:], 0); err != nil {
-		return false
-	}
-	h, err := segment.DecodeHeader(b[:])
+	h, err := segment.DecodeHeader(b)
 	return err == nil && h.Type == segment.TypeSegmentHeader && h.Version >= segment.VersionSeeded
+}
+
+// objectPrefix reads the first n bytes of an object.
+func objectPrefix(st objstore.Store, name string, n int) ([]byte, error) {
+	r, err := st.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	b := make([]byte, n)
+	if _, err := r.ReadAt(b, 0); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // emptyPool removes the pool's objects when the volume closes: a closed
@@ -121,13 +130,8 @@ func (v *Volume) emptyPool() {
 // came before the new segment's header reached the disk, so no flush ever
 // covered any of it.
 func recycledUnwritten(st objstore.Store, name string, seq uint64) bool {
-	r, err := st.Open(name)
+	b, err := objectPrefix(st, name, segment.SegmentHeaderLen)
 	if err != nil {
-		return false
-	}
-	defer r.Close()
-	b := make([]byte, segment.SegmentHeaderLen)
-	if _, err := r.ReadAt(b, 0); err != nil {
 		return false
 	}
 	h, err := segment.DecodeHeader(b)

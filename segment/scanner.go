@@ -71,18 +71,37 @@ func (s *Scanner) Err() error { return s.err }
 // is damage in the middle of a segment, not a torn tail; records sealed
 // for another segment (the stale tail of a reused file) are not valid.
 func ValidRecordAfter(buf []byte, from int, seq uint64) bool {
+	return recordFrom(buf, from+1, func(b []byte) bool {
+		_, _, err := Decode(b, seq)
+		return err == nil || errors.Is(err, ErrNewerVersion)
+	})
+}
+
+// StaleRecordFrom reports whether the first record found in buf at or
+// after offset from that is valid in any segment (ErrTorn bytes and garbage
+// skipped) is a record of a segment before seq (StaleSeq): the old bytes a
+// recycled file holds past the end of segment seq's part of the log.
+func StaleRecordFrom(buf []byte, from int, seq uint64) bool {
+	return recordFrom(buf, from, func(b []byte) bool {
+		_, ok := StaleSeq(b, seq)
+		return ok
+	})
+}
+
+// recordFrom reports whether found holds for the bytes at some record
+// magic in buf at or after offset from.
+func recordFrom(buf []byte, from int, found func(b []byte) bool) bool {
 	var magic [4]byte
 	binary.LittleEndian.PutUint32(magic[:], Magic)
-	for i := from + 1; i < len(buf); {
+	for i := max(from, 0); i < len(buf); i++ {
 		j := bytes.Index(buf[i:], magic[:])
 		if j < 0 {
 			return false
 		}
 		i += j
-		if _, _, err := Decode(buf[i:], seq); err == nil || errors.Is(err, ErrNewerVersion) {
+		if found(buf[i:]) {
 			return true
 		}
-		i++
 	}
 	return false
 }

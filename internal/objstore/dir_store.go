@@ -145,13 +145,15 @@ func (s *DirStore) CreateRecycled(name, pool string) (Writer, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
+	if len(entries) > 0 {
+		if err := s.mkdirAll(filepath.Dir(p)); err != nil {
+			return nil, false, err
+		}
+	}
 	dir := filepath.Join(s.root, filepath.FromSlash(pool))
 	for _, e := range entries {
 		if !e.Type().IsRegular() {
 			continue
-		}
-		if err := s.mkdirAll(filepath.Dir(p)); err != nil {
-			return nil, false, err
 		}
 		err := renameNoReplace(filepath.Join(dir, e.Name()), p)
 		if errors.Is(err, ErrNotExist) {
