@@ -173,13 +173,23 @@ func (s *MemStore) Create(name string) (Writer, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	w, err := s.createLocked(name, nil)
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return w, nil
+}
+
+// createLocked makes the new object name, showing stale (a recycled
+// object's old bytes) past what is written.
+func (s *MemStore) createLocked(name string, stale []byte) (*memWriter, error) {
 	if err := s.injectLocked(OpCreate, name); err != nil {
 		return nil, err
 	}
 	if _, ok := s.mu.objects[name]; ok || s.isFolderLocked(name) {
 		return nil, fmt.Errorf("%w: %s", ErrExist, name)
 	}
-	o := &memObject{open: true, durableName: true}
+	o := &memObject{open: true, durableName: true, stale: stale}
 	s.mu.objects[name] = o
 	return &memWriter{s: s, name: name, o: o, gen: s.mu.gen}, nil
 }
@@ -348,29 +358,26 @@ func (s *MemStore) CreateRecycled(name, pool string) (Writer, bool, error) {
 		return nil, false, err
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	var from string
 	for n, o := range s.mu.objects {
 		if path.Dir(n) == pool && !o.open && (from == "" || n < from) {
 			from = n
 		}
 	}
-	if from == "" {
-		s.mu.Unlock()
-		w, err := s.Create(name)
-		return w, false, err
+	var stale []byte
+	if from != "" {
+		stale = s.mu.objects[from].content()
 	}
-	defer s.mu.Unlock()
-	if err := s.injectLocked(OpCreate, name); err != nil {
+	w, err := s.createLocked(name, stale)
+	if err != nil {
 		return nil, false, err
 	}
-	if _, ok := s.mu.objects[name]; ok || s.isFolderLocked(name) {
-		return nil, false, fmt.Errorf("%w: %s", ErrExist, name)
+	if from == "" {
+		return w, false, nil
 	}
-	old := s.mu.objects[from]
 	delete(s.mu.objects, from)
-	o := &memObject{open: true, durableName: true, stale: old.content()}
-	s.mu.objects[name] = o
-	return &memWriter{s: s, name: name, o: o, gen: s.mu.gen}, true, nil
+	return w, true, nil
 }
 
 type memWriter struct {
