@@ -237,14 +237,15 @@ func (v *Volume) renewOwner() {
 	}
 }
 
-// every runs fn every d in the background until Close.
-func (v *Volume) every(d time.Duration, fn func()) {
-	runEvery(&v.backgroundWG, v.stopBackground, d, fn)
+// every runs fn every d in the background until Close, and at once
+// whenever wake (nil: never) is signalled.
+func (v *Volume) every(d time.Duration, wake <-chan struct{}, fn func()) {
+	runEvery(&v.backgroundWG, v.stopBackground, d, wake, fn)
 }
 
-// runEvery runs fn every d in the background until stop is closed; wg
-// tracks the goroutine.
-func runEvery(wg *sync.WaitGroup, stop <-chan struct{}, d time.Duration, fn func()) {
+// runEvery runs fn every d in the background until stop is closed, and at
+// once whenever wake (nil: never) is signalled; wg tracks the goroutine.
+func runEvery(wg *sync.WaitGroup, stop <-chan struct{}, d time.Duration, wake <-chan struct{}, fn func()) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -255,8 +256,9 @@ func runEvery(wg *sync.WaitGroup, stop <-chan struct{}, d time.Duration, fn func
 			case <-stop:
 				return
 			case <-tick.C:
-				fn()
+			case <-wake:
 			}
+			fn()
 		}
 	}()
 }

@@ -95,6 +95,12 @@ type cleanerState struct {
 	copiedBytes int64
 	rateAt      time.Time
 	rateClient  int64
+	// poolBound is how many objects the segment pool may hold
+	// (poolBoundNow); startedAtDelete and startedAtStep are the log
+	// writer's count of started segments at the last deletion and the last
+	// cleaner step.
+	poolBound                      int
+	startedAtDelete, startedAtStep int64
 }
 
 // pendingDelete is a segment no map names any more, waiting for two
@@ -724,6 +730,7 @@ func (v *Volume) deleteReady() (GCStats, error) {
 	if err := v.confirmOwner("deleting segments"); err != nil {
 		return stats, err // a paused owner must not delete what a new one reads
 	}
+	v.gc.poolBound = v.poolBoundNow()
 	slices.Sort(ready)
 	pinned, err := v.snapshotsWithClones()
 	if err != nil {

@@ -61,7 +61,9 @@ func (v *Volume) StartCleaner(o CleanerOptions) {
 	if o.MinGarbage == 0 {
 		o.MinGarbage = 2 * int64(v.sb.segmentSize)
 	}
-	v.every(o.Interval, func() {
+	// A step every interval, and one at once when the log writer found
+	// the segment pool empty: deletions refill it.
+	v.every(o.Interval, v.lw.poolMiss, func() {
 		if err := v.cleanStep(o); err != nil {
 			v.log.Error("cleaning failed; retrying later", "err", err)
 		}
@@ -73,6 +75,7 @@ func (v *Volume) StartCleaner(o CleanerOptions) {
 func (v *Volume) cleanStep(o CleanerOptions) error {
 	v.gcMu.Lock()
 	defer v.gcMu.Unlock()
+	v.trimIdlePool()
 	for !isClosed(v.stopBackground) {
 		if _, err := v.deleteReady(); err != nil {
 			return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hlfs/hlfs/internal/membudget"
@@ -72,6 +73,12 @@ type logWriter struct {
 	// failure (absent: attempt 0); shared with the volume's segment readers.
 	attempts *attemptMap
 
+	// started counts the segment objects created (the segment pool's
+	// demand: Volume.poolBoundNow); poolMiss is signalled when one could
+	// not be created over a pooled object (the cleaner runs a step).
+	started  atomic.Int64
+	poolMiss chan struct{}
+
 	// mu guards the fields below. Never held during store I/O.
 	mu struct {
 		sync.Mutex
@@ -136,7 +143,7 @@ const (
 // With a budget, appended bytes count against it until the store has them.
 func newLogWriter(st objstore.Store, vol string, uid, epoch uint64, segSize int, end segment.Pos, attempts *attemptMap, retryFor time.Duration, budget *membudget.Budget, recycle bool) *logWriter {
 	l := &logWriter{st: st, vol: vol, uid: uid, epoch: epoch, segSize: segSize, attempts: attempts, retryFor: retryFor, recycle: recycle,
-		budget: budget, abandoned: make(map[uint64][]string), kick: make(chan struct{}, 1), done: make(chan struct{})}
+		budget: budget, abandoned: make(map[uint64][]string), kick: make(chan struct{}, 1), poolMiss: make(chan struct{}, 1), done: make(chan struct{})}
 	l.mu.space = sync.NewCond(&l.mu.Mutex)
 	l.mu.durable = end
 	l.mu.segs = []*memSegment{l.newSegmentLockedMu(end)}
@@ -578,11 +585,18 @@ func (l *logWriter) advanceDurable(p segment.Pos) {
 func (l *logWriter) writeLockedIO(seq uint64, data segBuf) error {
 	if l.w == nil || l.wSeq != seq {
 		name := l.attempts.name(l.vol, seq)
-		w, err := createSegmentObject(l.st, l.vol, name, l.recycle)
+		w, recycled, err := createSegmentObject(l.st, l.vol, name, l.recycle)
 		if err != nil {
 			return fmt.Errorf("lfs: create segment %s: %w", name, err)
 		}
+		if l.recycle && !recycled {
+			select {
+			case l.poolMiss <- struct{}{}:
+			default:
+			}
+		}
 		l.w, l.wSeq, l.pushed, l.wSynced = w, seq, 0, false
+		l.started.Add(1)
 	}
 	if l.pushed < data.len() {
 		if err := data.writeTo(l.w, l.pushed); err != nil {

@@ -47,7 +47,7 @@ func takeReadLease(st objstore.Store, vol string) (*readLease, error) {
 		return nil, err
 	}
 	// A lapse only lets the cleaner delete sooner.
-	runEvery(&l.wg, l.stop, readLeaseRenew, func() { _ = l.write() })
+	runEvery(&l.wg, l.stop, readLeaseRenew, nil, func() { _ = l.write() })
 	return l, nil
 }
 

@@ -252,7 +252,7 @@ func (v *Volume) StartScrubber(interval time.Duration, rate int64) {
 	if v.lw == nil {
 		return // background loops run on volumes opened for writing
 	}
-	v.every(interval, func() {
+	v.every(interval, nil, func() {
 		rep, err := v.Scrub(ScrubOptions{Rate: rate, stop: v.stopBackground})
 		switch {
 		case err != nil:

@@ -26,9 +26,15 @@ import (
 // before the last one never holds stale bytes.
 
 // defaultSegmentPool is how many deleted segments' objects a volume keeps
-// for reuse: enough to cover the burst of segments the log writer starts
-// between two cleaner deletions at full speed.
+// for reuse at least.
 const defaultSegmentPool = 8
+
+// poolDemandFactor bounds the pool under load: it holds as many objects
+// as the log writer started during the last cleaner interval (the cleaner
+// deletes in bursts, once a step, and each new file costs four times a
+// recycled one on this project's VMs, bench/README.md), up to this many
+// times Options.SegmentPool.
+const poolDemandFactor = 8
 
 func poolDir(vol string) string { return path.Join(vol, "pool") }
 
@@ -44,14 +50,50 @@ func (o Options) segmentPool() int {
 	return o.SegmentPool
 }
 
-// createSegmentObject creates a segment object, over a pooled one when
-// recycle is set and the store can.
-func createSegmentObject(st objstore.Store, vol, name string, recycle bool) (objstore.Writer, error) {
-	if rc, ok := st.(objstore.Recycler); ok && recycle {
-		w, _, err := rc.CreateRecycled(name, poolDir(vol))
-		return w, err
+// poolBoundNow is how many objects the pool may hold from a deletion on:
+// twice the segments the log writer started since the previous deletion,
+// so that one burst of deletions covers the writer until the next even
+// when the cleaner falls behind, between Options.SegmentPool and
+// poolDemandFactor times that. The bound only grows while the writer is
+// busy (two deletions in one step see little demand in between);
+// trimIdlePool lowers it. gcMu is held.
+func (v *Volume) poolBoundNow() int {
+	least := int64(v.opts.segmentPool())
+	started := v.lw.started.Load()
+	demand := started - v.gc.startedAtDelete
+	v.gc.startedAtDelete = started
+	return int(min(max(least, int64(v.gc.poolBound), 2*demand), poolDemandFactor*least))
+}
+
+// trimIdlePool shrinks the pool back to Options.SegmentPool objects once
+// the log writer started no segment during a whole cleaner interval: the
+// load that needed more has passed. gcMu is held.
+func (v *Volume) trimIdlePool() {
+	started := v.lw.started.Load()
+	idle := started == v.gc.startedAtStep
+	v.gc.startedAtStep = started
+	if _, ok := v.st.(objstore.Recycler); !ok || !idle || v.gc.poolBound <= v.opts.segmentPool() {
+		return
 	}
-	return st.Create(name)
+	v.gc.poolBound = v.opts.segmentPool()
+	names, err := v.st.List(poolDir(v.name))
+	if err != nil {
+		return
+	}
+	for _, n := range names[min(len(names), v.gc.poolBound):] {
+		_ = v.st.Remove(path.Join(poolDir(v.name), n))
+	}
+}
+
+// createSegmentObject creates a segment object, over a pooled one when
+// recycle is set and the store can (recycled reports it did).
+func createSegmentObject(st objstore.Store, vol, name string, recycle bool) (w objstore.Writer, recycled bool, err error) {
+	if rc, ok := st.(objstore.Recycler); ok && recycle {
+		w, recycled, err = rc.CreateRecycled(name, poolDir(vol))
+		return w, recycled, err
+	}
+	w, err = st.Create(name)
+	return w, false, err
 }
 
 // retireSegmentObject removes a deleted segment's object, or moves it into
@@ -66,7 +108,7 @@ func (v *Volume) retireSegmentObject(name string, pooled *int) error {
 			}
 			*pooled = len(names)
 		}
-		if *pooled < v.opts.segmentPool() && seededSegment(v.st, name) {
+		if *pooled < max(v.gc.poolBound, v.opts.segmentPool()) && seededSegment(v.st, name) {
 			err := rc.Recycle(name, poolDir(v.name))
 			if err == nil {
 				*pooled++

@@ -47,9 +47,10 @@ type Options struct {
 	// budget seals the largest or oldest in-memory segments early to make
 	// it. nil: no bound (each volume holds up to three segments).
 	Budget *membudget.Budget
-	// SegmentPool bounds how many objects of deleted segments the volume
-	// keeps to write new segments over, on stores that can (the local
-	// store; see segment_pool.go): 0 means 8, negative means none.
+	// SegmentPool is how many objects of deleted segments the volume keeps
+	// at least to write new segments over, on stores that can (the local
+	// store; see segment_pool.go): 0 means 8, negative means none. Under a
+	// write load the pool holds up to 8 times as many (poolDemandFactor).
 	SegmentPool int
 
 	// beforeClose, when not nil, runs at the start of Close while the
@@ -245,7 +246,7 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 		v.ckptKick, v.snapKick, v.stopBackground = make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{})
 		v.backgroundWG.Add(1)
 		go v.checkpointLoop()
-		v.every(time.Duration(v.owner.rec.LeaseSeconds*float64(time.Second))/3, v.renewOwner)
+		v.every(time.Duration(v.owner.rec.LeaseSeconds*float64(time.Second))/3, nil, v.renewOwner)
 		if x := indexFor(st); x != nil {
 			x.opened(v)
 		}
