@@ -81,7 +81,7 @@ func (v *Volume) checkpointLockedCkpt(force bool) error {
 	// of the previous one).
 	if force && (pos == v.ckpt.last || empty) {
 		nop := nopRecord()
-		if _, err := v.lw.append(nop, []int{len(nop)}, nil, func(int, placed) {}); err != nil {
+		if _, err := v.lw.append(nop, []int{len(nop)}, nil, nil, func(int, placed) {}); err != nil {
 			return err
 		}
 	}

@@ -658,7 +658,7 @@ func (v *Volume) applyCopies(b *recordBatch, olds [][]recRange, cache map[snapsh
 		cache[id] = m
 	}
 	changed := map[snapshot.ID]bool{}
-	_, err = v.lw.append(b.buf, b.lens, b.refs, func(i int, p placed) {
+	_, err = v.lw.append(b.buf, b.lens, b.refs, nil, func(i int, p placed) {
 		h := b.hdrs[i]
 		to := blockmap.Extent{Seq: uint32(p.seq), PayOff: uint32(p.recOff + segment.HeaderSize), PayLen: h.PayloadLen,
 			Flags: blockmap.FlagsOf(h), Branch: v.lin.Branch}

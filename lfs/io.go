@@ -27,6 +27,9 @@ type recordBatch struct {
 	lens []int    // each record's whole encoded length
 	refs [][]byte // each record's payload when not in buf, else nil
 	hdrs []segment.Header
+	// keep, when set, owns the payloads in refs: the log may keep them
+	// by reference (WriteAtKeep).
+	keep *keptPayload
 }
 
 var batchPool = sync.Pool{New: func() any { return new(recordBatch) }}
@@ -53,7 +56,7 @@ func (b *recordBatch) addRef(h segment.Header, payload []byte) {
 
 func (b *recordBatch) reset() {
 	clear(b.refs) // no payload stays reachable from the pool
-	b.buf, b.lens, b.refs, b.hdrs = b.buf[:0], b.lens[:0], b.refs[:0], b.hdrs[:0]
+	b.buf, b.lens, b.refs, b.hdrs, b.keep = b.buf[:0], b.lens[:0], b.refs[:0], b.hdrs[:0], nil
 }
 
 // isZero reports whether b holds only zero bytes.
@@ -145,7 +148,7 @@ func addHoles(b *recordBatch, off, length int64) {
 
 // commit appends the batch to the log and applies it to the map in log order.
 func (v *Volume) commit(b *recordBatch) (segment.Pos, error) {
-	end, err := v.lw.append(b.buf, b.lens, b.refs, func(i int, p placed) {
+	end, err := v.lw.append(b.buf, b.lens, b.refs, b.keep, func(i int, p placed) {
 		h := b.hdrs[i]
 		v.mu.Lock()
 		if h.Type == segment.TypeHole {
@@ -167,6 +170,29 @@ func (v *Volume) commit(b *recordBatch) (segment.Pos, error) {
 // WriteAt writes p at off. With fua, p is durable when WriteAt returns;
 // otherwise after the next Flush. All-zero blocks are stored as holes.
 func (v *Volume) WriteAt(p []byte, off int64, fua bool) error {
+	return v.writeAt(p, off, fua, nil)
+}
+
+// WriteAtKeep is WriteAt, except that the volume may keep p by reference
+// in its in-memory log instead of copying it, until the store has the
+// segments holding it: p must not change until release runs. release runs
+// at most once, maybe before WriteAtKeep returns; p held by segments still
+// in memory when the volume closes is left to the garbage collector. The
+// NBD server hands its request buffers over this way
+// (nbdserver.PayloadKeeper), saving a copy of every byte written.
+func (v *Volume) WriteAtKeep(p []byte, off int64, fua bool, release func()) error {
+	k := newKeptPayload(release)
+	defer k.drop()
+	return v.writeAt(p, off, fua, k)
+}
+
+// writeAt is WriteAt; with keep, p belongs to keep (WriteAtKeep).
+func (v *Volume) writeAt(p []byte, off int64, fua bool, keep *keptPayload) error {
+	if cap(p)-len(p) > len(p)/4 {
+		// Copied: the memory budget counts the bytes written, and keeping
+		// a much larger buffer would hold memory it does not count.
+		keep = nil
+	}
 	if err := v.checkOpen(true); err != nil {
 		return err
 	}
@@ -176,6 +202,7 @@ func (v *Volume) WriteAt(p []byte, off int64, fua bool) error {
 	b := batchPool.Get().(*recordBatch)
 	defer func() { b.reset(); batchPool.Put(b) }()
 	v.addData(b, p, off, true)
+	b.keep = keep
 	return v.commitAndMaybeFlush(b, fua)
 }
 

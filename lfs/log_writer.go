@@ -201,10 +201,12 @@ type placed struct {
 // (segment.AppendSplit), and its payload is copied from refs[i]. Each
 // record is sealed for the segment it lands in (segment.Seal) in recs,
 // before it is copied: recs is the caller's buffer, changed in place, and
-// must not be shared with another append meanwhile.
+// must not be shared with another append meanwhile. With keep, payloads in
+// refs of at least keepMin bytes are kept by reference, not copied: they
+// belong to keep (segBuf.keep).
 //
 // With a budget it first waits, holding no lock, until the bytes fit.
-func (l *logWriter) append(recs []byte, lens []int, refs [][]byte, apply func(i int, p placed)) (segment.Pos, error) {
+func (l *logWriter) append(recs []byte, lens []int, refs [][]byte, keep *keptPayload, apply func(i int, p placed)) (segment.Pos, error) {
 	total := int64(sum(lens))
 	if err := l.acquire(total); err != nil {
 		return segment.Pos{}, err
@@ -234,7 +236,11 @@ func (l *logWriter) append(recs []byte, lens []int, refs [][]byte, apply func(i 
 			hdr, sums := recs[:segment.HeaderSize], recs[segment.HeaderSize:n-len(refs[i])]
 			segment.SealSplit(hdr, sums, act.seq)
 			act.buf.append(hdr)
-			act.buf.append(refs[i])
+			if keep != nil && len(refs[i]) >= keepMin {
+				act.buf.keep(refs[i], keep)
+			} else {
+				act.buf.append(refs[i])
+			}
 			act.buf.append(sums)
 			recs = recs[len(hdr)+len(sums):]
 		}

@@ -286,6 +286,15 @@ func (r *Roaming) WriteAt(p []byte, off int64, fua bool) error {
 	return r.write(func(v *Volume) error { return v.WriteAt(p, off, fua) })
 }
 
+// WriteAtKeep writes as Volume.WriteAtKeep does; on a standby it takes
+// ownership first. Every attempt shares one hold on p, so release runs once,
+// after the last volume that kept p let go of it.
+func (r *Roaming) WriteAtKeep(p []byte, off int64, fua bool, release func()) error {
+	k := newKeptPayload(release)
+	defer k.drop()
+	return r.write(func(v *Volume) error { return v.writeAt(p, off, fua, k) })
+}
+
 // Zero zeroes or trims as Volume.Zero does; on a standby it takes ownership
 // first.
 func (r *Roaming) Zero(off, length int64, punch, fua bool) error {

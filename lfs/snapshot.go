@@ -70,7 +70,7 @@ func (v *Volume) appendSnapshotOp(op snapshot.Op, target *blockmap.Map) error {
 	}
 	rec := snapshot.Record(op)
 	var applyErr error
-	end, err := v.lw.append(rec, []int{len(rec)}, nil, func(_ int, p placed) {
+	end, err := v.lw.append(rec, []int{len(rec)}, nil, nil, func(_ int, p placed) {
 		v.mu.Lock()
 		applyErr = v.mu.applySnapshotOp(op, segment.Pos{Seq: p.seq, Off: p.recOff}, target, v.sb.size)
 		v.mu.Unlock()

@@ -29,6 +29,18 @@ type Export interface {
 	Allocation(off, length int64, fn func(length int64, hole bool) error) error
 }
 
+// PayloadKeeper is implemented by exports that can keep a WRITE payload
+// instead of copying it (lfs: in its in-memory log until the store has it).
+// The server then hands the request buffer over and reuses it only once
+// the export releases it.
+type PayloadKeeper interface {
+	// WriteAtKeep is WriteAt, except that the export may keep p after it
+	// returns, unchanged, until it calls release: at most once, maybe
+	// before it returns. A buffer never released is left to the garbage
+	// collector.
+	WriteAtKeep(p []byte, off int64, fua bool, release func()) error
+}
+
 // ExportInfo describes how an export is offered to clients.
 type ExportInfo struct {
 	// ReadOnly sets NBD_FLAG_READ_ONLY; writes, trims and zeroes get EPERM.

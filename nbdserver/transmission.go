@@ -125,8 +125,12 @@ func (c *conn) work(s *session, req request, buf *[]byte, cost int64) {
 		}
 		putBuf(buf)
 	case cmdWrite:
-		err = s.exp.WriteAt(*buf, off, fua)
-		putBuf(buf)
+		if k, ok := s.exp.(PayloadKeeper); ok {
+			err = k.WriteAtKeep(*buf, off, fua, func() { putBuf(buf) })
+		} else {
+			err = s.exp.WriteAt(*buf, off, fua)
+			putBuf(buf)
+		}
 	case cmdFlush:
 		err = s.exp.Flush()
 	case cmdTrim:

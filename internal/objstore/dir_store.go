@@ -3,6 +3,7 @@ package objstore
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -378,13 +379,63 @@ const writeBehind = 8 << 20
 
 func (w *dirWriter) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
+	w.wrote(n)
+	return n, err
+}
+
+const (
+	// maxIovecs is the most buffers one writev takes (IOV_MAX on Linux).
+	maxIovecs = 1024
+	// writevBytes bounds the bytes of one writev (but for a single larger
+	// buffer): on the project's VM, 1 MiB sequential writes ran at 609 MB/s
+	// with unbounded writevs (several MiB each), 711 with 64 KiB writes,
+	// and best with 256 KiB ones (bench/README.md "1M sequential writes").
+	writevBytes = 256 << 10
+)
+
+// WriteBuffers implements BuffersWriter with writev, up to maxIovecs
+// buffers and about writevBytes a call.
+func (w *dirWriter) WriteBuffers(bufs [][]byte) error {
+	fd := int(w.f.Fd())
+	for len(bufs) > 0 {
+		k, size := 0, 0
+		for k < len(bufs) && k < maxIovecs && (k == 0 || size+len(bufs[k]) <= writevBytes) {
+			size += len(bufs[k])
+			k++
+		}
+		n, err := unix.Writev(fd, bufs[:k])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("objstore: write %s: %w", w.f.Name(), err)
+		}
+		w.wrote(n)
+		if n == 0 && size > 0 {
+			return fmt.Errorf("objstore: write %s: %w", w.f.Name(), io.ErrShortWrite)
+		}
+		// Drop what was written; a short write leaves part of a buffer
+		// (a copy: bufs is the caller's).
+		for len(bufs) > 0 && n >= len(bufs[0]) {
+			n -= len(bufs[0])
+			bufs = bufs[1:]
+		}
+		if n > 0 {
+			bufs = append([][]byte{bufs[0][n:]}, bufs[1:]...)
+		}
+	}
+	return nil
+}
+
+// wrote counts n written bytes and starts their write-back every
+// writeBehind bytes.
+func (w *dirWriter) wrote(n int) {
 	w.off += int64(n)
 	w.unsent += int64(n)
 	if w.unsent >= writeBehind {
 		_ = syscall.SyncFileRange(int(w.f.Fd()), w.off-w.unsent, w.unsent, 2 /* SYNC_FILE_RANGE_WRITE */)
 		w.unsent = 0
 	}
-	return n, err
 }
 
 // Sync uses fdatasync: the file's length is data for fdatasync's purposes,

@@ -48,6 +48,27 @@ type Writer interface {
 	Close() error
 }
 
+// BuffersWriter is implemented by writers that write several buffers in one
+// call (DirStore: writev), saving a system call per buffer.
+type BuffersWriter interface {
+	// WriteBuffers appends the buffers in order, as Write of each would.
+	WriteBuffers(bufs [][]byte) error
+}
+
+// WriteBuffers appends bufs to w in one call where w can, else one Write
+// per buffer.
+func WriteBuffers(w Writer, bufs [][]byte) error {
+	if bw, ok := w.(BuffersWriter); ok {
+		return bw.WriteBuffers(bufs)
+	}
+	for _, b := range bufs {
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Reader reads a closed (or, with the caveat on Open, an open) object.
 // ReadAt is safe for concurrent use.
 type Reader interface {
