@@ -3,6 +3,7 @@ package lfs
 import (
 	"errors"
 	"path"
+	"time"
 
 	"github.com/hlfs/hlfs/internal/objstore"
 	"github.com/hlfs/hlfs/segment"
@@ -65,14 +66,20 @@ func (v *Volume) poolBoundNow() int {
 	return int(min(max(least, int64(v.gc.poolBound), 2*demand), poolDemandFactor*least))
 }
 
+// poolIdle is how long the log writer starts no segment before the pool
+// shrinks back: a guest writing in bursts keeps it.
+const poolIdle = 10 * time.Second
+
 // trimIdlePool shrinks the pool back to Options.SegmentPool objects once
-// the log writer started no segment during a whole cleaner interval: the
-// load that needed more has passed. gcMu is held.
+// the log writer started no segment for poolIdle (seen at cleaner steps):
+// the load that needed more has passed. gcMu is held.
 func (v *Volume) trimIdlePool() {
-	started := v.lw.started.Load()
-	idle := started == v.gc.startedAtStep
-	v.gc.startedAtStep = started
-	if _, ok := v.st.(objstore.Recycler); !ok || !idle || v.gc.poolBound <= v.opts.segmentPool() {
+	now := time.Now()
+	if started := v.lw.started.Load(); started != v.gc.startedAtStep {
+		v.gc.startedAtStep, v.gc.busyAt = started, now
+		return
+	}
+	if _, ok := v.st.(objstore.Recycler); !ok || now.Sub(v.gc.busyAt) < v.gc.poolIdle || v.gc.poolBound <= v.opts.segmentPool() {
 		return
 	}
 	v.gc.poolBound = v.opts.segmentPool()

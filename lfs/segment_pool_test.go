@@ -164,7 +164,7 @@ func TestCrashAtEveryStoreOperationWhileRecycling(t *testing.T) {
 // hour, only the log writer finding the pool empty can start its steps;
 // they delete what the writes made garbage and the pool fills past
 // Options.SegmentPool (the writer started more segments than that since
-// the last deletion). Once the writer is idle for a whole step, the pool
+// the last deletion). Once the writer is idle for poolIdle, the pool
 // shrinks back to Options.SegmentPool.
 func TestSegmentPoolFollowsTheWriter(t *testing.T) {
 	st := objstore.NewMemStore(false, 0)
@@ -186,9 +186,15 @@ func TestSegmentPoolFollowsTheWriter(t *testing.T) {
 	}
 	require.LessOrEqual(t, len(poolNames(t, st, "f")), poolDemandFactor*opts.SegmentPool)
 
-	// Idle: two steps (the first sees the writes since the last one).
-	for i := 0; i < 2; i++ {
-		require.NoError(t, v.cleanStep(CleanerOptions{}.withDefaults()))
-	}
+	// Idle: a step sees the writes since the last one, the next one
+	// within poolIdle keeps the pool, one after it trims it.
+	step := func() { require.NoError(t, v.cleanStep(CleanerOptions{}.withDefaults())) }
+	step()
+	step()
+	require.Greater(t, len(poolNames(t, st, "f")), opts.SegmentPool, "trimmed before the writer was idle for poolIdle")
+	v.gcMu.Lock()
+	v.gc.poolIdle = 0
+	v.gcMu.Unlock()
+	step()
 	require.Len(t, poolNames(t, st, "f"), opts.SegmentPool)
 }

@@ -208,7 +208,7 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 	}
 	applyReplication(st, name, sb)
 	v := &Volume{st: st, name: name, sb: sb, lin: lin, opts: opts, log: opts.Logger.With("volume", name),
-		gc: cleanerState{sizes: make(map[uint64]int64), pending: make(map[uint64]pendingDelete)}}
+		gc: cleanerState{sizes: make(map[uint64]int64), pending: make(map[uint64]pendingDelete), poolIdle: poolIdle}}
 	var epoch uint64
 	if !opts.ReadOnly {
 		if v.owner, err = acquireOwner(st, name, opts.AdminSocket, opts.NBD, opts.Lease); err != nil {
