@@ -176,8 +176,10 @@ func (v *Volume) WriteAt(p []byte, off int64, fua bool) error {
 // WriteAtKeep is WriteAt, except that the volume may keep p by reference
 // in its in-memory log instead of copying it, until the store has the
 // segments holding it: p must not change until release runs. release runs
-// at most once, maybe before WriteAtKeep returns; p held by segments still
-// in memory when the volume closes is left to the garbage collector. The
+// at most once, maybe before WriteAtKeep returns, from the log writer's
+// pusher with its lock held (it must not block or call into the volume); p
+// held by segments still in memory when the volume closes is left to the
+// garbage collector. The
 // NBD server hands its request buffers over this way
 // (nbdserver.PayloadKeeper), saving a copy of every byte written.
 func (v *Volume) WriteAtKeep(p []byte, off int64, fua bool, release func()) error {
@@ -188,11 +190,6 @@ func (v *Volume) WriteAtKeep(p []byte, off int64, fua bool, release func()) erro
 
 // writeAt is WriteAt; with keep, p belongs to keep (WriteAtKeep).
 func (v *Volume) writeAt(p []byte, off int64, fua bool, keep *keptPayload) error {
-	if cap(p)-len(p) > len(p)/4 {
-		// Copied: the memory budget counts the bytes written, and keeping
-		// a much larger buffer would hold memory it does not count.
-		keep = nil
-	}
 	if err := v.checkOpen(true); err != nil {
 		return err
 	}
@@ -202,8 +199,28 @@ func (v *Volume) writeAt(p []byte, off int64, fua bool, keep *keptPayload) error
 	b := batchPool.Get().(*recordBatch)
 	defer func() { b.reset(); batchPool.Put(b) }()
 	v.addData(b, p, off, true)
-	b.keep = keep
+	if keep != nil && keepsMostOf(b, cap(p), v.sb.compress) {
+		b.keep = keep
+	}
 	return v.commitAndMaybeFlush(b, fua)
+}
+
+// keepsMostOf reports whether the log may keep the batch's payloads by
+// reference in a buffer of capacity c: the memory budget charges the
+// records' bytes, so the payloads kept (parts of the buffer of at least
+// keepMin bytes: append's rule) must make up three quarters of it. Not with
+// compression: the payloads are new buffers then, and keeping saves no copy.
+func keepsMostOf(b *recordBatch, c int, compress bool) bool {
+	if compress {
+		return false
+	}
+	kept := 0
+	for _, r := range b.refs {
+		if len(r) >= keepMin {
+			kept += len(r)
+		}
+	}
+	return kept >= c-c/4
 }
 
 func (v *Volume) commitAndMaybeFlush(b *recordBatch, fua bool) error {

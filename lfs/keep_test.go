@@ -5,6 +5,7 @@ import (
 	"math/rand"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hlfs/hlfs/internal/objstore"
@@ -40,6 +41,7 @@ func TestWriteAtKeepHoldsPayloadsUntilTheStoreHasThem(t *testing.T) {
 		i := len(releases)
 		releases = append(releases, 0)
 		mu.Unlock()
+		copy(model[off:], p)
 		require.NoError(t, v.WriteAtKeep(p, int64(off), false, func() {
 			mu.Lock()
 			releases[i]++
@@ -48,7 +50,6 @@ func TestWriteAtKeepHoldsPayloadsUntilTheStoreHasThem(t *testing.T) {
 				p[j] = 0xEE
 			}
 		}))
-		copy(model[off:], p)
 		return p
 	}
 	readBack := func(what string) {
@@ -99,4 +100,94 @@ func TestWriteAtKeepHoldsPayloadsUntilTheStoreHasThem(t *testing.T) {
 	v = openChecked(t, st.Session(), "k", opts)
 	defer v.Close()
 	readBack("after a reopen")
+}
+
+// TestWriteAtKeepThroughAStoreOutage: a store that fails every write,
+// sync and close while kept payloads wait in memory makes the log writer
+// abandon objects and write the segments again from memory; no payload is
+// released before the store has it, each at most once, and everything
+// reads back after the store returns and after a reopen.
+func TestWriteAtKeepThroughAStoreOutage(t *testing.T) {
+	st := objstore.NewMemStore(false, 1)
+	const size = 4 << 20
+	require.NoError(t, Create(st, "o", Config{Size: size, SegmentSize: 1 << 20}))
+	v := openChecked(t, st, "o", Options{CheckpointInterval: -1, StoreRetry: -1})
+	var down atomic.Bool
+	st.SetInjector(func(op objstore.Op, name string) error {
+		if down.Load() && (op == objstore.OpWrite || op == objstore.OpSync || op == objstore.OpClose) {
+			return objstore.ErrInjected
+		}
+		return nil
+	})
+	model := make([]byte, size)
+	var released [40]atomic.Int32
+	rng := rand.New(rand.NewSource(2))
+	write := func(i int) {
+		p := make([]byte, 64<<10)
+		rng.Read(p)
+		off := (i % 64) * (64 << 10)
+		copy(model[off:], p)
+		require.NoError(t, v.WriteAtKeep(p, int64(off), false, func() {
+			released[i].Add(1)
+			for j := range p {
+				p[j] = 0xEE
+			}
+		}))
+	}
+	down.Store(true)
+	for i := 0; i < 20; i++ { // more than one segment
+		write(i)
+	}
+	require.ErrorIs(t, v.Flush(), objstore.ErrInjected)
+	for i := range 20 {
+		require.Zero(t, released[i].Load(), "payload %d released while the store failed", i)
+	}
+	got := make([]byte, size)
+	require.NoError(t, v.ReadAt(got, 0))
+	require.True(t, bytes.Equal(model, got), "reads are served from memory during the outage")
+	down.Store(false)
+	for i := 20; i < 40; i++ {
+		write(i)
+	}
+	require.NoError(t, v.Flush())
+	require.NoError(t, v.ReadAt(got, 0))
+	require.True(t, bytes.Equal(model, got))
+	require.NoError(t, v.Close())
+	for i := range released {
+		require.LessOrEqual(t, released[i].Load(), int32(1), "payload %d released twice", i)
+	}
+	require.Equal(t, int32(1), released[0].Load(), "the store has the first segment")
+	v = openChecked(t, st, "o", Options{})
+	defer v.Close()
+	require.NoError(t, v.ReadAt(got, 0))
+	require.True(t, bytes.Equal(model, got), "nothing lost after reopen")
+}
+
+// TestWriteAtKeepCopiesWhatItCannotCount: a buffer whose kept payloads
+// would be much less than the buffer (mostly zero blocks: holes; or a
+// compressed volume, whose payloads are new buffers) is copied, and
+// released before WriteAtKeep returns.
+func TestWriteAtKeepCopiesWhatItCannotCount(t *testing.T) {
+	for _, compress := range []bool{false, true} {
+		st := objstore.NewMemStore(false, 0)
+		require.NoError(t, Create(st, "c", Config{Size: 4 << 20, SegmentSize: 1 << 20, Compress: compress}))
+		v := openChecked(t, st, "c", Options{CheckpointInterval: -1})
+		p := make([]byte, 1<<20)
+		if compress {
+			rand.New(rand.NewSource(4)).Read(p[:len(p)/2]) // half compresses
+		} else {
+			rand.New(rand.NewSource(4)).Read(p[:64<<10]) // the rest are holes
+		}
+		want := bytes.Clone(p)
+		released := false
+		require.NoError(t, v.WriteAtKeep(p, 0, false, func() {
+			released = true
+			clear(p)
+		}))
+		require.True(t, released, "compress=%v", compress)
+		got := make([]byte, len(p))
+		require.NoError(t, v.ReadAt(got, 0))
+		require.True(t, bytes.Equal(want, got), "compress=%v", compress)
+		require.NoError(t, v.Close())
+	}
 }

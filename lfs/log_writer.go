@@ -41,7 +41,8 @@ func (s *memSegment) endPos() segment.Pos {
 
 // logWriter appends records to the volume's log and makes them durable.
 //
-// Appends are memory copies under mu; store I/O happens under ioMu only, in
+// Appends are memory copies (or references to kept payloads, segBuf.keep)
+// under mu; store I/O happens under ioMu only, in
 // log order: a segment object is created only after the previous one was
 // closed. Closing costs no fsync; a flush persists the closed segments,
 // oldest first, then syncs the active one (see replay for what a crash

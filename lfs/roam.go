@@ -287,8 +287,7 @@ func (r *Roaming) WriteAt(p []byte, off int64, fua bool) error {
 }
 
 // WriteAtKeep writes as Volume.WriteAtKeep does; on a standby it takes
-// ownership first. Every attempt shares one hold on p, so release runs once,
-// after the last volume that kept p let go of it.
+// ownership first.
 func (r *Roaming) WriteAtKeep(p []byte, off int64, fua bool, release func()) error {
 	k := newKeptPayload(release)
 	defer k.drop()

@@ -12,7 +12,7 @@ import (
 // Segment file recycling (docs/design.md "Recycled segment files",
 // docs/format.md): on a store that can (objstore.Recycler: the local
 // store), the cleaner moves the objects of segments it deletes into the
-// volume's pool folder, up to Options.SegmentPool of them, and the log
+// volume's pool folder, up to the pool's bound (poolBoundNow), and the log
 // writer writes new segments over them. Overwriting a file whose blocks
 // are allocated and whose pages are cached costs a fraction of writing a
 // new one (bench/README.md "1M sequential writes").
@@ -30,11 +30,11 @@ import (
 // for reuse at least.
 const defaultSegmentPool = 8
 
-// poolDemandFactor bounds the pool under load: it holds as many objects
-// as the log writer started during the last cleaner interval (the cleaner
-// deletes in bursts, once a step, and each new file costs four times a
-// recycled one on this project's VMs, bench/README.md), up to this many
-// times Options.SegmentPool.
+// poolDemandFactor bounds the pool under load: it holds up to twice the
+// segments the log writer started between two deletions (the cleaner
+// deletes in bursts, and a new file costs far more than a recycled one on
+// this project's VMs, docs/design.md §3), up to this many times
+// Options.SegmentPool.
 const poolDemandFactor = 8
 
 func poolDir(vol string) string { return path.Join(vol, "pool") }
@@ -55,15 +55,15 @@ func (o Options) segmentPool() int {
 // twice the segments the log writer started since the previous deletion,
 // so that one burst of deletions covers the writer until the next even
 // when the cleaner falls behind, between Options.SegmentPool and
-// poolDemandFactor times that. The bound only grows while the writer is
-// busy (two deletions in one step see little demand in between);
-// trimIdlePool lowers it. gcMu is held.
+// poolDemandFactor times that. It falls by at most half a deletion (two
+// deletions in one step see little demand in between); trimIdlePool
+// lowers it at once. gcMu is held.
 func (v *Volume) poolBoundNow() int {
 	least := int64(v.opts.segmentPool())
 	started := v.lw.started.Load()
 	demand := started - v.gc.startedAtDelete
 	v.gc.startedAtDelete = started
-	return int(min(max(least, int64(v.gc.poolBound), 2*demand), poolDemandFactor*least))
+	return int(min(max(least, int64(v.gc.poolBound/2), 2*demand), poolDemandFactor*least))
 }
 
 // poolIdle is how long the log writer starts no segment before the pool

@@ -118,7 +118,9 @@
 // Each connection has one reading goroutine and one goroutine per request
 // in flight, bounded by Options.MaxRequestsPerConn and
 // Options.MaxInFlightBytes, and across connections by Options.Budget (READ
-// and WRITE payloads count from the request header to the reply; a
+// and WRITE payloads count from the request header to the reply, and a
+// WRITE buffer an export keeps, PayloadKeeper, is the export's to count
+// from then on; a
 // connection whose next request does not fit stops reading until it does);
 // replies go out in completion order, each written
 // whole under a per-connection lock and flushed once no other reply is

@@ -36,8 +36,9 @@ type Export interface {
 type PayloadKeeper interface {
 	// WriteAtKeep is WriteAt, except that the export may keep p after it
 	// returns, unchanged, until it calls release: at most once, maybe
-	// before it returns. A buffer never released is left to the garbage
-	// collector.
+	// before it returns, from any goroutine (release must not block or
+	// call into the export). A buffer never released is left to the
+	// garbage collector.
 	WriteAtKeep(p []byte, off int64, fua bool, release func()) error
 }
 

@@ -23,6 +23,9 @@ var (
 	_ nbdserver.Export   = (*lfs.SnapshotView)(nil)
 	_ nbdserver.Export   = (*lfs.Volume)(nil)
 	_ nbdserver.Export   = (*lfs.Roaming)(nil)
+	// Writes hand their buffers over (nbdserver.PayloadKeeper).
+	_ nbdserver.PayloadKeeper = (*lfs.Volume)(nil)
+	_ nbdserver.PayloadKeeper = (*lfs.Roaming)(nil)
 )
 
 // probeIdle is how long a volume that only answered probes (NBD_OPT_INFO,

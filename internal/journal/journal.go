@@ -178,6 +178,13 @@ type journalWriter struct {
 	name string
 }
 
+var _ objstore.BuffersWriter = (*journalWriter)(nil)
+
+// WriteBuffers keeps the local store's writev (objstore.WriteBuffers).
+func (w *journalWriter) WriteBuffers(bufs [][]byte) error {
+	return objstore.WriteBuffers(w.Writer, bufs)
+}
+
 // Close completes the local segment and queues it for shipping.
 func (w *journalWriter) Close() error {
 	if err := w.Writer.Close(); err != nil {

@@ -383,6 +383,8 @@ func (w *dirWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+var _ BuffersWriter = (*dirWriter)(nil)
+
 const (
 	// maxIovecs is the most buffers one writev takes (IOV_MAX on Linux).
 	maxIovecs = 1024
