@@ -62,16 +62,10 @@ func (v *Volume) StartCleaner(o CleanerOptions) {
 		o.MinGarbage = 2 * int64(v.sb.segmentSize)
 	}
 	// A step every interval, and one at once when the log writer found
-	// the segment pool empty (deletions refill it), but not within a
-	// quarter interval (at most 250 ms) of the last: a step with deletions
-	// pending writes two checkpoints.
-	gap := min(o.Interval/4, 250*time.Millisecond)
-	var last time.Time
+	// the segment pool empty: deletions refill it. (Spacing woken steps
+	// 50 or 250 ms apart, against the checkpoints a step with deletions
+	// pending writes, cost 1M sequential writes 5-10%: docs/design.md §3.)
 	v.every(o.Interval, v.lw.poolMiss, func() {
-		if time.Since(last) < gap {
-			return
-		}
-		defer func() { last = time.Now() }()
 		if err := v.cleanStep(o); err != nil {
 			v.log.Error("cleaning failed; retrying later", "err", err)
 		}
