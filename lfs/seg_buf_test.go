@@ -17,7 +17,7 @@ import (
 // returns to the pool only chunks that came from it.
 func TestSegBufMatchesAModel(t *testing.T) {
 	rng := rand.New(rand.NewSource(7))
-	for round := 0; round < 4; round++ {
+	for round := 0; round < 2; round++ {
 		var b segBuf
 		var model []byte
 		var releases atomic.Int32
