@@ -179,9 +179,8 @@ func (v *Volume) WriteAt(p []byte, off int64, fua bool) error {
 // at most once, maybe before WriteAtKeep returns, from the log writer's
 // pusher with its lock held (it must not block or call into the volume); p
 // held by segments still in memory when the volume closes is left to the
-// garbage collector. The
-// NBD server hands its request buffers over this way
-// (nbdserver.PayloadKeeper), saving a copy of every byte written.
+// garbage collector. The NBD server hands its request buffers over this
+// way (nbdserver.PayloadKeeper), saving a copy of every byte written.
 func (v *Volume) WriteAtKeep(p []byte, off int64, fua bool, release func()) error {
 	k := newKeptPayload(release)
 	defer k.drop()

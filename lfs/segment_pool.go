@@ -55,8 +55,8 @@ func (o Options) segmentPool() int {
 // twice the segments the log writer started since the previous deletion,
 // so that one burst of deletions covers the writer until the next even
 // when the cleaner falls behind, between Options.SegmentPool and
-// poolDemandFactor times that. It falls by at most half a deletion (two
-// deletions in one step see little demand in between); trimIdlePool
+// poolDemandFactor times that. It falls at most by half at each deletion
+// (two deletions in one step see little demand in between); trimIdlePool
 // lowers it at once. gcMu is held.
 func (v *Volume) poolBoundNow() int {
 	least := int64(v.opts.segmentPool())
