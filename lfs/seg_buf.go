@@ -22,8 +22,7 @@ type segBuf struct {
 	spans [][]byte
 	ends  []int
 	// cur is the owned chunk being filled (len == cap); the open span
-	// cur[from:used] holds the last bytes, where used = from + n -
-	// spanned().
+	// cur[from:used()] holds the last bytes.
 	cur  []byte
 	from int
 	n    int
@@ -57,10 +56,13 @@ func (b *segBuf) spanned() int {
 	return b.ends[len(b.ends)-1]
 }
 
+// used is the end of the open span in cur.
+func (b *segBuf) used() int { return b.from + b.n - b.spanned() }
+
 // append copies p to the end, adding chunks as needed.
 func (b *segBuf) append(p []byte) {
 	for len(p) > 0 {
-		if used := b.from + b.n - b.spanned(); used < len(b.cur) {
+		if used := b.used(); used < len(b.cur) {
 			c := copy(b.cur[used:], p)
 			b.n += c
 			p = p[c:]
@@ -96,7 +98,7 @@ func (b *segBuf) keep(p []byte, k *keptPayload) {
 // closeSpan ends the open span: it becomes the last of spans, and bytes
 // appended later to cur start a new one.
 func (b *segBuf) closeSpan() {
-	used := b.from + b.n - b.spanned()
+	used := b.used()
 	if used == b.from {
 		return
 	}

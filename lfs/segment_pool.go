@@ -104,8 +104,9 @@ func createSegmentObject(st objstore.Store, vol, name string, recycle bool) (w o
 }
 
 // retireSegmentObject removes a deleted segment's object, or moves it into
-// the pool when the pool has room and the object holds only seeded
-// records. pooled counts the pool's objects (-1: not listed yet).
+// the pool when the pool has room (gc.poolBound, which deleteReady sets
+// before it deletes) and the object holds only seeded records. pooled
+// counts the pool's objects (-1: not listed yet).
 func (v *Volume) retireSegmentObject(name string, pooled *int) error {
 	if rc, ok := v.st.(objstore.Recycler); ok && v.opts.segmentPool() > 0 {
 		if *pooled < 0 {
@@ -115,7 +116,7 @@ func (v *Volume) retireSegmentObject(name string, pooled *int) error {
 			}
 			*pooled = len(names)
 		}
-		if *pooled < max(v.gc.poolBound, v.opts.segmentPool()) && seededSegment(v.st, name) {
+		if *pooled < v.gc.poolBound && seededSegment(v.st, name) {
 			err := rc.Recycle(name, poolDir(v.name))
 			if err == nil {
 				*pooled++
