@@ -96,14 +96,15 @@ type cleanerState struct {
 	rateAt      time.Time
 	rateClient  int64
 	// poolBound is how many objects the segment pool may hold
-	// (poolBoundNow); startedAtDelete and startedAtStep are the log
-	// writer's count of started segments at the last deletion and the last
-	// cleaner step, busyAt the last step that saw it change; poolIdle is
-	// the constant (tests change it).
-	poolBound                      int
-	startedAtDelete, startedAtStep int64
-	busyAt                         time.Time
-	poolIdle                       time.Duration
+	// (poolBoundNow), from the log writer's pace (notePace).
+	// startedAtStep is its count of started segments at the last cleaner
+	// step, busyAt the last step that saw it change; poolIdle is the
+	// constant (tests change it).
+	poolBound     int
+	pace          []paceSample
+	startedAtStep int64
+	busyAt        time.Time
+	poolIdle      time.Duration
 }
 
 // pendingDelete is a segment no map names any more, waiting for two

@@ -30,12 +30,26 @@ import (
 // for reuse at least.
 const defaultSegmentPool = 8
 
-// poolDemandFactor bounds the pool under load: it holds up to twice the
-// segments the log writer started between two deletions (the cleaner
-// deletes in bursts, and a new file costs far more than a recycled one on
-// this project's VMs, docs/design.md §3), up to this many times
+// poolDemandFactor bounds the pool under load: it holds up to what the
+// log writer started in the last poolWindow (the cleaner deletes in
+// bursts, and a new file costs far more than a recycled one on this
+// project's VMs, docs/design.md §3), up to this many times
 // Options.SegmentPool.
 const poolDemandFactor = 8
+
+// poolWindow is how far back the pool's bound looks at the log writer's
+// pace: deletion bursts come about a second apart, further when
+// checkpoints are slow, and the pool must carry the writer from one to the
+// next. A bound from the segments started between two deletions (halved
+// at most at each) swung from 38 to 8 within a second when woken steps
+// ran back to back, removing files the writer then created anew.
+const poolWindow = 3 * time.Second
+
+// paceSample is the log writer's count of started segments at a time.
+type paceSample struct {
+	at      time.Time
+	started int64
+}
 
 func poolDir(vol string) string { return path.Join(vol, "pool") }
 
@@ -52,18 +66,29 @@ func (o Options) segmentPool() int {
 }
 
 // poolBoundNow is how many objects the pool may hold from a deletion on:
-// twice the segments the log writer started since the previous deletion,
-// so that one burst of deletions covers the writer until the next even
-// when the cleaner falls behind, between Options.SegmentPool and
-// poolDemandFactor times that. It falls at most by half at each deletion
-// (two deletions in one step see little demand in between); trimIdlePool
-// lowers it at once. gcMu is held.
+// the segments the log writer started in the last poolWindow, so that one
+// burst of deletions covers the writer until the next, between
+// Options.SegmentPool and poolDemandFactor times that. gcMu is held.
 func (v *Volume) poolBoundNow() int {
 	least := int64(v.opts.segmentPool())
+	started := v.notePace(time.Now())
+	demand := started - v.gc.pace[0].started
+	return int(min(max(least, demand), poolDemandFactor*least))
+}
+
+// notePace samples the log writer's count of started segments and returns
+// it, keeping the samples of the last poolWindow and the newest older one
+// (the base the window's demand is counted from). It runs at every
+// cleaner step and deletion. gcMu is held.
+func (v *Volume) notePace(now time.Time) int64 {
 	started := v.lw.started.Load()
-	demand := started - v.gc.startedAtDelete
-	v.gc.startedAtDelete = started
-	return int(min(max(least, int64(v.gc.poolBound/2), 2*demand), poolDemandFactor*least))
+	v.gc.pace = append(v.gc.pace, paceSample{at: now, started: started})
+	old := 0
+	for old+1 < len(v.gc.pace) && now.Sub(v.gc.pace[old+1].at) >= poolWindow {
+		old++
+	}
+	v.gc.pace = v.gc.pace[old:]
+	return started
 }
 
 // poolIdle is how long the log writer starts no segment before the pool
@@ -75,7 +100,7 @@ const poolIdle = 10 * time.Second
 // the load that needed more has passed. gcMu is held.
 func (v *Volume) trimIdlePool() {
 	now := time.Now()
-	if started := v.lw.started.Load(); started != v.gc.startedAtStep {
+	if started := v.notePace(now); started != v.gc.startedAtStep {
 		v.gc.startedAtStep, v.gc.busyAt = started, now
 		return
 	}

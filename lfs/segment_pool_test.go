@@ -163,8 +163,8 @@ func TestCrashAtEveryStoreOperationWhileRecycling(t *testing.T) {
 // TestSegmentPoolFollowsTheWriter: with a cleaner whose interval is an
 // hour, only the log writer finding the pool empty can start its steps;
 // they delete what the writes made garbage and the pool fills past
-// Options.SegmentPool (the writer started more segments than that since
-// the last deletion). Once the writer is idle for poolIdle, the pool
+// Options.SegmentPool (the writer started more segments than that in the
+// last poolWindow). Once the writer is idle for poolIdle, the pool
 // shrinks back to Options.SegmentPool.
 func TestSegmentPoolFollowsTheWriter(t *testing.T) {
 	st := objstore.NewMemStore(false, 0)
@@ -197,4 +197,34 @@ func TestSegmentPoolFollowsTheWriter(t *testing.T) {
 	v.gcMu.Unlock()
 	step()
 	require.Len(t, poolNames(t, st, "f"), opts.SegmentPool)
+}
+
+// TestPoolBoundFollowsThePace: the pool's bound is what the log writer
+// started in the last poolWindow, between Options.SegmentPool and
+// poolDemandFactor times that; deletions back to back keep it (a bound
+// from the segments started between two deletions fell by half at each);
+// a window with no new segment brings it down to the least.
+func TestPoolBoundFollowsThePace(t *testing.T) {
+	st := objstore.NewMemStore(false, 0)
+	require.NoError(t, Create(st, "b", Config{Size: 4 << 20, SegmentSize: 1 << 20}))
+	v := openChecked(t, st, "b", Options{CheckpointInterval: -1, SegmentPool: 2})
+	defer v.Close()
+	v.gcMu.Lock()
+	defer v.gcMu.Unlock()
+	started := v.lw.started.Load()
+	v.lw.started.Add(10)
+	require.Equal(t, 10, v.poolBoundNow())
+	require.Equal(t, 10, v.poolBoundNow(), "a deletion right after another")
+	v.lw.started.Add(100)
+	require.Equal(t, poolDemandFactor*2, v.poolBoundNow(), "at most poolDemandFactor times the least")
+
+	// poolWindow later, with no segment started meanwhile.
+	for i := range v.gc.pace {
+		v.gc.pace[i].at = v.gc.pace[i].at.Add(-poolWindow)
+	}
+	require.Equal(t, 2, v.poolBoundNow())
+	v.lw.started.Add(5)
+	require.Equal(t, 5, v.poolBoundNow())
+	require.LessOrEqual(t, len(v.gc.pace), 3, "samples older than the window's base are dropped")
+	require.Equal(t, started+115, v.gc.pace[len(v.gc.pace)-1].started)
 }

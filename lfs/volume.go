@@ -208,7 +208,8 @@ func Open(st objstore.Store, name string, opts Options) (*Volume, error) {
 	}
 	applyReplication(st, name, sb)
 	v := &Volume{st: st, name: name, sb: sb, lin: lin, opts: opts, log: opts.Logger.With("volume", name),
-		gc: cleanerState{sizes: make(map[uint64]int64), pending: make(map[uint64]pendingDelete), poolIdle: poolIdle}}
+		gc: cleanerState{sizes: make(map[uint64]int64), pending: make(map[uint64]pendingDelete), poolIdle: poolIdle,
+			pace: []paceSample{{at: time.Now()}}}}
 	var epoch uint64
 	if !opts.ReadOnly {
 		if v.owner, err = acquireOwner(st, name, opts.AdminSocket, opts.NBD, opts.Lease); err != nil {
