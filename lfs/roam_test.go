@@ -139,13 +139,22 @@ func TestRoamingStaleWriteFails(t *testing.T) {
 	require.ErrorIs(t, a.ServeHandOff(NewHandOffRequest("s", forged).Encode()), ErrHandOffRefused)
 	require.True(t, a.Owner(), "a refused request changes nothing")
 
-	x := bytes.Repeat([]byte{0x11}, 8192)
+	x, y0 := bytes.Repeat([]byte{0x11}, 8192), bytes.Repeat([]byte{0x33}, keepMin)
 	require.NoError(t, a.WriteAt(x, 0, false))
-	unflushed := bytes.Repeat([]byte{0x22}, 4096)
-	require.NoError(t, a.WriteAt(unflushed, 16384, false)) // made durable by the hand-off
+	// Kept by reference (WriteAtKeep) and made durable by the hand-off;
+	// released at most once (a segment in memory when its Volume closes
+	// leaves its payloads to the garbage collector): a release scribbles
+	// over it, and the new owner reads it all the same.
+	unflushed := bytes.Repeat([]byte{0x22}, keepMin)
+	kept, released := bytes.Clone(unflushed), 0
+	require.NoError(t, a.WriteAtKeep(kept, 16384, false, func() { released++; clear(kept) }))
 	stale := a.Current()
 	require.NoError(t, a.HandOff())
 	require.False(t, a.Owner())
+	require.LessOrEqual(t, released, 1)
+	before := released
+	require.ErrorIs(t, a.WriteAtKeep(bytes.Clone(y0), 0, false, func() { released++ }), ErrStandby)
+	require.Equal(t, before+1, released, "a refused payload is released at once")
 
 	y := bytes.Repeat([]byte{0x99}, 4096)
 	require.ErrorIs(t, a.WriteAt(y, 0, true), ErrStandby)

@@ -416,17 +416,23 @@ func (w *dirWriter) WriteBuffers(bufs [][]byte) error {
 		if n == 0 && size > 0 {
 			return fmt.Errorf("objstore: write %s: %w", w.f.Name(), io.ErrShortWrite)
 		}
-		// Drop what was written; a short write leaves part of a buffer
-		// (a copy: bufs is the caller's).
-		for len(bufs) > 0 && n >= len(bufs[0]) {
-			n -= len(bufs[0])
-			bufs = bufs[1:]
-		}
-		if n > 0 {
-			bufs = append([][]byte{bufs[0][n:]}, bufs[1:]...)
-		}
+		bufs = dropWritten(bufs, n)
 	}
 	return nil
+}
+
+// dropWritten returns what of bufs is left after n of their bytes were
+// written: whole buffers dropped, and after a short write the rest of a
+// buffer first (in a new slice: bufs is the caller's).
+func dropWritten(bufs [][]byte, n int) [][]byte {
+	for len(bufs) > 0 && n >= len(bufs[0]) {
+		n -= len(bufs[0])
+		bufs = bufs[1:]
+	}
+	if n > 0 {
+		bufs = append([][]byte{bufs[0][n:]}, bufs[1:]...)
+	}
+	return bufs
 }
 
 // wrote counts n written bytes and starts their write-back every
