@@ -206,8 +206,8 @@ func (v *Volume) writeAt(p []byte, off int64, fua bool, keep *keptPayload) error
 
 // keepsMostOf reports whether the log may keep the batch's payloads by
 // reference in a buffer of capacity c: the memory budget charges the
-// records' bytes, so the payloads kept (parts of the buffer of at least
-// keepMin bytes: append's rule) must make up three quarters of it. Not with
+// records' bytes, so the payloads kept (keptByReference, append's rule)
+// must make up three quarters of it. Not with
 // compression: the payloads are new buffers then, and keeping saves no copy.
 func keepsMostOf(b *recordBatch, c int, compress bool) bool {
 	if compress {
@@ -215,7 +215,7 @@ func keepsMostOf(b *recordBatch, c int, compress bool) bool {
 	}
 	kept := 0
 	for _, r := range b.refs {
-		if len(r) >= keepMin {
+		if keptByReference(r) {
 			kept += len(r)
 		}
 	}

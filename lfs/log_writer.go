@@ -203,8 +203,8 @@ type placed struct {
 // record is sealed for the segment it lands in (segment.Seal) in recs,
 // before it is copied: recs is the caller's buffer, changed in place, and
 // must not be shared with another append meanwhile. With keep, payloads in
-// refs of at least keepMin bytes are kept by reference, not copied: they
-// belong to keep (segBuf.keep).
+// refs that keptByReference accepts are kept by reference, not copied:
+// they belong to keep (segBuf.keep).
 //
 // With a budget it first waits, holding no lock, until the bytes fit.
 func (l *logWriter) append(recs []byte, lens []int, refs [][]byte, keep *keptPayload, apply func(i int, p placed)) (segment.Pos, error) {
@@ -237,7 +237,7 @@ func (l *logWriter) append(recs []byte, lens []int, refs [][]byte, keep *keptPay
 			hdr, sums := recs[:segment.HeaderSize], recs[segment.HeaderSize:n-len(refs[i])]
 			segment.SealSplit(hdr, sums, act.seq)
 			act.buf.append(hdr)
-			if keep != nil && len(refs[i]) >= keepMin {
+			if keep != nil && keptByReference(refs[i]) {
 				act.buf.keep(refs[i], keep)
 			} else {
 				act.buf.append(refs[i])

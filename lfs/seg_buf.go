@@ -43,6 +43,10 @@ const (
 	keepMin = 16 << 10
 )
 
+// keptByReference reports whether an append with a keptPayload keeps this
+// payload by reference (keepMin); keepsMostOf counts by the same rule.
+func keptByReference(payload []byte) bool { return len(payload) >= keepMin }
+
 // chunkPool recycles full-size chunks of closed segments.
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, segChunk); return &b }}
 
